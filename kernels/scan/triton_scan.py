@@ -1,0 +1,579 @@
+"""Triton kernels for the scans, with their autograd Functions.
+
+linear_scan: each program owns BLOCK_R rows of the (B*D, L) problem and walks L in blocks of
+BLOCK_L: one ``tl.associative_scan`` over the block, then the carry from the previous block is
+folded in (h = A_cum * carry + B_cum). One read of a and b, one write of h: memory-bound.
+The backward is the same walk in the other direction over (a shifted by one, grad_h), which
+gives grad_b; grad_a = grad_b * h[t-1] in the same pass (h is the saved forward output).
+
+selective_scan: each program owns BLOCK_D channels of one batch element and all N states, and
+walks L in chunks of CHUNK steps with the (BLOCK_D, N) state in registers. Inside a chunk the
+(BLOCK_D, N, CHUNK) tile of exp(dt*A) and dt*B*u is scanned with ``tl.associative_scan``, so
+(B, D, N, L) never exists in memory. The forward saves only the state at each chunk start,
+(B, D, N, L/CHUNK); the backward walks the chunks last to first, recomputes the chunk's states
+from that checkpoint, and runs the adjoint recurrence as a reverse scan within the chunk.
+Reductions over channels (dB, dC) and over time (dA, dD, d delta_bias) go through fp32
+atomics. Block sizes are constexprs; the defaults below are for H100-class GPUs and tests
+shrink them to hit block boundaries on tiny shapes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+# Tunables, read at call time (tests monkeypatch them to tiny values).
+LINEAR_CFG = {"block_l": 1024, "tile": 4096, "num_warps": 4}
+SELECTIVE_CFG = {"block_d": 8, "chunk": 64, "num_warps": 4, "bwd_block_d": 4, "bwd_num_warps": 4}
+
+_LOG2E = 1.4426950408889634
+
+
+# --------------------------------------------------------------------------------------------
+# combine functions: element (a, b) is the affine map h -> a*h + b; combine = apply left, then right
+
+
+@triton.jit
+def _combine(a1, b1, a2, b2):
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _combine_c(ar1, ai1, br1, bi1, ar2, ai2, br2, bi2):
+    ar = ar1 * ar2 - ai1 * ai2
+    ai = ar1 * ai2 + ai1 * ar2
+    br = ar2 * br1 - ai2 * bi1 + br2
+    bi = ar2 * bi1 + ai2 * br1 + bi2
+    return ar, ai, br, bi
+
+
+# --------------------------------------------------------------------------------------------
+# linear scan, real
+
+
+@triton.jit
+def _linear_fwd_kernel(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.constexpr,
+                       BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    rmask = rows < R
+    cols = tl.arange(0, BLOCK_L)
+    if HAS_H0:
+        carry = tl.load(H0 + rows, mask=rmask, other=0.0).to(tl.float32)
+    else:
+        carry = tl.zeros([BLOCK_R], dtype=tl.float32)
+    base = rows.to(tl.int64)[:, None] * L
+    for start in range(0, L, BLOCK_L):
+        pos = start + cols
+        if REVERSE:
+            t = L - 1 - pos
+        else:
+            t = pos
+        m = rmask[:, None] & (pos < L)[None, :]
+        offs = base + t[None, :]
+        a = tl.load(A + offs, mask=m, other=1.0).to(tl.float32)
+        b = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
+        ac, bc = tl.associative_scan((a, b), axis=1, combine_fn=_combine)
+        h = ac * carry[:, None] + bc
+        tl.store(H + offs, h.to(H.dtype.element_ty), mask=m)
+        # padding positions are identity maps, so the last column holds the last valid state
+        carry = tl.sum(tl.where(cols[None, :] == BLOCK_L - 1, h, 0.0), axis=1)
+
+
+@triton.jit
+def _linear_bwd_kernel(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REVERSE: tl.constexpr,
+                       BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+    # adjoint d[t] = g[t] + a[t+s] d[t+s] (s = +1 forward op, -1 reverse op), walked against the op
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    rmask = rows < R
+    cols = tl.arange(0, BLOCK_L)
+    if HAS_H0:
+        h0 = tl.load(H0 + rows, mask=rmask, other=0.0).to(tl.float32)
+    else:
+        h0 = tl.zeros([BLOCK_R], dtype=tl.float32)
+    carry = tl.zeros([BLOCK_R], dtype=tl.float32)
+    base = rows.to(tl.int64)[:, None] * L
+    for start in range(0, L, BLOCK_L):
+        pos = start + cols
+        if REVERSE:
+            t = pos
+            nxt = t - 1
+            prv = t + 1
+        else:
+            t = L - 1 - pos
+            nxt = t + 1
+            prv = t - 1
+        valid = (pos < L)[None, :]
+        m = rmask[:, None] & valid
+        mn = m & ((nxt >= 0) & (nxt < L))[None, :]
+        mp = m & ((prv >= 0) & (prv < L))[None, :]
+        g = tl.load(G + base + t[None, :], mask=m, other=0.0).to(tl.float32)
+        an = tl.load(A + base + nxt[None, :], mask=mn, other=1.0).to(tl.float32)
+        hp = tl.load(H + base + prv[None, :], mask=mp, other=0.0).to(tl.float32)
+        hp = tl.where(mp, hp, h0[:, None])
+        ac, bc = tl.associative_scan((an, g), axis=1, combine_fn=_combine)
+        d = ac * carry[:, None] + bc
+        tl.store(GB + base + t[None, :], d.to(GB.dtype.element_ty), mask=m)
+        tl.store(GA + base + t[None, :], (d * hp).to(GA.dtype.element_ty), mask=m)
+        carry = tl.sum(tl.where(cols[None, :] == BLOCK_L - 1, d, 0.0), axis=1)
+    if HAS_H0:
+        if REVERSE:
+            first = L - 1
+        else:
+            first = 0
+        a0 = tl.load(A + rows.to(tl.int64) * L + first, mask=rmask, other=0.0).to(tl.float32)
+        tl.store(GH0 + rows, (a0 * carry).to(GH0.dtype.element_ty), mask=rmask)
+
+
+# --------------------------------------------------------------------------------------------
+# linear scan, complex64 (viewed as interleaved fp32 pairs)
+
+
+@triton.jit
+def _linear_fwd_kernel_c(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.constexpr,
+                         BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    rmask = rows < R
+    cols = tl.arange(0, BLOCK_L)
+    if HAS_H0:
+        cr = tl.load(H0 + 2 * rows, mask=rmask, other=0.0)
+        ci = tl.load(H0 + 2 * rows + 1, mask=rmask, other=0.0)
+    else:
+        cr = tl.zeros([BLOCK_R], dtype=tl.float32)
+        ci = tl.zeros([BLOCK_R], dtype=tl.float32)
+    base = rows.to(tl.int64)[:, None] * L
+    for start in range(0, L, BLOCK_L):
+        pos = start + cols
+        if REVERSE:
+            t = L - 1 - pos
+        else:
+            t = pos
+        m = rmask[:, None] & (pos < L)[None, :]
+        offs = 2 * (base + t[None, :])
+        ar = tl.load(A + offs, mask=m, other=1.0)
+        ai = tl.load(A + offs + 1, mask=m, other=0.0)
+        br = tl.load(X + offs, mask=m, other=0.0)
+        bi = tl.load(X + offs + 1, mask=m, other=0.0)
+        ar, ai, br, bi = tl.associative_scan((ar, ai, br, bi), axis=1, combine_fn=_combine_c)
+        hr = ar * cr[:, None] - ai * ci[:, None] + br
+        hi = ar * ci[:, None] + ai * cr[:, None] + bi
+        tl.store(H + offs, hr, mask=m)
+        tl.store(H + offs + 1, hi, mask=m)
+        last = cols[None, :] == BLOCK_L - 1
+        cr = tl.sum(tl.where(last, hr, 0.0), axis=1)
+        ci = tl.sum(tl.where(last, hi, 0.0), axis=1)
+
+
+@triton.jit
+def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REVERSE: tl.constexpr,
+                         BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+    # PyTorch's complex convention: grads flow through conj of the holomorphic derivative
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    rmask = rows < R
+    cols = tl.arange(0, BLOCK_L)
+    if HAS_H0:
+        h0r = tl.load(H0 + 2 * rows, mask=rmask, other=0.0)
+        h0i = tl.load(H0 + 2 * rows + 1, mask=rmask, other=0.0)
+    else:
+        h0r = tl.zeros([BLOCK_R], dtype=tl.float32)
+        h0i = tl.zeros([BLOCK_R], dtype=tl.float32)
+    cr = tl.zeros([BLOCK_R], dtype=tl.float32)
+    ci = tl.zeros([BLOCK_R], dtype=tl.float32)
+    base = rows.to(tl.int64)[:, None] * L
+    for start in range(0, L, BLOCK_L):
+        pos = start + cols
+        if REVERSE:
+            t = pos
+            nxt = t - 1
+            prv = t + 1
+        else:
+            t = L - 1 - pos
+            nxt = t + 1
+            prv = t - 1
+        m = rmask[:, None] & (pos < L)[None, :]
+        mn = m & ((nxt >= 0) & (nxt < L))[None, :]
+        mp = m & ((prv >= 0) & (prv < L))[None, :]
+        ot = 2 * (base + t[None, :])
+        on = 2 * (base + nxt[None, :])
+        op = 2 * (base + prv[None, :])
+        gr = tl.load(G + ot, mask=m, other=0.0)
+        gi = tl.load(G + ot + 1, mask=m, other=0.0)
+        anr = tl.load(A + on, mask=mn, other=1.0)
+        ani = -tl.load(A + on + 1, mask=mn, other=0.0)
+        hpr = tl.where(mp, tl.load(H + op, mask=mp, other=0.0), h0r[:, None])
+        hpi = tl.where(mp, tl.load(H + op + 1, mask=mp, other=0.0), h0i[:, None])
+        sar, sai, sbr, sbi = tl.associative_scan((anr, ani, gr, gi), axis=1, combine_fn=_combine_c)
+        dr = sar * cr[:, None] - sai * ci[:, None] + sbr
+        di = sar * ci[:, None] + sai * cr[:, None] + sbi
+        tl.store(GB + ot, dr, mask=m)
+        tl.store(GB + ot + 1, di, mask=m)
+        # d * conj(h_prev)
+        tl.store(GA + ot, dr * hpr + di * hpi, mask=m)
+        tl.store(GA + ot + 1, di * hpr - dr * hpi, mask=m)
+        last = cols[None, :] == BLOCK_L - 1
+        cr = tl.sum(tl.where(last, dr, 0.0), axis=1)
+        ci = tl.sum(tl.where(last, di, 0.0), axis=1)
+    if HAS_H0:
+        if REVERSE:
+            first = L - 1
+        else:
+            first = 0
+        o0 = 2 * (rows.to(tl.int64) * L + first)
+        a0r = tl.load(A + o0, mask=rmask, other=0.0)
+        a0i = -tl.load(A + o0 + 1, mask=rmask, other=0.0)
+        tl.store(GH0 + 2 * rows, a0r * cr - a0i * ci, mask=rmask)
+        tl.store(GH0 + 2 * rows + 1, a0r * ci + a0i * cr, mask=rmask)
+
+
+def _linear_blocks(R: int, L: int) -> tuple[int, int, int]:
+    block_l = min(LINEAR_CFG["block_l"], triton.next_power_of_2(max(L, 1)))
+    block_r = max(1, min(LINEAR_CFG["tile"] // block_l, triton.next_power_of_2(R)))
+    return block_r, block_l, LINEAR_CFG["num_warps"]
+
+
+def _linear_fwd(a, b, h0, reverse):
+    Bsz, Dm, L = a.shape
+    R = Bsz * Dm
+    block_r, block_l, nw = _linear_blocks(R, L)
+    grid = (triton.cdiv(R, block_r),)
+    if a.is_complex():
+        h = torch.empty_like(b)
+        h0v = torch.view_as_real(h0.contiguous()) if h0 is not None else h
+        _linear_fwd_kernel_c[grid](torch.view_as_real(a), torch.view_as_real(b), h0v, torch.view_as_real(h), R, L,
+                                   HAS_H0=h0 is not None, REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l,
+                                   num_warps=nw)
+    else:
+        h = torch.empty_like(b)
+        _linear_fwd_kernel[grid](a, b, h0 if h0 is not None else h, h, R, L, HAS_H0=h0 is not None,
+                                 REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=nw)
+    return h
+
+
+def _linear_bwd(a, h, h0, g, reverse):
+    Bsz, Dm, L = a.shape
+    R = Bsz * Dm
+    block_r, block_l, nw = _linear_blocks(R, L)
+    grid = (triton.cdiv(R, block_r),)
+    g = g.contiguous()
+    ga = torch.empty_like(a)
+    gb = torch.empty_like(h)
+    gh0 = torch.empty_like(h0) if h0 is not None else None
+    if a.is_complex():
+        vr = torch.view_as_real
+        _linear_bwd_kernel_c[grid](vr(a), vr(h), vr(h0) if h0 is not None else vr(h), vr(g), vr(ga), vr(gb),
+                                   vr(gh0) if h0 is not None else vr(gb), R, L, HAS_H0=h0 is not None,
+                                   REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=nw)
+    else:
+        _linear_bwd_kernel[grid](a, h, h0 if h0 is not None else h, g, ga, gb, gh0 if h0 is not None else gb,
+                                 R, L, HAS_H0=h0 is not None, REVERSE=reverse, BLOCK_R=block_r,
+                                 BLOCK_L=block_l, num_warps=nw)
+    return ga, gb, gh0
+
+
+class LinearScanFn(torch.autograd.Function):
+    """autograd wrapper of the Triton linear scan; see :func:`linear_scan_triton`."""
+
+    @staticmethod
+    def forward(ctx, a, b, h0, reverse):
+        h = _linear_fwd(a, b, h0, reverse)
+        ctx.save_for_backward(a, h, h0)
+        ctx.reverse = reverse
+        return h
+
+    @staticmethod
+    def backward(ctx, g):
+        a, h, h0 = ctx.saved_tensors
+        ga, gb, gh0 = _linear_bwd(a, h, h0, g, ctx.reverse)
+        return ga, gb, gh0, None
+
+
+def linear_scan_triton(a, b, h0=None, reverse=False):
+    """Triton linear scan h[t] = a[t] h[t-1] + b[t] (or h[t+1] when reverse).
+
+    Args: a, b (B, D, L) of one dtype (fp32, bf16, fp16 or complex64); h0 (B, D) or None.
+    Returns: h (B, D, L) in that dtype; state and sums in fp32.
+    """
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    if dtype == torch.complex128 or dtype == torch.float64:
+        raise ValueError("linear_scan (Triton): fp64/complex128 are reference-only; use TSMODELS_KERNELS=reference")
+    a = a.to(dtype).contiguous()
+    b = b.to(dtype).contiguous()
+    if h0 is not None:
+        h0 = h0.to(dtype).contiguous()
+    return LinearScanFn.apply(a, b, h0, bool(reverse))
+
+
+# --------------------------------------------------------------------------------------------
+# selective scan
+
+
+@triton.jit
+def _softplus_dt(dt, SOFTPLUS: tl.constexpr):
+    if SOFTPLUS:
+        dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(dt)), dt)
+    return dt
+
+
+@triton.jit
+def _ss_fwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, LAST,
+                   Dm, L, G, N, NCH,
+                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
+                   SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
+                   BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
+    pid_d = tl.program_id(0)
+    b = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < Dm
+    n = tl.arange(0, BLOCK_N)
+    nmask = n < N
+    g = (pid_d * BLOCK_D) // (Dm // G)
+    dn_mask = dmask[:, None] & nmask[None, :]
+    A2 = tl.load(Aptr + d[:, None] * N + n[None, :], mask=dn_mask, other=0.0).to(tl.float32) * 1.4426950408889634
+    if HAS_DB:
+        bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
+    if HAS_D:
+        Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
+    x = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    ar = tl.arange(0, CHUNK)
+    row = (b * Dm + d).to(tl.int64) * L
+    bc_base = (b * G + g).to(tl.int64) * N * L
+    xs_off = ((b * Dm + d).to(tl.int64)[:, None] * N + n[None, :]) * NCH
+    for c in range(0, NCH):
+        t = c * CHUNK + ar
+        tmask = t < L
+        m2 = dmask[:, None] & tmask[None, :]
+        offs = row[:, None] + t[None, :]
+        u = tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
+        dt = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32)
+        if HAS_DB:
+            dt = dt + bias[:, None]
+        dt = tl.where(m2, _softplus_dt(dt, SOFTPLUS), 0.0)
+        bmask = nmask[:, None] & tmask[None, :]
+        boffs = bc_base + n[:, None] * L + t[None, :]
+        Bv = tl.load(Bp + boffs, mask=bmask, other=0.0).to(tl.float32)
+        Cv = tl.load(Cp + boffs, mask=bmask, other=0.0).to(tl.float32)
+        dA = tl.exp2(dt[:, None, :] * A2[:, :, None])
+        dBu = (dt * u)[:, None, :] * Bv[None, :, :]
+        aa, bb = tl.associative_scan((dA, dBu), axis=2, combine_fn=_combine)
+        h = aa * x[:, :, None] + bb
+        y = tl.sum(h * Cv[None, :, :], axis=1)
+        if SAVE_STATES:
+            tl.store(XS + xs_off + c, x, mask=dn_mask)
+        x = tl.sum(tl.where(ar[None, None, :] == CHUNK - 1, h, 0.0), axis=2)
+        if HAS_D:
+            y = y + Dv[:, None] * u
+        if HAS_Z:
+            zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
+            y = y * zz * tl.sigmoid(zz)
+        tl.store(OUT + offs, y.to(OUT.dtype.element_ty), mask=m2)
+    if SAVE_LAST:
+        tl.store(LAST + (b * Dm + d).to(tl.int64)[:, None] * N + n[None, :], x, mask=dn_mask)
+
+
+@triton.jit
+def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS,
+                   DU, DDT, DZ, DA, DBm, DCm, DDv, DDB,
+                   Dm, L, G, N, NCH,
+                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
+                   BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
+    pid_d = tl.program_id(0)
+    b = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < Dm
+    n = tl.arange(0, BLOCK_N)
+    nmask = n < N
+    g = (pid_d * BLOCK_D) // (Dm // G)
+    dn_mask = dmask[:, None] & nmask[None, :]
+    Anat = tl.load(Aptr + d[:, None] * N + n[None, :], mask=dn_mask, other=0.0).to(tl.float32)
+    A2 = Anat * 1.4426950408889634
+    if HAS_DB:
+        bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
+    else:
+        bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
+    ar = tl.arange(0, CHUNK)
+    row = (b * Dm + d).to(tl.int64) * L
+    bc_base = (b * G + g).to(tl.int64) * N * L
+    xs_off = ((b * Dm + d).to(tl.int64)[:, None] * N + n[None, :]) * NCH
+    dx_carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for ci in range(0, NCH):
+        c = NCH - 1 - ci
+        t = c * CHUNK + ar
+        tmask = t < L
+        m2 = dmask[:, None] & tmask[None, :]
+        offs = row[:, None] + t[None, :]
+        bmask = nmask[:, None] & tmask[None, :]
+        boffs = bc_base + n[:, None] * L + t[None, :]
+        # this step's inputs
+        u = tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
+        dt_raw = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias[:, None]
+        dt = tl.where(m2, _softplus_dt(dt_raw, SOFTPLUS), 0.0)
+        Bv = tl.load(Bp + boffs, mask=bmask, other=0.0).to(tl.float32)
+        Cv = tl.load(Cp + boffs, mask=bmask, other=0.0).to(tl.float32)
+        # the previous step's inputs (inside this chunk only) give x[t-1] by an inclusive scan
+        mp2 = m2 & (ar >= 1)[None, :]
+        u_p = tl.load(U + offs - 1, mask=mp2, other=0.0).to(tl.float32)
+        dt_p = tl.load(DT + offs - 1, mask=mp2, other=0.0).to(tl.float32) + bias[:, None]
+        dt_p = tl.where(mp2, _softplus_dt(dt_p, SOFTPLUS), 0.0)
+        B_p = tl.load(Bp + boffs - 1, mask=bmask & (ar >= 1)[None, :], other=0.0).to(tl.float32)
+        aa, bb = tl.associative_scan((tl.exp2(dt_p[:, None, :] * A2[:, :, None]),
+                                      (dt_p * u_p)[:, None, :] * B_p[None, :, :]), axis=2, combine_fn=_combine)
+        x0 = tl.load(XS + xs_off + c, mask=dn_mask, other=0.0)
+        xprev = aa * x0[:, :, None] + bb
+        dA = tl.exp2(dt[:, None, :] * A2[:, :, None])
+        x = dA * xprev + (dt * u)[:, None, :] * Bv[None, :, :]
+        dout = tl.load(DOUT + offs, mask=m2, other=0.0).to(tl.float32)
+        if HAS_Z:
+            y = tl.sum(x * Cv[None, :, :], axis=1)
+            if HAS_D:
+                y = y + Dv[:, None] * u
+            zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
+            sz = tl.sigmoid(zz)
+            dz = dout * y * sz * (1.0 + zz * (1.0 - sz))
+            tl.store(DZ + offs, dz.to(DZ.dtype.element_ty), mask=m2)
+            gy = dout * zz * sz
+        else:
+            gy = dout
+        # the next step's decay: adjoint dx[t] = C[t] gy[t] + exp(dt[t+1] A) dx[t+1]
+        mn = dmask[:, None] & (t + 1 < L)[None, :]
+        dt_n = tl.load(DT + offs + 1, mask=mn, other=0.0).to(tl.float32) + bias[:, None]
+        dt_n = tl.where(mn, _softplus_dt(dt_n, SOFTPLUS), 0.0)
+        ra, rb = tl.associative_scan((tl.exp2(dt_n[:, None, :] * A2[:, :, None]), gy[:, None, :] * Cv[None, :, :]),
+                                     axis=2, combine_fn=_combine, reverse=True)
+        dx = ra * dx_carry[:, :, None] + rb
+        dx_carry = tl.sum(tl.where(ar[None, None, :] == 0, dx, 0.0), axis=2)
+        dxB = tl.sum(dx * Bv[None, :, :], axis=1)
+        du = dxB * dt
+        ddt = dxB * u
+        dAx = dx * dA * xprev
+        ddt += tl.sum(dAx * Anat[:, :, None], axis=1)
+        dA_acc += tl.sum(dAx * dt[:, None, :], axis=2)
+        if HAS_D:
+            du += Dv[:, None] * gy
+            dD_acc += tl.sum(gy * u, axis=1)
+        tl.store(DU + offs, du.to(DU.dtype.element_ty), mask=m2)
+        if SOFTPLUS:
+            ddt = tl.where(dt_raw <= 20.0, ddt * tl.sigmoid(dt_raw), ddt)
+        ddt = tl.where(m2, ddt, 0.0)
+        if HAS_DB:
+            dbias_acc += tl.sum(ddt, axis=1)
+        tl.store(DDT + offs, ddt.to(DDT.dtype.element_ty), mask=m2)
+        dB_part = tl.sum(dx * (dt * u)[:, None, :], axis=0)
+        dC_part = tl.sum(x * gy[:, None, :], axis=0)
+        tl.atomic_add(DBm + boffs, dB_part, mask=bmask)
+        tl.atomic_add(DCm + boffs, dC_part, mask=bmask)
+    tl.atomic_add(DA + d[:, None] * N + n[None, :], dA_acc, mask=dn_mask)
+    if HAS_D:
+        tl.atomic_add(DDv + d, dD_acc, mask=dmask)
+    if HAS_DB:
+        tl.atomic_add(DDB + d, dbias_acc, mask=dmask)
+
+
+def _block_d(Dm: int, G: int, want: int) -> int:
+    bd = max(1, min(want, triton.next_power_of_2(Dm)))
+    if G > 1:
+        # a program's channels must share one group of B and C
+        while (Dm // G) % bd:
+            bd //= 2
+    return bd
+
+
+def _as4(M):
+    return M.unsqueeze(1) if M.dim() == 3 else M
+
+
+def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_last):
+    Bsz, Dm, L = u.shape
+    G, N = Bm.shape[1], A.shape[1]
+    cfg = SELECTIVE_CFG
+    bd = _block_d(Dm, G, cfg["block_d"])
+    chunk = cfg["chunk"]
+    nch = max(1, triton.cdiv(L, chunk))
+    out = torch.empty_like(u)
+    xs = torch.empty(Bsz, Dm, N, nch, dtype=torch.float32, device=u.device) if save_states else out
+    last = torch.empty(Bsz, Dm, N, dtype=torch.float32, device=u.device) if save_last else out
+    grid = (triton.cdiv(Dm, bd), Bsz)
+    _ss_fwd_kernel[grid](u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
+                         delta_bias if delta_bias is not None else u, out, xs, last, Dm, L, G, N, nch,
+                         HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None,
+                         SOFTPLUS=softplus, SAVE_STATES=save_states, SAVE_LAST=save_last,
+                         BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, num_warps=cfg["num_warps"])
+    return out, (xs if save_states else None), (last if save_last else None)
+
+
+def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs):
+    Bsz, Dm, L = u.shape
+    G, N = Bm.shape[1], A.shape[1]
+    cfg = SELECTIVE_CFG
+    chunk = cfg["chunk"]  # checkpoints were taken every forward chunk
+    nch = xs.shape[-1]
+    bd = _block_d(Dm, G, cfg["bwd_block_d"])
+    f32 = dict(dtype=torch.float32, device=u.device)
+    du = torch.empty_like(u)
+    ddt = torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else None
+    dA = torch.zeros(A.shape, **f32)
+    dB = torch.zeros(Bm.shape, **f32)
+    dC = torch.zeros(Cm.shape, **f32)
+    dD = torch.zeros(Dm, **f32) if D is not None else None
+    ddb = torch.zeros(Dm, **f32) if delta_bias is not None else None
+    grid = (triton.cdiv(Dm, bd), Bsz)
+    _ss_bwd_kernel[grid](u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
+                         delta_bias if delta_bias is not None else u, dout, xs,
+                         du, ddt, dz if dz is not None else du, dA, dB, dC,
+                         dD if dD is not None else dA, ddb if ddb is not None else dA,
+                         Dm, L, G, N, nch,
+                         HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None, SOFTPLUS=softplus,
+                         BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, num_warps=cfg["bwd_num_warps"])
+    return du, ddt, dA, dB, dC, dD, dz, ddb
+
+
+class SelectiveScanFn(torch.autograd.Function):
+    """autograd wrapper of the Triton selective scan; see :func:`selective_scan_triton`."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+        squeeze_B, squeeze_C = B.dim() == 3, C.dim() == 3
+        Bm, Cm = _as4(B), _as4(C)
+        need_grad = any(ctx.needs_input_grad[:8])
+        out, xs, last = _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, delta_softplus, need_grad, return_last_state)
+        if need_grad:
+            ctx.save_for_backward(u, delta, A, Bm, Cm, D, z, delta_bias, xs)
+        ctx.flags = (delta_softplus, squeeze_B, squeeze_C)
+        ctx.dtypes = (A.dtype, B.dtype, C.dtype, None if D is None else D.dtype,
+                      None if delta_bias is None else delta_bias.dtype)
+        if return_last_state:
+            ctx.mark_non_differentiable(last)
+            return out, last
+        return out
+
+    @staticmethod
+    def backward(ctx, dout, *unused):
+        u, delta, A, Bm, Cm, D, z, delta_bias, xs = ctx.saved_tensors
+        softplus, squeeze_B, squeeze_C = ctx.flags
+        tA, tB, tC, tD, tdb = ctx.dtypes
+        du, ddt, dA, dB, dC, dD, dz, ddb = _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus,
+                                                   dout.contiguous(), xs)
+        dB = dB.squeeze(1) if squeeze_B else dB
+        dC = dC.squeeze(1) if squeeze_C else dC
+        return (du, ddt, dA.to(tA), dB.to(tB), dC.to(tC), None if dD is None else dD.to(tD), dz,
+                None if ddb is None else ddb.to(tdb), None, None)
+
+
+def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                          return_last_state=False):
+    """Triton selective scan with mamba-ssm ``selective_scan_fn`` semantics (see kernels.scan.reference).
+
+    Args: u, delta (B, D, L) fp32/bf16/fp16; A (D, N) real; B, C (B, N, L) or (B, G, N, L);
+    D (D,), z (B, D, L), delta_bias (D,) optional. Returns out (B, D, L) in u's dtype, and the
+    last state (B, D, N) fp32 when return_last_state (not differentiated, as in mamba-ssm).
+    """
+    c = lambda t: None if t is None else t.contiguous()  # noqa: E731
+    return SelectiveScanFn.apply(c(u), c(delta), c(A), c(B), c(C), c(D), c(z), c(delta_bias),
+                                 bool(delta_softplus), bool(return_last_state))
