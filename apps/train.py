@@ -19,7 +19,7 @@ import lightning.pytorch as pl
 import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException
+from hydra.errors import HydraException, InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -44,6 +44,20 @@ def compose_config(overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def build(cfg: DictConfig, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, but a UserInputError raised inside a constructor comes out as
+    itself (Hydra wraps it), so the CLI can print it as one line."""
+    try:
+        return instantiate(cfg, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, UserInputError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
 def _fill_from_data(model_cfg: DictConfig, dm: pl.LightningDataModule) -> None:
     """Model keys left as ``???`` take the datamodule's attribute of the same name (channel counts,
     vocabulary sizes, sample rates ...), so one model config serves every data set."""
@@ -58,18 +72,18 @@ def _fill_from_data(model_cfg: DictConfig, dm: pl.LightningDataModule) -> None:
 def run_one(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train (and test) one configuration into ``run_dir``; return its metrics dict."""
     pl.seed_everything(cfg.seed, workers=True)
-    dm = instantiate(cfg.data)
+    dm = build(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
     _fill_from_data(cfg.model, dm)
-    task = instantiate(cfg.task)
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
+    task = build(cfg.task)
+    callbacks = [build(c) for c in (cfg.callbacks or {}).values() if c is not None]
     for cb in callbacks:
         if isinstance(cb, pl.callbacks.ModelCheckpoint):
             cb.dirpath = str(run_dir / "checkpoints")
     timer = next((c for c in callbacks if isinstance(c, EpochTimer)), None)
     logger = pl.loggers.CSVLogger(str(run_dir), name="logs", version="")
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(run_dir))
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(run_dir))
     write_atomic_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     t0 = time.perf_counter()

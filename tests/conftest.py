@@ -1,0 +1,35 @@
+"""Shared test fixtures: the real data root, and skipping GPU tests without CUDA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datamodules._paths import data_root
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """Root of ../shared/data (or $TSMODELS_DATA); skips when it is truly absent."""
+    root = data_root()
+    if not root.is_dir():
+        pytest.skip(f"real data not found at {root}: set TSMODELS_DATA to the shared data folder")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ett_dir(data_dir):
+    """Folder holding ETTh1.csv / ETTh2.csv."""
+    d = data_dir / "ett"
+    if not (d / "ETTh1.csv").is_file():
+        pytest.skip(f"ETTh1.csv not found in {d}")
+    return d
