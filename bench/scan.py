@@ -1,0 +1,180 @@
+"""Linear scan h[t] = a[t] h[t-1] + b[t] on the GPU: effective bandwidth vs HBM copy, vs fla-core HGRN.
+
+Shapes (B, D, L) = (8, 1024, L) with L = 128 .. 32768, i.e. B*D*L = 2^20 .. 2^28, fp32 and bf16.
+Bytes counted as the fewest a scan must move: forward reads a, b and writes h (3 tensors);
+forward+backward adds reading a, h, grad_h and writing grad_a, grad_b (8 tensors in all).
+Baselines, same run, same bytes: fla-core `chunk_hgrn` and `fused_recurrent_hgrn` (layout
+(B, T, D), h = exp(g) h + x, fed g = log a, x = b, inputs pre-transposed outside the timing).
+Prints a Markdown table and writes bench/results/scan.json ($BENCH_RESULTS_DIR overrides).
+
+    python bench/scan.py [--quick] [--sweep] [--cfg block_l=1024,tile=4096,num_warps=4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from bench._timing import copy_bandwidth, device_name, peak_memory, print_table, time_ms, write_json  # noqa: E402
+from kernels.scan import linear_scan, linear_scan_ref  # noqa: E402
+from kernels.scan import triton_scan  # noqa: E402
+
+
+def _parse_cfg(text: str | None) -> dict:
+    out = {}
+    for item in (text or "").split(","):
+        if item.strip():
+            k, v = item.split("=")
+            out[k.strip()] = int(v)
+    return out
+
+
+def _fla():
+    try:
+        from fla.ops.hgrn import chunk_hgrn, fused_recurrent_hgrn
+
+        return chunk_hgrn, fused_recurrent_hgrn
+    except Exception as e:  # noqa: BLE001 - report and carry on without the peer
+        print(f"fla-core not available: {e!r}")
+        return None, None
+
+
+def _rel(x, r):
+    return ((x.float() - r.float()).norm() / r.float().norm()).item()
+
+
+def bench_one(B, D, L, dtype, bw, fla, reps=20):
+    torch.manual_seed(0)
+    a = (torch.rand(B, D, L, device="cuda") * 0.5 + 0.5).to(dtype)  # in (0.5, 1): log a exists for fla
+    b = torch.randn(B, D, L, device="cuda").to(dtype)
+    g = torch.randn(B, D, L, device="cuda").to(dtype)
+    esz = a.element_size()
+    n = B * D * L
+    row = {"B": B, "D": D, "L": L, "BDL": n, "log2_BDL": int(math.log2(n)), "dtype": str(dtype).replace("torch.", "")}
+
+    ar, br = a.clone().requires_grad_(), b.clone().requires_grad_()
+    fwd = lambda: linear_scan(a, b)  # noqa: E731
+
+    def fwdbwd():
+        h = linear_scan(ar, br)
+        return torch.autograd.grad(h, (ar, br), g)
+
+    t_f = time_ms(fwd, reps=reps)["median_ms"]
+    t_fb = time_ms(fwdbwd, reps=reps)["median_ms"]
+    row.update(ours_fwd_ms=t_f, ours_fwdbwd_ms=t_fb,
+               ours_fwd_GBs=3 * n * esz / t_f / 1e6, ours_fwdbwd_GBs=8 * n * esz / t_fb / 1e6)
+    row["ours_fwd_frac"] = row["ours_fwd_GBs"] / bw
+    row["ours_fwdbwd_frac"] = row["ours_fwdbwd_GBs"] / bw
+    row["ours_fwdbwd_peak_MiB"] = peak_memory(fwdbwd) / 2**20
+
+    chunk_hgrn, fused_hgrn = fla
+    if chunk_hgrn is not None:
+        x_t = b.transpose(1, 2).contiguous()
+        g_t = a.float().log().to(dtype).transpose(1, 2).contiguous()
+        go_t = g.transpose(1, 2).contiguous()
+        # correctness of the comparison: same recurrence, same result
+        o, _ = chunk_hgrn(x_t, g_t)
+        row["rel_err_vs_fla_chunk"] = _rel(linear_scan(a, b), o.transpose(1, 2))
+        for name, fn in (("fla_chunk", chunk_hgrn), ("fla_fused_recurrent", fused_hgrn)):
+            xr, gr = x_t.clone().requires_grad_(), g_t.clone().requires_grad_()
+
+            def pf(fn=fn):
+                return fn(x_t, g_t)[0]
+
+            def pfb(fn=fn, xr=xr, gr=gr):
+                o = fn(xr, gr)[0]
+                return torch.autograd.grad(o, (xr, gr), go_t)
+
+            try:
+                tf = time_ms(pf, reps=reps)["median_ms"]
+                tfb = time_ms(pfb, reps=reps)["median_ms"]
+            except Exception as e:  # noqa: BLE001
+                print(f"{name} failed at {row}: {e!r}")
+                continue
+            row[f"{name}_fwd_ms"] = tf
+            row[f"{name}_fwdbwd_ms"] = tfb
+            row[f"{name}_fwd_frac"] = 3 * n * esz / tf / 1e6 / bw
+            row[f"{name}_fwdbwd_frac"] = 8 * n * esz / tfb / 1e6 / bw
+            row[f"speedup_fwd_vs_{name}"] = tf / t_f
+            row[f"speedup_fwdbwd_vs_{name}"] = tfb / t_fb
+            if name == "fla_chunk":
+                row[f"{name}_fwdbwd_peak_MiB"] = peak_memory(pfb) / 2**20
+        del x_t, g_t, go_t
+    return row
+
+
+def check_small():
+    """Triton vs reference on the GPU at awkward sizes (fwd and grads), before timing anything."""
+    errs = {}
+    for dtype in (torch.float32, torch.bfloat16, torch.complex64):
+        for rev in (False, True):
+            a = torch.rand(2, 8, 3001, device="cuda").to(dtype) * 0.99
+            if dtype == torch.complex64:
+                a = a * torch.exp(1j * torch.rand_like(a.real))
+            b = torch.randn(2, 8, 3001, device="cuda").to(dtype)
+            h0 = torch.randn(2, 8, device="cuda").to(dtype)
+            ins = [t.requires_grad_() for t in (a, b, h0)]
+            out = linear_scan(*ins, reverse=rev)
+            ref = linear_scan_ref(*ins, reverse=rev)
+            go = torch.randn_like(out)
+            gs = torch.autograd.grad(out, ins, go)
+            grs = torch.autograd.grad(ref, ins, go)
+            errs[f"{str(dtype)[6:]}_rev{int(rev)}"] = max([_rel(out, ref)] + [_rel(x, y) for x, y in zip(gs, grs)])
+    print("max rel err vs reference (fwd, grads):", {k: f"{v:.2e}" for k, v in errs.items()}, flush=True)
+    return errs
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true", help="three sizes only")
+    p.add_argument("--sweep", action="store_true", help="time block configs at 2^26 fp32 and exit")
+    p.add_argument("--cfg", default=None, help="override LINEAR_CFG, e.g. block_l=1024,tile=4096,num_warps=4")
+    args = p.parse_args()
+    triton_scan.LINEAR_CFG.update(_parse_cfg(args.cfg))
+    bw = copy_bandwidth()
+    print(f"device: {device_name()}  HBM copy: {bw:.0f} GB/s  cfg: {triton_scan.LINEAR_CFG}", flush=True)
+    errs = check_small()
+
+    if args.sweep:
+        rows = []
+        for bl, tile, nw in ((256, 2048, 4), (512, 4096, 4), (1024, 4096, 4), (1024, 8192, 8), (2048, 4096, 4),
+                             (2048, 8192, 8), (4096, 8192, 8)):
+            triton_scan.LINEAR_CFG.update(block_l=bl, tile=tile, num_warps=nw)
+            r = bench_one(8, 1024, 8192, torch.float32, bw, (None, None))
+            rows.append({"block_l": bl, "tile": tile, "num_warps": nw, "fwd_ms": r["ours_fwd_ms"],
+                         "fwd_frac": r["ours_fwd_frac"], "fwdbwd_ms": r["ours_fwdbwd_ms"],
+                         "fwdbwd_frac": r["ours_fwdbwd_frac"]})
+        print_table(rows)
+        write_json("scan_sweep", {"device": device_name(), "copy_GBs": bw, "shape": [8, 1024, 8192],
+                                  "dtype": "float32", "rows": rows})
+        return
+
+    fla = _fla()
+    Ls = [128, 2048, 32768] if args.quick else [128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768]
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16):
+        for L in Ls:
+            rows.append(bench_one(8, 1024, L, dtype, bw, fla))
+            r = rows[-1]
+            print(f"{r['dtype']} 2^{r['log2_BDL']}: fwd {r['ours_fwd_ms']:.3f} ms ({r['ours_fwd_frac']:.0%}), "
+                  f"fwd+bwd {r['ours_fwdbwd_ms']:.3f} ms ({r['ours_fwdbwd_frac']:.0%})", flush=True)
+            torch.cuda.empty_cache()
+    cols = ["dtype", "log2_BDL", "L", "ours_fwd_ms", "ours_fwd_frac", "ours_fwdbwd_ms", "ours_fwdbwd_frac",
+            "fla_chunk_fwd_ms", "fla_chunk_fwd_frac", "fla_chunk_fwdbwd_ms", "fla_fused_recurrent_fwd_ms",
+            "fla_fused_recurrent_fwdbwd_ms", "speedup_fwd_vs_fla_chunk", "speedup_fwdbwd_vs_fla_chunk",
+            "ours_fwdbwd_peak_MiB", "fla_chunk_fwdbwd_peak_MiB"]
+    table = print_table(rows, cols)
+    path = write_json("scan", {"device": device_name(), "torch": torch.__version__, "copy_GBs": bw,
+                               "cfg": dict(triton_scan.LINEAR_CFG), "bytes_model": "fwd 3 tensors, fwd+bwd 8 tensors",
+                               "check_rel_err": errs, "rows": rows, "table": table})
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
