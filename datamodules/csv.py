@@ -113,16 +113,37 @@ def _sniff_delimiter(text: str) -> str:
         return ","
 
 
+def _check_fields(text: str, sep: str, path: Path) -> None:
+    """Header present, and no row longer than it (pandas would silently drop the extra fields)."""
+    reader = _csv.reader(io.StringIO(text), delimiter=sep)
+    try:
+        header = next(reader, [])
+        if not any(h.strip() for h in header):
+            raise _err(f"the first line of {path} is empty; it should be the header naming the columns",
+                       "remove blank lines before the header, e.g. start the file with date,value")
+        n = len(header)
+        for row in reader:
+            if len(row) > n:
+                hint = (" If numbers use a decimal comma (1,5), write them with a dot or separate "
+                        "the columns with ';'." if sep == "," else "")
+                raise _err(f"line {reader.line_num} of {path} has {len(row)} fields but the header has {n}",
+                           "give every line the same number of fields as the header." + hint)
+    except _csv.Error as e:
+        raise _err(f"{path} could not be parsed as CSV (line {reader.line_num}: {e})",
+                   "check the quotes and separators on that line") from e
+
+
 def _read_table(text: str, path: Path) -> pd.DataFrame:
     sep = _sniff_delimiter(text)
+    _check_fields(text, sep, path)
     try:
         # Everything as strings: we convert ourselves so that errors can name the line and value.
         df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                         skip_blank_lines=False, skipinitialspace=True)
+                         skip_blank_lines=False, skipinitialspace=True, index_col=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, _csv.Error, ValueError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise _err(f"{path} could not be parsed as CSV ({msg})",
-                   "check that every line has the same number of comma-separated fields and that "
+                   "check that every line has the same number of fields as the header and that "
                    "quotes are balanced") from e
     df.columns = [str(c).strip() for c in df.columns]
     # Blank lines (kept so that index i is line i + 2) and all-empty rows carry nothing.
@@ -442,15 +463,14 @@ class CSVDataModule(ForecastingDataModule):
         check_length(self.series, lookback, horizon)
 
         t = len(self.series)
-        n_test = max(int(round(t * test_fraction)), horizon) if test_fraction > 0 else 0
-        n_val = max(int(round(t * val_fraction)), horizon)
-        n_train = t - n_val - n_test
+        n_train, n_val, n_test = self._split_sizes(t)
         if n_train < lookback + horizon:
-            need = lookback + horizon + n_val + n_test
+            need = next(m for m in range(t + 1, 100 * t + 10 * (lookback + horizon))
+                        if self._split_sizes(m)[0] >= lookback + horizon)
             raise _err(
                 f"the series has {t} rows: after {n_val} validation and {n_test} test rows, {max(n_train, 0)} "
-                f"training rows remain, fewer than lookback {lookback} + horizon {horizon}; "
-                f"at least {need} rows are needed",
+                f"training rows remain, fewer than lookback {lookback} + horizon {horizon}; with these "
+                f"fractions at least {need} rows are needed",
                 "use a smaller --lookback/--horizon, smaller val/test fractions, or a longer series")
         self.n_train, self.n_val, self.n_test = n_train, n_val, n_test
         c = self.series.n_channels
@@ -460,6 +480,13 @@ class CSVDataModule(ForecastingDataModule):
             "val": (n_train - lookback, val_end),
             "test": (val_end - lookback, t) if n_test else None,
         })
+
+    def _split_sizes(self, t: int) -> tuple[int, int, int]:
+        """(n_train, n_val, n_test) rows for a series of t rows; val/test get at least one window."""
+        hp = self.hparams
+        n_test = max(int(round(t * hp.test_fraction)), self.horizon) if hp.test_fraction > 0 else 0
+        n_val = max(int(round(t * hp.val_fraction)), self.horizon)
+        return t - n_val - n_test, n_val, n_test
 
     @property
     def columns(self) -> list[str]:
