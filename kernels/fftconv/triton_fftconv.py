@@ -1,0 +1,384 @@
+"""Fused Triton FFT convolution (1-D long conv, 2-D conv) with DFTs done as matrix products.
+
+The idea is FlashFFTConv's (Fu et al. 2023, HazyResearch/flash-fft-conv): a length-n FFT with
+n = N1 * N2 is a Cooley-Tukey / Monarch product of two small DFT matrices and a twiddle, so it
+runs on the tensor cores (``tl.dot``) with the whole sequence held on-chip. Our kernel, per
+(batch, channel) row, in one pass over HBM:
+
+    A[r, c]  = u[N2 r + c]                     (zero padded to n inside: masked load)
+    B        = F_N1 @ A            (real input: 2 real products)
+    B       *= T,  T[k1, c] = w_n^(k1 c)       (twiddle)
+    X        = B @ F_N2            X[k1, k2] = FFT(u)[k1 + N1 k2]   (4 real products)
+    X       *= Khat                (the kernel's spectrum, pre-permuted to the same order, / n)
+    Y        = X @ conj(F_N2);  Y *= conj(T);  y = Re(conj(F_N1) @ Y)   (4 + 2 products)
+    y[:L] (+ D u) -> HBM
+
+A 2-D transform is the same with no twiddle (rows by F_N1, columns by F_N2), so the same
+kernel serves ``fftconv_nd`` for 2-D sizes that fit.
+
+Everything the kernel does is a circular convolution of length n followed by "keep the first L
+outputs"; causal/centred kernels and linear/circular boundaries are all expressed in the
+spectrum (zero padding to n >= L + L' - 1, a circular roll by the centre for non-causal), which
+is computed once per call with torch.fft (it is (H, n), small next to u for B > 1) and is part
+of the autograd graph, so the kernel's backward only needs gradients w.r.t. the spectrum:
+
+    du   = Re(iDFT(DFT(g) * conj(Khat)))[:L] + D g      (the same kernel with CONJ=True)
+    dKhat = sum_b conj(DFT(u_b)) * DFT(g_b)              (second kernel, loops over b)
+    dD   = sum_{b,t} g u
+
+Precision: fp32 inputs use tf32 tensor-core products (about 1e-3 relative error, see the
+tests and bench/README.md); bf16 inputs use bf16 operands with fp32 accumulation. fp64 inputs
+and shapes that do not fit on-chip go to the torch.fft path (the reference), which
+``fftconv`` documents.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+# Largest padded transform held on-chip by one program (n = N1 * N2 fp32 values per tile).
+MAX_FUSED_N = 16384
+# tl.dot needs every matrix dimension >= 16
+_MIN_SIDE = 16
+# fp32 operand mode for tl.dot: "tf32" (fast) or "tf32x3" (about fp32 accuracy, ~3x the products)
+FP32_PRECISION = "tf32"
+
+
+def _prec() -> str:
+    """The PREC constexpr: "emulate" under TRITON_INTERPRET=1 (see _dot), else FP32_PRECISION."""
+    return "emulate" if os.environ.get("TRITON_INTERPRET", "0") == "1" else FP32_PRECISION
+
+
+@triton.jit
+def _dot(a, b, BF16: tl.constexpr, PREC: tl.constexpr):
+    if BF16:
+        if PREC == "emulate":
+            # the CPU interpreter mis-multiplies bf16 operands: round them, multiply in fp32
+            return tl.dot(a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32))
+        else:
+            return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    else:
+        if PREC == "emulate":
+            return tl.dot(a, b)
+        else:
+            return tl.dot(a, b, input_precision=PREC)
+
+
+@triton.jit
+def _dft_real(a, f1r, f1i, f2r, f2i, tr, ti, TWIDDLE: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
+    """Forward DFT of a real (N1, N2) tile, output in the (k1, k2) layout."""
+    br = _dot(f1r, a, BF16, PREC)
+    bi = _dot(f1i, a, BF16, PREC)
+    if TWIDDLE:
+        br, bi = br * tr - bi * ti, br * ti + bi * tr
+    xr = _dot(br, f2r, BF16, PREC) - _dot(bi, f2i, BF16, PREC)
+    xi = _dot(br, f2i, BF16, PREC) + _dot(bi, f2r, BF16, PREC)
+    return xr, xi
+
+
+@triton.jit
+def _idft_real(xr, xi, f1r, f1i, f2r, f2i, tr, ti, TWIDDLE: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
+    """Real part of the unnormalized inverse DFT of an (N1, N2) spectrum in the (k1, k2) layout."""
+    yr = _dot(xr, f2r, BF16, PREC) + _dot(xi, f2i, BF16, PREC)
+    yi = _dot(xi, f2r, BF16, PREC) - _dot(xr, f2i, BF16, PREC)
+    if TWIDDLE:
+        yr, yi = yr * tr + yi * ti, yi * tr - yr * ti
+    return _dot(f1r, yr, BF16, PREC) + _dot(f1i, yi, BF16, PREC)
+
+
+@triton.jit
+def _tile_offsets(R_LIM, C_LIM, STRIDE_R, TOT, N1: tl.constexpr, N2: tl.constexpr):
+    r = tl.arange(0, N1)[:, None]
+    c = tl.arange(0, N2)[None, :]
+    off = r * STRIDE_R + c
+    mask = (r < R_LIM) & (c < C_LIM) & (off < TOT)
+    return off, mask
+
+
+@triton.jit
+def _load_consts(f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
+                 N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr):
+    i1 = tl.arange(0, N1)
+    i2 = tl.arange(0, N2)
+    o11 = i1[:, None] * N1 + i1[None, :]
+    o22 = i2[:, None] * N2 + i2[None, :]
+    o12 = i1[:, None] * N2 + i2[None, :]
+    f1r = tl.load(f1r_ptr + o11)
+    f1i = tl.load(f1i_ptr + o11)
+    f2r = tl.load(f2r_ptr + o22)
+    f2i = tl.load(f2i_ptr + o22)
+    if TWIDDLE:
+        tr = tl.load(tr_ptr + o12)
+        ti = tl.load(ti_ptr + o12)
+    else:
+        tr = tl.zeros((N1, N2), dtype=tl.float32)
+        ti = tl.zeros((N1, N2), dtype=tl.float32)
+    return f1r, f1i, f2r, f2i, tr, ti
+
+
+@triton.jit
+def _fftconv_fwd_kernel(
+    u_ptr, kr_ptr, ki_ptr, d_ptr, y_ptr,
+    f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
+    B, H, R_LIM, C_LIM, STRIDE_R, TOT,
+    N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr, CONJ: tl.constexpr,
+    HAS_D: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    # programs of one channel are adjacent, so its spectrum is read from HBM about once
+    h = pid // B
+    b = pid % B
+    row = (b * H + h).to(tl.int64) * TOT
+    off, mask = _tile_offsets(R_LIM, C_LIM, STRIDE_R, TOT, N1, N2)
+    a = tl.load(u_ptr + row + off, mask=mask, other=0.0).to(tl.float32)
+    f1r, f1i, f2r, f2i, tr, ti = _load_consts(f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, N1, N2, TWIDDLE)
+    xr, xi = _dft_real(a, f1r, f1i, f2r, f2i, tr, ti, TWIDDLE, BF16, PREC)
+    koff = h.to(tl.int64) * (N1 * N2) + tl.arange(0, N1)[:, None] * N2 + tl.arange(0, N2)[None, :]
+    kr = tl.load(kr_ptr + koff)
+    ki = tl.load(ki_ptr + koff)
+    if CONJ:
+        ki = -ki
+    xr, xi = xr * kr - xi * ki, xr * ki + xi * kr
+    y = _idft_real(xr, xi, f1r, f1i, f2r, f2i, tr, ti, TWIDDLE, BF16, PREC)
+    if HAS_D:
+        y += tl.load(d_ptr + h).to(tl.float32) * a
+    tl.store(y_ptr + row + off, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _fftconv_bwd_k_kernel(
+    u_ptr, g_ptr, dkr_ptr, dki_ptr, dd_ptr,
+    f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
+    B, H, B_PER, R_LIM, C_LIM, STRIDE_R, TOT,
+    N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
+):
+    h = tl.program_id(0)
+    split = tl.program_id(1)
+    off, mask = _tile_offsets(R_LIM, C_LIM, STRIDE_R, TOT, N1, N2)
+    f1r, f1i, f2r, f2i, tr, ti = _load_consts(f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, N1, N2, TWIDDLE)
+    accr = tl.zeros((N1, N2), dtype=tl.float32)
+    acci = tl.zeros((N1, N2), dtype=tl.float32)
+    accd = tl.zeros((N1, N2), dtype=tl.float32)
+    for i in range(0, B_PER):
+        b = split * B_PER + i
+        row = (b * H + h).to(tl.int64) * TOT
+        m = mask & ((off * 0 + b) < B)  # a tensor comparison: the interpreter rejects scalar-bool masks
+        a = tl.load(u_ptr + row + off, mask=m, other=0.0).to(tl.float32)
+        g = tl.load(g_ptr + row + off, mask=m, other=0.0).to(tl.float32)
+        ur, ui = _dft_real(a, f1r, f1i, f2r, f2i, tr, ti, TWIDDLE, BF16, PREC)
+        gr, gi = _dft_real(g, f1r, f1i, f2r, f2i, tr, ti, TWIDDLE, BF16, PREC)
+        # conj(U) G
+        accr += ur * gr + ui * gi
+        acci += ur * gi - ui * gr
+        accd += a * g
+    koff = (split * H + h).to(tl.int64) * (N1 * N2) + tl.arange(0, N1)[:, None] * N2 + tl.arange(0, N2)[None, :]
+    tl.store(dkr_ptr + koff, accr)
+    tl.store(dki_ptr + koff, acci)
+    tl.store(dd_ptr + split * H + h, tl.sum(tl.sum(accd, axis=1), axis=0))
+
+
+# ----------------------------------------------------------------------------------------------
+# host side
+
+_CONSTS: dict = {}
+
+
+def _dft_matrix(n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    key = ("F", n, str(device))
+    if key not in _CONSTS:
+        j = torch.arange(n, dtype=torch.int64)
+        # the exponent is reduced modulo n in integers so the angle stays exact for large n
+        ang = (-2 * math.pi / n) * ((j[:, None] * j[None, :]) % n).double()
+        _CONSTS[key] = (torch.cos(ang).float().to(device), torch.sin(ang).float().to(device))
+    return _CONSTS[key]
+
+
+def _twiddle(n1: int, n2: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    key = ("T", n1, n2, str(device))
+    if key not in _CONSTS:
+        n = n1 * n2
+        k1 = torch.arange(n1, dtype=torch.int64)[:, None]
+        c = torch.arange(n2, dtype=torch.int64)[None, :]
+        ang = (-2 * math.pi / n) * ((k1 * c) % n).double()
+        _CONSTS[key] = (torch.cos(ang).float().contiguous().to(device), torch.sin(ang).float().contiguous().to(device))
+    return _CONSTS[key]
+
+
+def _pow2_at_least(x: int) -> int:
+    return 1 << max(0, (x - 1).bit_length())
+
+
+def _split(n: int) -> tuple[int, int]:
+    """n = N1 * N2 with N1 >= N2, both powers of two, as square as possible."""
+    lg = n.bit_length() - 1
+    n2 = 1 << (lg // 2)
+    return n // n2, n2
+
+
+def plan_1d(L: int, Lk: int) -> tuple[int, int] | None:
+    """(N1, N2) of the fused transform for a length-L input and length-Lk kernel, or None if it does not fit."""
+    n = _pow2_at_least(max(L + Lk - 1, _MIN_SIDE * _MIN_SIDE))
+    if n > MAX_FUSED_N:
+        return None
+    return _split(n)
+
+
+def plan_2d(S: tuple[int, int], Sk: tuple[int, int], circular: bool) -> tuple[int, int] | None:
+    """Padded (N1, N2) of the fused 2-D transform, or None if the shape does not fit on-chip."""
+    if circular:
+        n1, n2 = S
+        if n1 != _pow2_at_least(n1) or n2 != _pow2_at_least(n2) or min(n1, n2) < _MIN_SIDE:
+            return None
+    else:
+        n1 = _pow2_at_least(max(S[0] + Sk[0] - 1, _MIN_SIDE))
+        n2 = _pow2_at_least(max(S[1] + Sk[1] - 1, _MIN_SIDE))
+    if n1 * n2 > MAX_FUSED_N:
+        return None
+    return n1, n2
+
+
+def _warps(n: int) -> int:
+    return 4 if n <= 1024 else (8 if n <= 8192 else 16)
+
+
+def _effective_kernel(k: torch.Tensor, n: tuple[int, ...], causal: bool) -> torch.Tensor:
+    """k (H, *Sk) zero padded to n per axis, rolled back by the centre when not causal (fp32)."""
+    ndim = len(n)
+    kf = k.float()
+    pad = [p for i in reversed(range(ndim)) for p in (0, n[i] - k.shape[1 + i])]
+    kf = torch.nn.functional.pad(kf, pad)
+    if not causal:
+        shifts = [-((k.shape[1 + i] - 1) // 2) for i in range(ndim)]
+        kf = torch.roll(kf, shifts=shifts, dims=tuple(range(1, ndim + 1)))
+    return kf
+
+
+def _spectrum(k: torch.Tensor, N1: int, N2: int, causal: bool, two_d: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(re, im) of the kernel's spectrum / n in the kernel's (k1, k2) layout, each (H, N1, N2) fp32."""
+    H = k.shape[0]
+    n = N1 * N2
+    if two_d:
+        K = torch.fft.fft2(_effective_kernel(k, (N1, N2), causal)) / n
+    else:
+        K = torch.fft.fft(_effective_kernel(k, (n,), causal), dim=-1) / n
+        # position (k1, k2) holds frequency k1 + N1 k2
+        K = K.view(H, N2, N1).transpose(1, 2)
+    return K.real.contiguous(), K.imag.contiguous()
+
+
+class _FFTConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, kr, ki, D, geom):
+        N1, N2, twiddle, rlim, clim, stride, tot = geom
+        B, H = u.shape[0], u.shape[1]
+        u = u.contiguous()
+        y = torch.empty_like(u)
+        _launch_fwd(u, kr, ki, D, y, geom, conj=False)
+        ctx.save_for_backward(u, kr, ki, D)
+        ctx.geom = geom
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        u, kr, ki, D = ctx.saved_tensors
+        geom = ctx.geom
+        N1, N2, twiddle, rlim, clim, stride, tot = geom
+        B, H = u.shape[0], u.shape[1]
+        g = gy.contiguous().to(u.dtype)
+        du = dkr = dki = dD = None
+        if ctx.needs_input_grad[0]:
+            du = torch.empty_like(u)
+            _launch_fwd(g, kr, ki, D, du, geom, conj=True)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2] or (D is not None and ctx.needs_input_grad[3]):
+            # enough programs to fill the GPU: split the batch when there are few channels
+            nsplit = max(1, min(B, triton.cdiv(512, H)))
+            b_per = triton.cdiv(B, nsplit)
+            nsplit = triton.cdiv(B, b_per)
+            pkr = torch.empty(nsplit, H, N1, N2, device=u.device, dtype=torch.float32)
+            pki = torch.empty_like(pkr)
+            pdd = torch.empty(nsplit, H, device=u.device, dtype=torch.float32)
+            f1r, f1i, f2r, f2i, tr, ti = _consts(N1, N2, twiddle, u.device)
+            _fftconv_bwd_k_kernel[(H, nsplit)](
+                u, g, pkr, pki, pdd, f1r, f1i, f2r, f2i, tr, ti,
+                B, H, b_per, rlim, clim, stride, tot,
+                N1=N1, N2=N2, TWIDDLE=twiddle, BF16=(u.dtype == torch.bfloat16), PREC=_prec(),
+                num_warps=_warps(N1 * N2),
+            )
+            dkr, dki = pkr.sum(0), pki.sum(0)
+            if D is not None and ctx.needs_input_grad[3]:
+                dD = pdd.sum(0).to(D.dtype)
+        return du, dkr, dki, dD, None
+
+
+def _consts(N1, N2, twiddle, device):
+    f1r, f1i = _dft_matrix(N1, device)
+    f2r, f2i = _dft_matrix(N2, device)
+    if twiddle:
+        tr, ti = _twiddle(N1, N2, device)
+    else:
+        tr, ti = f1r, f1i  # unused by the kernel
+    return f1r, f1i, f2r, f2i, tr, ti
+
+
+def _launch_fwd(u, kr, ki, D, y, geom, conj: bool):
+    N1, N2, twiddle, rlim, clim, stride, tot = geom
+    B, H = u.shape[0], u.shape[1]
+    f1r, f1i, f2r, f2i, tr, ti = _consts(N1, N2, twiddle, u.device)
+    _fftconv_fwd_kernel[(B * H,)](
+        u, kr, ki, D if D is not None else u, y, f1r, f1i, f2r, f2i, tr, ti,
+        B, H, rlim, clim, stride, tot,
+        N1=N1, N2=N2, TWIDDLE=twiddle, CONJ=conj, HAS_D=D is not None,
+        BF16=(u.dtype == torch.bfloat16), PREC=_prec(),
+        num_warps=_warps(N1 * N2),
+    )
+
+
+def _supported_dtype(u: torch.Tensor) -> bool:
+    return u.dtype in (torch.float32, torch.bfloat16, torch.float16)
+
+
+def fftconv_triton(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, causal: bool = True) -> torch.Tensor:
+    """Fused 1-D FFT conv: u (B, H, L), k (H, L'), D (H,) or None → (B, H, L) in u's dtype.
+
+    Padded lengths above :data:`MAX_FUSED_N` and fp64 inputs take the torch.fft path.
+    """
+    from .reference import _check_kernel, fftconv_ref
+
+    _check_kernel(u, k, 1)
+    L, Lk = u.shape[-1], k.shape[-1]
+    plan = plan_1d(L, Lk)
+    if plan is None or not _supported_dtype(u) or u.dim() != 3:
+        return fftconv_ref(u, k, D, causal)
+    N1, N2 = plan
+    kr, ki = _spectrum(k, N1, N2, causal, two_d=False)
+    geom = (N1, N2, True, N1, N2, N2, L)
+    return _FFTConv.apply(u, kr, ki, D, geom)
+
+
+def fftconv_nd_triton(
+    u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, causal: bool = True, circular: bool = False
+) -> torch.Tensor:
+    """Fused N-D FFT conv for 1-D and 2-D shapes that fit on-chip; other shapes take torch.fft.
+
+    u (B, H, *S), k (H, *S'), D (H,) or None → (B, H, *S) in u's dtype.
+    """
+    from .reference import _check_kernel, fftconv_nd_ref
+
+    ndim = k.dim() - 1
+    _check_kernel(u, k, ndim)
+    if ndim == 1 and not circular and u.dim() == 3:
+        return fftconv_triton(u, k, D, causal)
+    if ndim == 2 and u.dim() == 4 and _supported_dtype(u):
+        S = (u.shape[2], u.shape[3])
+        plan = plan_2d(S, (k.shape[1], k.shape[2]), circular)
+        if plan is not None:
+            N1, N2 = plan
+            kr, ki = _spectrum(k, N1, N2, causal, two_d=True)
+            geom = (N1, N2, False, S[0], S[1], S[1], S[0] * S[1])
+            return _FFTConv.apply(u, kr, ki, D, geom)
+    return fftconv_nd_ref(u, k, D, causal, circular)

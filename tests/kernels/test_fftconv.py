@@ -1,0 +1,189 @@
+"""FFT convolution: the reference against direct sums and gradcheck (fp64), and the fused Triton
+kernels (run by the interpreter on CPU) against the reference, forward and gradients.
+
+Tolerances (relative error in norm, against the reference evaluated in fp64):
+fp32 1e-5 (the interpreter's tl.dot is an exact fp32 product; on the GPU fp32 uses tf32, ~1e-3,
+checked in bench/fftconv.py); bf16 3e-2 (bf16 operands and output rounding).
+"""
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the first triton import
+
+import pytest
+import torch
+
+from kernels.fftconv import fftconv, fftconv_nd, fftconv_nd_ref, fftconv_ref, next_fast_len
+
+
+def _rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
+
+
+def _direct_1d(u, k, D, causal):
+    """y[t] = sum_j k[j] u[t - j + c] by explicit loops (c = 0 causal, (L'-1)//2 centred)."""
+    B, H, L = u.shape
+    Lk = k.shape[-1]
+    c = 0 if causal else (Lk - 1) // 2
+    y = torch.zeros_like(u)
+    for t in range(L):
+        for j in range(Lk):
+            s = t - j + c
+            if 0 <= s < L:
+                y[..., t] += k[:, j] * u[..., s]
+    return y if D is None else y + D[:, None] * u
+
+
+def _direct_2d(u, k, causal, circular):
+    B, H, S1, S2 = u.shape
+    K1, K2 = k.shape[1:]
+    c1, c2 = (0, 0) if causal else ((K1 - 1) // 2, (K2 - 1) // 2)
+    y = torch.zeros_like(u)
+    for i in range(S1):
+        for j in range(S2):
+            for a in range(K1):
+                for b in range(K2):
+                    s, t = i - a + c1, j - b + c2
+                    if circular:
+                        s, t = s % S1, t % S2
+                    elif not (0 <= s < S1 and 0 <= t < S2):
+                        continue
+                    y[..., i, j] += k[:, a, b] * u[..., s, t]
+    return y
+
+
+def test_next_fast_len():
+    assert [next_fast_len(n) for n in (1, 2, 7, 11, 17, 97, 1000)] == [1, 2, 8, 12, 18, 100, 1000]
+
+
+@pytest.mark.parametrize("L,Lk,causal", [(1, 1, True), (9, 9, True), (10, 4, True), (9, 9, False), (10, 4, False)])
+def test_reference_matches_direct_1d(L, Lk, causal):
+    g = torch.Generator().manual_seed(L * 10 + Lk)
+    u = torch.randn(2, 3, L, generator=g, dtype=torch.float64)
+    k = torch.randn(3, Lk, generator=g, dtype=torch.float64)
+    D = torch.randn(3, generator=g, dtype=torch.float64)
+    assert _rel(fftconv_ref(u, k, D, causal), _direct_1d(u, k, D, causal)) < 1e-12
+
+
+@pytest.mark.parametrize("causal,circular", [(True, False), (False, False), (True, True), (False, True)])
+def test_reference_matches_direct_2d(causal, circular):
+    g = torch.Generator().manual_seed(7)
+    u = torch.randn(1, 2, 5, 6, generator=g, dtype=torch.float64)
+    k = torch.randn(2, 3, 4, generator=g, dtype=torch.float64)
+    assert _rel(fftconv_nd_ref(u, k, causal=causal, circular=circular), _direct_2d(u, k, causal, circular)) < 1e-12
+
+
+def test_reference_3d_is_separable_conv():
+    # a rank-one 3-D kernel equals three 1-D causal convolutions in turn
+    g = torch.Generator().manual_seed(3)
+    u = torch.randn(1, 2, 4, 5, 6, generator=g, dtype=torch.float64)
+    ks = [torch.randn(2, n, generator=g, dtype=torch.float64) for n in (2, 3, 4)]
+    k = ks[0][:, :, None, None] * ks[1][:, None, :, None] * ks[2][:, None, None, :]
+    y = fftconv_nd_ref(u, k)
+    x = u
+    for ax, kk in zip((2, 3, 4), ks):
+        xt = x.movedim(ax, -1).movedim(1, 0)  # (H, B, ..., n)
+        shp = xt.shape
+        yt = fftconv_ref(xt.reshape(2, -1, shp[-1]).transpose(0, 1), kk)
+        x = yt.transpose(0, 1).reshape(shp).movedim(0, 1).movedim(-1, ax)
+    assert _rel(y, x) < 1e-12
+
+
+def test_reference_gradcheck_fp64():
+    g = torch.Generator().manual_seed(0)
+    for causal in (True, False):
+        u = torch.randn(2, 2, 7, generator=g, dtype=torch.float64, requires_grad=True)
+        k = torch.randn(2, 5, generator=g, dtype=torch.float64, requires_grad=True)
+        D = torch.randn(2, generator=g, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda a, b, c: fftconv_ref(a, b, c, causal), (u, k, D))
+    u = torch.randn(1, 2, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: fftconv_nd_ref(a, b, causal=False, circular=True), (u, k))
+
+
+def test_reference_rejects_long_kernel():
+    with pytest.raises(ValueError):
+        fftconv_ref(torch.randn(1, 2, 4), torch.randn(2, 5))
+
+
+def _check(fn, ref, u64, k64, D64, dtype, tol_y, tol_g):
+    """Compare fn(u, k, D) in dtype with ref in fp64: outputs and the gradients of all three inputs."""
+    u = u64.to(dtype).requires_grad_(True)
+    k = k64.float().requires_grad_(True)
+    D = None if D64 is None else D64.float().requires_grad_(True)
+    y = fn(u, k, D)
+    assert y.dtype == dtype and y.shape == u.shape
+    ur, kr = u64.clone().requires_grad_(True), k64.clone().requires_grad_(True)
+    Dr = None if D64 is None else D64.clone().requires_grad_(True)
+    yr = ref(ur, kr, Dr)
+    assert torch.isfinite(y).all()
+    assert _rel(y, yr) < tol_y
+    gy = torch.randn(yr.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y.backward(gy.to(dtype))
+    yr.backward(gy)
+    assert _rel(u.grad, ur.grad) < tol_g
+    assert _rel(k.grad, kr.grad) < tol_g
+    if D is not None:
+        assert _rel(D.grad, Dr.grad) < tol_g
+
+
+TOL = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (3e-2, 3e-2)}
+
+CASES_1D = [  # B, H, L, L', causal, D
+    (2, 3, 1, 1, True, True),
+    (2, 3, 37, 37, True, True),  # odd, not a power of two
+    (1, 2, 100, 13, True, False),  # kernel shorter than the input
+    (2, 2, 37, 20, False, True),  # centred kernel
+    (3, 2, 200, 200, True, True),  # two tiles of 16 rows: n = 512 = 32 x 16
+]
+
+
+@pytest.mark.parametrize("B,H,L,Lk,causal,has_d", CASES_1D)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_fftconv_1d(monkeypatch, B, H, L, Lk, causal, has_d, dtype):
+    monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    g = torch.Generator().manual_seed(B * 1000 + L)
+    u = torch.randn(B, H, L, generator=g, dtype=torch.float64)
+    k = torch.randn(H, Lk, generator=g, dtype=torch.float64) / Lk**0.5
+    D = torch.randn(H, generator=g, dtype=torch.float64) if has_d else None
+    _check(
+        lambda a, b, c: fftconv(a, b, c, causal),
+        lambda a, b, c: fftconv_ref(a, b, c, causal),
+        u, k, D, dtype, *TOL[dtype],
+    )
+
+
+CASES_2D = [  # S, S', causal, circular
+    ((5, 7), (3, 4), True, False),
+    ((6, 5), (6, 5), False, False),
+    ((16, 16), (5, 5), False, True),
+    ((16, 16), (16, 16), True, True),
+]
+
+
+@pytest.mark.parametrize("S,Sk,causal,circular", CASES_2D)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_fftconv_2d(monkeypatch, S, Sk, causal, circular, dtype):
+    monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    g = torch.Generator().manual_seed(sum(S) + sum(Sk))
+    u = torch.randn(2, 3, *S, generator=g, dtype=torch.float64)
+    k = torch.randn(3, *Sk, generator=g, dtype=torch.float64) / (Sk[0] * Sk[1]) ** 0.5
+    D = torch.randn(3, generator=g, dtype=torch.float64)
+    _check(
+        lambda a, b, c: fftconv_nd(a, b, c, causal=causal, circular=circular),
+        lambda a, b, c: fftconv_nd_ref(a, b, c, causal=causal, circular=circular),
+        u, k, D, dtype, *TOL[dtype],
+    )
+
+
+def test_triton_paths_that_fall_back(monkeypatch):
+    """Shapes the fused kernel does not hold (3-D, circular 1-D, fp64) still give the reference's answer."""
+    monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    g = torch.Generator().manual_seed(5)
+    u = torch.randn(1, 2, 3, 4, 5, generator=g)
+    k = torch.randn(2, 2, 3, 4, generator=g)
+    assert _rel(fftconv_nd(u, k), fftconv_nd_ref(u.double(), k.double())) < 1e-5
+    u1 = torch.randn(1, 2, 9, generator=g)
+    k1 = torch.randn(2, 9, generator=g)
+    assert _rel(fftconv_nd(u1, k1, circular=True), fftconv_nd_ref(u1.double(), k1.double(), circular=True)) < 1e-5
+    assert _rel(fftconv(u1.double(), k1.double()), fftconv_ref(u1.double(), k1.double())) < 1e-12
