@@ -303,12 +303,13 @@ class _FFTConv(torch.autograd.Function):
             pki = torch.empty_like(pkr)
             pdd = torch.empty(nsplit, H, device=u.device, dtype=torch.float32)
             f1r, f1i, f2r, f2i, tr, ti = _consts(N1, N2, twiddle, u.device)
-            _fftconv_bwd_k_kernel[(H, nsplit)](
+            ck = _fftconv_bwd_k_kernel[(H, nsplit)](
                 u, g, pkr, pki, pdd, f1r, f1i, f2r, f2i, tr, ti,
                 B, H, b_per, rlim, clim, stride, tot,
                 N1=N1, N2=N2, TWIDDLE=twiddle, BF16=(u.dtype == torch.bfloat16), PREC=_prec(),
                 num_warps=_warps(N1 * N2),
             )
+            _record("bwd_k", N1, N2, ck)
             dkr, dki = pkr.sum(0), pki.sum(0)
             if D is not None and ctx.needs_input_grad[3]:
                 dD = pdd.sum(0).to(D.dtype)
@@ -329,13 +330,24 @@ def _launch_fwd(u, kr, ki, D, y, geom, conj: bool):
     N1, N2, twiddle, rlim, clim, stride, tot = geom
     B, H = u.shape[0], u.shape[1]
     f1r, f1i, f2r, f2i, tr, ti = _consts(N1, N2, twiddle, u.device)
-    _fftconv_fwd_kernel[(B * H,)](
+    ck = _fftconv_fwd_kernel[(B * H,)](
         u, kr, ki, D if D is not None else u, y, f1r, f1i, f2r, f2i, tr, ti,
         B, H, rlim, clim, stride, tot,
         N1=N1, N2=N2, TWIDDLE=twiddle, CONJ=conj, HAS_D=D is not None,
         BF16=(u.dtype == torch.bfloat16), PREC=_prec(),
         num_warps=_warps(N1 * N2),
     )
+    _record("fwd", N1, N2, ck)
+
+
+# registers and spills of each compiled variant, for bench/ to report (empty under the interpreter)
+COMPILE_STATS: dict = {}
+
+
+def _record(name, N1, N2, ck):
+    regs = getattr(ck, "n_regs", None)
+    if regs is not None:
+        COMPILE_STATS[f"{name}_{N1}x{N2}"] = {"n_regs": regs, "n_spills": getattr(ck, "n_spills", None)}
 
 
 def _supported_dtype(u: torch.Tensor) -> bool:

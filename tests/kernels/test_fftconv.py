@@ -6,10 +6,6 @@ fp32 1e-5 (the interpreter's tl.dot is an exact fp32 product; on the GPU fp32 us
 checked in bench/fftconv.py); bf16 3e-2 (bf16 operands and output rounding).
 """
 
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the first triton import
-
 import pytest
 import torch
 

@@ -5,10 +5,6 @@ Tolerances: the Triton kernel computes in fp32 (phases reduced in fp64), compare
 reference evaluated in complex128: relative error (norm) < 2e-5 forward, < 1e-4 gradients.
 """
 
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the first triton import
-
 import pytest
 import torch
 
