@@ -164,18 +164,18 @@ def _parse_times(col: pd.Series) -> pd.Series:
     vals = col.str.strip()
     best = None
     for kwargs in ({}, {"format": "mixed"}):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                t = pd.to_datetime(vals, errors="coerce", **kwargs)
-            if not pd.api.types.is_datetime64_any_dtype(t):
-                # Mixed UTC offsets: normalise to UTC rather than fall back to objects.
+        # utc=True only as a fallback: it normalises mixed UTC offsets (e.g. across a DST change),
+        # which pandas otherwise refuses, but would needlessly shift naive local times.
+        for utc in (False, True):
+            try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    t = pd.to_datetime(vals, errors="coerce", utc=True, **kwargs)
-        except (ValueError, TypeError, OverflowError, pd.errors.OutOfBoundsDatetime):
-            continue
-        if not pd.api.types.is_datetime64_any_dtype(t):
+                    t = pd.to_datetime(vals, errors="coerce", utc=utc, **kwargs)
+            except (ValueError, TypeError, OverflowError, pd.errors.OutOfBoundsDatetime):
+                continue
+            if pd.api.types.is_datetime64_any_dtype(t):
+                break
+        else:
             continue
         if best is None or t.notna().sum() > best.notna().sum():
             best = t
@@ -362,8 +362,11 @@ def load_series(path: str | Path, target: str | Sequence[str] | None = None,
     if bad.any():
         idx = list(df.index[bad])
         shown = ", ".join(f"{raw_t.loc[i]!r}" for i in idx[:_SHOW])
-        raise _err(f"unparseable timestamp(s) {shown} in column {tcol!r} at {_lines(idx)} of {path}",
-                   "write times as ISO dates like 2024-01-31 or 2024-01-31 13:00:00, one format for all rows")
+        fix = "write times as ISO dates like 2024-01-31 or 2024-01-31 13:00:00, one format for all rows"
+        if pd.to_numeric(raw_t.loc[idx].str.strip(), errors="coerce").notna().all():
+            fix = ("these are plain numbers; convert them to dates first (for Unix seconds: "
+                   "pd.to_datetime(x, unit='s')), or " + fix)
+        raise _err(f"unparseable timestamp(s) {shown} in column {tcol!r} at {_lines(idx)} of {path}", fix)
     ts = pd.DatetimeIndex(times)
 
     dup = ts.duplicated(keep=False)
@@ -406,7 +409,11 @@ def future_index(series: Series, horizon: int) -> pd.DatetimeIndex:
     """The ``horizon`` timestamps after the series' last one, spaced by its ``freq``."""
     _check_positive(horizon=horizon)
     last = series.timestamps[-1]
-    return pd.date_range(start=last + series.freq, periods=horizon, freq=series.freq)
+    try:
+        return pd.date_range(start=last + series.freq, periods=horizon, freq=series.freq)
+    except (OverflowError, pd.errors.OutOfBoundsDatetime, ValueError) as e:
+        raise _err(f"cannot continue the timestamps {horizon} steps of {series.freq} after {last} ({e})",
+                   "check the time column: the dates or their spacing look wrong") from e
 
 
 class CSVDataModule(ForecastingDataModule):
