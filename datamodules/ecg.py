@@ -539,8 +539,10 @@ def load_ecg_for_prediction(path: str | Path, info: dict[str, Any]) -> tuple[lis
     elif p.suffix.lower() in (".csv", ".txt", ".tsv"):
         if not p.is_file():
             raise UserInputError(f"input file not found: {p}", "check the path")
+        sep = {".csv": ",", ".tsv": "\t"}.get(p.suffix.lower(), r"\s+")
         try:
-            arr = pd.read_csv(p, header=None, sep=None, engine="python").apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+            frame = pd.read_csv(p, header=None, sep=sep, engine="python", skipinitialspace=True)
+            arr = frame.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
             raise UserInputError(f"could not read {p} as CSV ({e})", "pass a numeric CSV") from e
         if len(arr) and np.isnan(arr[0]).all():  # a header row

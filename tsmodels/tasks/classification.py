@@ -77,6 +77,18 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], path: str | Path, tit
     plt.close(fig)
 
 
+def data_info_of(dm: Any, class_names: list[str], multilabel: bool) -> dict[str, Any] | None:
+    """What a checkpoint needs to prepare new inputs like ``dm`` prepared its data: the
+    datamodule's ``export_info()`` if it has one, else, for audio datamodules (``sample_rate`` and
+    ``length`` attributes), the rate, clip length and class names. None if neither."""
+    if hasattr(dm, "export_info"):
+        return dm.export_info()
+    if hasattr(dm, "sample_rate") and hasattr(dm, "length"):
+        return {"domain": "audio", "sample_rate": int(dm.sample_rate), "seq_len": int(dm.length), "n_channels": 1,
+                "classes": list(class_names), "multilabel": multilabel}
+    return None
+
+
 class ClassificationTask(pl.LightningModule):
     """Lightning wrapper for a sequence classifier.
 
@@ -125,10 +137,12 @@ class ClassificationTask(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is not None and not self.hparams.class_names and len(getattr(dm, "classes", [])) == self.n_classes:
-            self.class_names = [str(c) for c in dm.classes]
-        if dm is not None and hasattr(dm, "export_info"):
-            self.data_info = dm.export_info()
+        if dm is None:
+            return
+        names = getattr(dm, "classes", None) or getattr(dm, "labels", None) or []
+        if not self.hparams.class_names and len(names) == self.n_classes:
+            self.class_names = [str(c) for c in names]
+        self.data_info = data_info_of(dm, self.class_names, self.multilabel)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["class_names"] = self.class_names
