@@ -74,6 +74,20 @@ def test_gradients_reach_every_parameter():
         assert p.grad.abs().sum() > 0, name
 
 
+def test_aux_outputs_agree_with_closed_loop():
+    """The open-loop output at the last lookback step is the first forecast step (same state),
+    and the decoder's next-input prediction there is the first fed-back input."""
+    torch.manual_seed(4)
+    model = SpaceTime(lookback=20, horizon=7, n_channels_in=3, n_channels_out=1).double().eval()
+    x = torch.randn(2, 20, 3, dtype=torch.float64)
+    y, aux = model(x, return_aux=True)
+    torch.testing.assert_close(y, model(x))
+    assert aux["lookback"].shape == (2, 20, 1) and aux["next_input"].shape == aux["decoder_input"].shape == (2, 20, 16)
+    torch.testing.assert_close(aux["lookback"][:, -1], y[:, 0])
+    _, u_hat = model.decoder(aux["decoder_input"].transpose(1, 2), 7, return_inputs=True)
+    torch.testing.assert_close(aux["next_input"][:, -1], u_hat[..., 0])
+
+
 def test_constructors_and_errors():
     kw = dict(lookback=12, horizon=6, n_channels_in=2, d_model=8, state_dim=4)
     a, b = SpaceTime(**kw), SpaceTime(SpaceTimeConfig(**kw))

@@ -27,7 +27,15 @@ from torch import nn
 
 from kernels.fftconv import fftconv
 
-from .companion import _heads_to_channels, companion_state, correlate, l1_normalize, polymul, series_inverse
+from .companion import (
+    _heads_to_channels,
+    companion_kernel,
+    companion_state,
+    correlate,
+    l1_normalize,
+    polymul,
+    series_inverse,
+)
 
 __all__ = ["closed_loop_rollout", "ClosedLoopCompanionSSM"]
 
@@ -96,6 +104,18 @@ class ClosedLoopCompanionSSM(nn.Module):
         x = companion_state(a, b, u)
         outs = closed_loop_rollout(x, a, b, k, [c, k] if return_inputs else [c], horizon)
         return tuple(outs) if return_inputs else outs[0]
+
+    def open_loop(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Open-loop outputs over the lookback, for the official auxiliary losses.
+
+        u (B, H, L) -> (C x_t, K x_t), each (B, H, L): at step t the layer's forecast of step t + 1
+        and its prediction of its own next input u_{t+1} (two causal convolutions).
+        """
+        a, b, c, k = self.params()
+        L = u.shape[-1]
+        y = fftconv(u, companion_kernel(a, b, c, L).to(u.dtype))
+        u_next = fftconv(u, companion_kernel(a, b, k, L).to(u.dtype))
+        return y, u_next
 
     def forward_recurrent(self, u: torch.Tensor, horizon: int, return_inputs: bool = False):
         """Reference: the same outputs by stepping the recurrence (loop over L + horizon)."""

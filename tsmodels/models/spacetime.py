@@ -149,13 +149,31 @@ class SpaceTime(nn.Module):
             z = layer(z)
         return z
 
-    def forward(self, x: torch.Tensor, horizon: int | None = None) -> torch.Tensor:
-        """x (B, lookback, C_in) -> forecast (B, horizon, C_out); every SSM as a convolution."""
+    def forward(self, x: torch.Tensor, horizon: int | None = None, return_aux: bool = False):
+        """x (B, lookback, C_in) -> forecast (B, horizon, C_out); every SSM as a convolution.
+
+        With return_aux=True also returns a dict for the official auxiliary losses
+        (criterion_weights w1, w2 of the reference code):
+          "lookback": (B, L, C_out), open-loop decoder output at t = forecast of the targets at t + 1
+              (the official loss skips the first state_dim - 1 steps: lookback[:, N-1:] vs
+              targets[:, N:L+1], where target index L is the first horizon step);
+          "next_input", "decoder_input": (B, L, d_model), the decoder's prediction K x_t of its own
+              input at t + 1, and that input (loss: next_input[:, N-1:-1] vs decoder_input[:, N:]).
+        """
         horizon = self._check(x, horizon)
         x, mean = self._center(x)
         z = self.encode(x)
-        y = self.decoder(z.transpose(1, 2), horizon).transpose(1, 2)
-        return self._finish(y, mean)
+        zt = z.transpose(1, 2)
+        y = self._finish(self.decoder(zt, horizon).transpose(1, 2), mean)
+        if not return_aux:
+            return y
+        y_open, u_next = self.decoder.open_loop(zt)
+        aux = {
+            "lookback": self._finish(y_open.transpose(1, 2), mean),
+            "next_input": u_next.transpose(1, 2),
+            "decoder_input": z,
+        }
+        return y, aux
 
     # -- recurrent mode ---------------------------------------------------------------------------
 
