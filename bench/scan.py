@@ -134,6 +134,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="three sizes only")
     p.add_argument("--sweep", action="store_true", help="time block configs at 2^26 fp32 and exit")
+    p.add_argument("--cfg-from", default=None, help="take LINEAR_CFG from a scan_sweep.json's 'best'")
     p.add_argument("--cfg", default=None, help="override LINEAR_CFG, e.g. block_l=1024,tile=4096,num_warps=4")
     args = p.parse_args()
     triton_scan.LINEAR_CFG.update(_parse_cfg(args.cfg))
@@ -141,22 +142,35 @@ def main():
     print(f"device: {device_name()}  HBM copy: {bw:.0f} GB/s  cfg: {triton_scan.LINEAR_CFG}", flush=True)
     errs = check_small()
 
+    if args.cfg_from:
+        import json
+
+        best = json.load(open(args.cfg_from))["best"]
+        triton_scan.LINEAR_CFG.update(best)
+        print("cfg from sweep:", triton_scan.LINEAR_CFG, flush=True)
+
     if args.sweep:
         rows = []
-        for bl, tile, nw in ((256, 2048, 4), (512, 4096, 4), (1024, 4096, 4), (1024, 8192, 8), (2048, 4096, 4),
-                             (2048, 8192, 8), (4096, 8192, 8)):
-            triton_scan.LINEAR_CFG.update(block_l=bl, tile=tile, num_warps=nw)
+        for bl, tile, nw in ((256, 2048, 4), (512, 2048, 4), (512, 4096, 4), (1024, 4096, 4), (2048, 4096, 4),
+                             (2048, 8192, 8), (4096, 8192, 8), (256, 1024, 2)):
+            triton_scan.LINEAR_CFG.update(block_l=bl, tile=tile, num_warps=nw, bwd_block_l=bl, bwd_tile=tile,
+                                          bwd_num_warps=nw)
             r = bench_one(8, 1024, 8192, torch.float32, bw, (None, None))
             rows.append({"block_l": bl, "tile": tile, "num_warps": nw, "fwd_ms": r["ours_fwd_ms"],
                          "fwd_frac": r["ours_fwd_frac"], "fwdbwd_ms": r["ours_fwdbwd_ms"],
                          "fwdbwd_frac": r["ours_fwdbwd_frac"]})
         print_table(rows)
+        bf = min(rows, key=lambda r: r["fwd_ms"])
+        bb = min(rows, key=lambda r: r["fwdbwd_ms"] - r["fwd_ms"])
+        best = {"block_l": bf["block_l"], "tile": bf["tile"], "num_warps": bf["num_warps"],
+                "bwd_block_l": bb["block_l"], "bwd_tile": bb["tile"], "bwd_num_warps": bb["num_warps"]}
+        print("best:", best)
         write_json("scan_sweep", {"device": device_name(), "copy_GBs": bw, "shape": [8, 1024, 8192],
-                                  "dtype": "float32", "rows": rows})
+                                  "dtype": "float32", "rows": rows, "best": best})
         return
 
     fla = _fla()
-    Ls = [128, 2048, 32768] if args.quick else [128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768]
+    Ls = [128, 2048, 32768] if args.quick else [128, 512, 2048, 8192, 32768]
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
         for L in Ls:

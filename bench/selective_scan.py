@@ -118,23 +118,31 @@ def sweep(bw):
     ins = make_inputs(B, L)
     fb, fbb = _bytes(B, L)
     rows = []
-    configs = [(4, 32, 4, 2, 4), (4, 64, 4, 4, 4), (8, 32, 4, 4, 4), (8, 64, 8, 4, 8), (16, 32, 8, 8, 8),
-               (4, 128, 8, 2, 8)]
-    for bd, ch, nw, bbd, bnw in configs:
-        triton_scan.SELECTIVE_CFG.update(block_d=bd, chunk=ch, num_warps=nw, bwd_block_d=bbd, bwd_num_warps=bnw)
+    configs = [("seq", 16, 64, 2, 16, 2), ("seq", 8, 64, 1, 8, 1), ("seq", 32, 64, 4, 32, 4), ("seq", 16, 64, 4, 16, 4),
+               ("seq", 64, 64, 4, 32, 2), ("seq", 32, 32, 2, 32, 2), ("chunk", 4, 32, 4, 2, 4)]
+    for impl, bd, ch, nw, bbd, bnw in configs:
+        triton_scan.SELECTIVE_CFG.update(impl=impl, block_d=bd, chunk=ch, num_warps=nw, bwd_block_d=bbd,
+                                         bwd_num_warps=bnw)
         fwd, fwdbwd, _, _ = _fns(selective_scan, ins)
         try:
             tf = time_ms(fwd)["median_ms"]
             tfb = time_ms(fwdbwd)["median_ms"]
         except Exception as e:  # noqa: BLE001
-            print("config failed", bd, ch, nw, bbd, bnw, repr(e)[:300])
+            print("config failed", impl, bd, ch, nw, bbd, bnw, repr(e)[:300])
             continue
-        rows.append(dict(block_d=bd, chunk=ch, num_warps=nw, bwd_block_d=bbd, bwd_num_warps=bnw, fwd_ms=tf,
-                         fwdbwd_ms=tfb, fwd_frac=fb / tf / 1e6 / bw, fwdbwd_frac=fbb / tfb / 1e6 / bw))
+        rows.append(dict(impl=impl, block_d=bd, chunk=ch, num_warps=nw, bwd_block_d=bbd, bwd_num_warps=bnw,
+                         fwd_ms=tf, fwdbwd_ms=tfb, fwd_frac=fb / tf / 1e6 / bw, fwdbwd_frac=fbb / tfb / 1e6 / bw))
         print(rows[-1], flush=True)
+    top = min(rows, key=lambda r: r["fwdbwd_ms"])
+    same = [r for r in rows if r["impl"] == top["impl"] and r["chunk"] == top["chunk"]]
+    bf = min(same, key=lambda r: r["fwd_ms"])
+    bb = min(same, key=lambda r: r["fwdbwd_ms"] - r["fwd_ms"])
+    best = dict(impl=top["impl"], chunk=top["chunk"], block_d=bf["block_d"], num_warps=bf["num_warps"],
+                bwd_block_d=bb["bwd_block_d"], bwd_num_warps=bb["bwd_num_warps"])
+    print("best:", best)
     print_table(rows)
     write_json("selective_scan_sweep", {"device": device_name(), "copy_GBs": bw, "shape": [B, DIM, NSTATE, L],
-                                        "dtype": "float32", "rows": rows})
+                                        "dtype": "float32", "rows": rows, "best": best})
 
 
 def main():
@@ -142,12 +150,17 @@ def main():
     p.add_argument("--mamba-root", default=".peers/mamba")
     p.add_argument("--quick", action="store_true", help="first shape only")
     p.add_argument("--sweep", action="store_true", help="time block configs of ours at the first shape")
+    p.add_argument("--cfg-from", default=None, help="take SELECTIVE_CFG from a selective_scan_sweep.json's 'best'")
     p.add_argument("--cfg", default="", help="override SELECTIVE_CFG, e.g. block_d=8,chunk=64")
     p.add_argument("--no-ref", action="store_true", help="skip timing the PyTorch reference")
     args = p.parse_args()
+    if args.cfg_from:
+        import json
+
+        triton_scan.SELECTIVE_CFG.update(json.load(open(args.cfg_from))["best"])
     for item in filter(None, args.cfg.split(",")):
         k, v = item.split("=")
-        triton_scan.SELECTIVE_CFG[k.strip()] = int(v)
+        triton_scan.SELECTIVE_CFG[k.strip()] = v if k.strip() == "impl" else int(v)
     bw = copy_bandwidth()
     print(f"device: {device_name()}  HBM copy: {bw:.0f} GB/s  cfg: {triton_scan.SELECTIVE_CFG}", flush=True)
 

@@ -26,8 +26,8 @@ import triton
 import triton.language as tl
 
 # Tunables, read at call time (tests monkeypatch them to tiny values).
-LINEAR_CFG = {"block_l": 1024, "tile": 4096, "num_warps": 4}
-SELECTIVE_CFG = {"block_d": 8, "chunk": 64, "num_warps": 4, "bwd_block_d": 4, "bwd_num_warps": 4}
+LINEAR_CFG = {"block_l": 2048, "tile": 4096, "num_warps": 4, "bwd_block_l": 256, "bwd_tile": 2048, "bwd_num_warps": 4}
+SELECTIVE_CFG = {"impl": "seq", "block_d": 16, "chunk": 64, "num_warps": 2, "bwd_block_d": 16, "bwd_num_warps": 2}
 
 _LOG2E = 1.4426950408889634
 
@@ -57,6 +57,8 @@ def _combine_c(ar1, ai1, br1, bi1, ar2, ai2, br2, bi2):
 @triton.jit
 def _linear_fwd_kernel(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.constexpr,
                        BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+    # blocks are always addressed in increasing order (16-byte vector loads); a reverse
+    # recurrence walks the blocks last to first and scans each one right to left
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < R
     cols = tl.arange(0, BLOCK_L)
@@ -65,26 +67,29 @@ def _linear_fwd_kernel(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.cons
     else:
         carry = tl.zeros([BLOCK_R], dtype=tl.float32)
     base = rows.to(tl.int64)[:, None] * L
-    for start in range(0, L, BLOCK_L):
-        pos = start + cols
+    nblk = tl.cdiv(L, BLOCK_L)
+    for i in range(0, nblk):
         if REVERSE:
-            t = L - 1 - pos
+            t = (nblk - 1 - i) * BLOCK_L + cols
         else:
-            t = pos
-        m = rmask[:, None] & (pos < L)[None, :]
+            t = i * BLOCK_L + cols
+        m = rmask[:, None] & (t < L)[None, :]
         offs = base + t[None, :]
         a = tl.load(A + offs, mask=m, other=1.0).to(tl.float32)
         b = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
-        ac, bc = tl.associative_scan((a, b), axis=1, combine_fn=_combine)
+        ac, bc = tl.associative_scan((a, b), axis=1, combine_fn=_combine, reverse=REVERSE)
         h = ac * carry[:, None] + bc
         tl.store(H + offs, h.to(H.dtype.element_ty), mask=m)
-        # padding positions are identity maps, so the last column holds the last valid state
-        carry = tl.sum(tl.where(cols[None, :] == BLOCK_L - 1, h, 0.0), axis=1)
+        # padding positions are identity maps, so the block's end column holds the carry
+        if REVERSE:
+            carry = tl.sum(tl.where(cols[None, :] == 0, h, 0.0), axis=1)
+        else:
+            carry = tl.sum(tl.where(cols[None, :] == BLOCK_L - 1, h, 0.0), axis=1)
 
 
 @triton.jit
 def _linear_bwd_kernel(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REVERSE: tl.constexpr,
-                       BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+                       SCAN_REV: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
     # adjoint d[t] = g[t] + a[t+s] d[t+s] (s = +1 forward op, -1 reverse op), walked against the op
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < R
@@ -95,29 +100,31 @@ def _linear_bwd_kernel(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REV
         h0 = tl.zeros([BLOCK_R], dtype=tl.float32)
     carry = tl.zeros([BLOCK_R], dtype=tl.float32)
     base = rows.to(tl.int64)[:, None] * L
-    for start in range(0, L, BLOCK_L):
-        pos = start + cols
+    nblk = tl.cdiv(L, BLOCK_L)
+    for i in range(0, nblk):
         if REVERSE:
-            t = pos
+            t = i * BLOCK_L + cols
             nxt = t - 1
             prv = t + 1
         else:
-            t = L - 1 - pos
+            t = (nblk - 1 - i) * BLOCK_L + cols
             nxt = t + 1
             prv = t - 1
-        valid = (pos < L)[None, :]
-        m = rmask[:, None] & valid
+        m = rmask[:, None] & (t < L)[None, :]
         mn = m & ((nxt >= 0) & (nxt < L))[None, :]
         mp = m & ((prv >= 0) & (prv < L))[None, :]
         g = tl.load(G + base + t[None, :], mask=m, other=0.0).to(tl.float32)
         an = tl.load(A + base + nxt[None, :], mask=mn, other=1.0).to(tl.float32)
         hp = tl.load(H + base + prv[None, :], mask=mp, other=0.0).to(tl.float32)
         hp = tl.where(mp, hp, h0[:, None])
-        ac, bc = tl.associative_scan((an, g), axis=1, combine_fn=_combine)
+        ac, bc = tl.associative_scan((an, g), axis=1, combine_fn=_combine, reverse=SCAN_REV)
         d = ac * carry[:, None] + bc
         tl.store(GB + base + t[None, :], d.to(GB.dtype.element_ty), mask=m)
         tl.store(GA + base + t[None, :], (d * hp).to(GA.dtype.element_ty), mask=m)
-        carry = tl.sum(tl.where(cols[None, :] == BLOCK_L - 1, d, 0.0), axis=1)
+        if REVERSE:
+            carry = tl.sum(tl.where(cols[None, :] == BLOCK_L - 1, d, 0.0), axis=1)
+        else:
+            carry = tl.sum(tl.where(cols[None, :] == 0, d, 0.0), axis=1)
     if HAS_H0:
         if REVERSE:
             first = L - 1
@@ -144,31 +151,34 @@ def _linear_fwd_kernel_c(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.co
         cr = tl.zeros([BLOCK_R], dtype=tl.float32)
         ci = tl.zeros([BLOCK_R], dtype=tl.float32)
     base = rows.to(tl.int64)[:, None] * L
-    for start in range(0, L, BLOCK_L):
-        pos = start + cols
+    nblk = tl.cdiv(L, BLOCK_L)
+    for i in range(0, nblk):
         if REVERSE:
-            t = L - 1 - pos
+            t = (nblk - 1 - i) * BLOCK_L + cols
         else:
-            t = pos
-        m = rmask[:, None] & (pos < L)[None, :]
+            t = i * BLOCK_L + cols
+        m = rmask[:, None] & (t < L)[None, :]
         offs = 2 * (base + t[None, :])
         ar = tl.load(A + offs, mask=m, other=1.0)
         ai = tl.load(A + offs + 1, mask=m, other=0.0)
         br = tl.load(X + offs, mask=m, other=0.0)
         bi = tl.load(X + offs + 1, mask=m, other=0.0)
-        ar, ai, br, bi = tl.associative_scan((ar, ai, br, bi), axis=1, combine_fn=_combine_c)
+        ar, ai, br, bi = tl.associative_scan((ar, ai, br, bi), axis=1, combine_fn=_combine_c, reverse=REVERSE)
         hr = ar * cr[:, None] - ai * ci[:, None] + br
         hi = ar * ci[:, None] + ai * cr[:, None] + bi
         tl.store(H + offs, hr, mask=m)
         tl.store(H + offs + 1, hi, mask=m)
-        last = cols[None, :] == BLOCK_L - 1
+        if REVERSE:
+            last = cols[None, :] == 0
+        else:
+            last = cols[None, :] == BLOCK_L - 1
         cr = tl.sum(tl.where(last, hr, 0.0), axis=1)
         ci = tl.sum(tl.where(last, hi, 0.0), axis=1)
 
 
 @triton.jit
 def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REVERSE: tl.constexpr,
-                         BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+                         SCAN_REV: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
     # PyTorch's complex convention: grads flow through conj of the holomorphic derivative
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < R
@@ -182,17 +192,17 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
     cr = tl.zeros([BLOCK_R], dtype=tl.float32)
     ci = tl.zeros([BLOCK_R], dtype=tl.float32)
     base = rows.to(tl.int64)[:, None] * L
-    for start in range(0, L, BLOCK_L):
-        pos = start + cols
+    nblk = tl.cdiv(L, BLOCK_L)
+    for i in range(0, nblk):
         if REVERSE:
-            t = pos
+            t = i * BLOCK_L + cols
             nxt = t - 1
             prv = t + 1
         else:
-            t = L - 1 - pos
+            t = (nblk - 1 - i) * BLOCK_L + cols
             nxt = t + 1
             prv = t - 1
-        m = rmask[:, None] & (pos < L)[None, :]
+        m = rmask[:, None] & (t < L)[None, :]
         mn = m & ((nxt >= 0) & (nxt < L))[None, :]
         mp = m & ((prv >= 0) & (prv < L))[None, :]
         ot = 2 * (base + t[None, :])
@@ -204,7 +214,7 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
         ani = -tl.load(A + on + 1, mask=mn, other=0.0)
         hpr = tl.where(mp, tl.load(H + op, mask=mp, other=0.0), h0r[:, None])
         hpi = tl.where(mp, tl.load(H + op + 1, mask=mp, other=0.0), h0i[:, None])
-        sar, sai, sbr, sbi = tl.associative_scan((anr, ani, gr, gi), axis=1, combine_fn=_combine_c)
+        sar, sai, sbr, sbi = tl.associative_scan((anr, ani, gr, gi), axis=1, combine_fn=_combine_c, reverse=SCAN_REV)
         dr = sar * cr[:, None] - sai * ci[:, None] + sbr
         di = sar * ci[:, None] + sai * cr[:, None] + sbi
         tl.store(GB + ot, dr, mask=m)
@@ -212,7 +222,10 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
         # d * conj(h_prev)
         tl.store(GA + ot, dr * hpr + di * hpi, mask=m)
         tl.store(GA + ot + 1, di * hpr - dr * hpi, mask=m)
-        last = cols[None, :] == BLOCK_L - 1
+        if REVERSE:
+            last = cols[None, :] == BLOCK_L - 1
+        else:
+            last = cols[None, :] == 0
         cr = tl.sum(tl.where(last, dr, 0.0), axis=1)
         ci = tl.sum(tl.where(last, di, 0.0), axis=1)
     if HAS_H0:
@@ -227,10 +240,10 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
         tl.store(GH0 + 2 * rows + 1, a0r * ci + a0i * cr, mask=rmask)
 
 
-def _linear_blocks(R: int, L: int) -> tuple[int, int, int]:
-    block_l = min(LINEAR_CFG["block_l"], triton.next_power_of_2(max(L, 1)))
-    block_r = max(1, min(LINEAR_CFG["tile"] // block_l, triton.next_power_of_2(R)))
-    return block_r, block_l, LINEAR_CFG["num_warps"]
+def _linear_blocks(R: int, L: int, pre: str = "") -> tuple[int, int, int]:
+    block_l = min(LINEAR_CFG[pre + "block_l"], triton.next_power_of_2(max(L, 1)))
+    block_r = max(1, min(LINEAR_CFG[pre + "tile"] // block_l, triton.next_power_of_2(R)))
+    return block_r, block_l, LINEAR_CFG[pre + "num_warps"]
 
 
 def _linear_fwd(a, b, h0, reverse):
@@ -254,7 +267,7 @@ def _linear_fwd(a, b, h0, reverse):
 def _linear_bwd(a, h, h0, g, reverse):
     Bsz, Dm, L = a.shape
     R = Bsz * Dm
-    block_r, block_l, nw = _linear_blocks(R, L)
+    block_r, block_l, nw = _linear_blocks(R, L, "bwd_")
     grid = (triton.cdiv(R, block_r),)
     g = g.contiguous()
     ga = torch.empty_like(a)
@@ -264,10 +277,10 @@ def _linear_bwd(a, h, h0, g, reverse):
         vr = torch.view_as_real
         _linear_bwd_kernel_c[grid](vr(a), vr(h), vr(h0) if h0 is not None else vr(h), vr(g), vr(ga), vr(gb),
                                    vr(gh0) if h0 is not None else vr(gb), R, L, HAS_H0=h0 is not None,
-                                   REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=nw)
+                                   REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=nw)
     else:
         _linear_bwd_kernel[grid](a, h, h0 if h0 is not None else h, g, ga, gb, gh0 if h0 is not None else gb,
-                                 R, L, HAS_H0=h0 is not None, REVERSE=reverse, BLOCK_R=block_r,
+                                 R, L, HAS_H0=h0 is not None, REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r,
                                  BLOCK_L=block_l, num_warps=nw)
     return ga, gb, gh0
 
@@ -475,6 +488,148 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS,
         tl.atomic_add(DDB + d, dbias_acc, mask=dmask)
 
 
+
+@triton.jit
+def _ss_fwd_seq_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, LAST,
+                       Dm, L, G, N, NCH,
+                       HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
+                       SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
+                       BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
+    # one time step per iteration on the (BLOCK_D, N) state: one FMA of dependency per step, the
+    # per-step column loads of u, delta, B, C hit L1 after the first touch of each cache line
+    pid_d = tl.program_id(0)
+    b = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < Dm
+    n = tl.arange(0, BLOCK_N)
+    nmask = n < N
+    g = (pid_d * BLOCK_D) // (Dm // G)
+    dn_mask = dmask[:, None] & nmask[None, :]
+    A2 = tl.load(Aptr + d[:, None] * N + n[None, :], mask=dn_mask, other=0.0).to(tl.float32) * 1.4426950408889634
+    if HAS_DB:
+        bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
+    if HAS_D:
+        Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
+    x = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    row = (b * Dm + d).to(tl.int64) * L
+    nb = (b * G + g).to(tl.int64) * N * L + n.to(tl.int64) * L
+    xs_off = ((b * Dm + d).to(tl.int64)[:, None] * N + n[None, :]) * NCH
+    for c in range(0, NCH):
+        if SAVE_STATES:
+            tl.store(XS + xs_off + c, x, mask=dn_mask)
+        t_end = tl.minimum(c * CHUNK + CHUNK, L)
+        for t in range(c * CHUNK, t_end):
+            u = tl.load(U + row + t, mask=dmask, other=0.0).to(tl.float32)
+            dt = tl.load(DT + row + t, mask=dmask, other=0.0).to(tl.float32)
+            if HAS_DB:
+                dt = dt + bias
+            dt = _softplus_dt(dt, SOFTPLUS)
+            Bt = tl.load(Bp + nb + t, mask=nmask, other=0.0).to(tl.float32)
+            Ct = tl.load(Cp + nb + t, mask=nmask, other=0.0).to(tl.float32)
+            x = tl.exp2(dt[:, None] * A2) * x + (dt * u)[:, None] * Bt[None, :]
+            y = tl.sum(x * Ct[None, :], axis=1)
+            if HAS_D:
+                y = y + Dv * u
+            if HAS_Z:
+                zz = tl.load(Z + row + t, mask=dmask, other=0.0).to(tl.float32)
+                y = y * zz * tl.sigmoid(zz)
+            tl.store(OUT + row + t, y.to(OUT.dtype.element_ty), mask=dmask)
+    if SAVE_LAST:
+        tl.store(LAST + (b * Dm + d).to(tl.int64)[:, None] * N + n[None, :], x, mask=dn_mask)
+
+
+@triton.jit
+def _ss_bwd_seq_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, SCR,
+                       DU, DDT, DZ, DA, DBm, DCm, DDv, DDB,
+                       Dm, L, G, N, NCH,
+                       HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
+                       BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
+    # per chunk, last to first: replay the chunk forward from its checkpoint, parking the states
+    # in this program's scratch slab (L2-resident), then walk it backward with the adjoint
+    pid_d = tl.program_id(0)
+    b = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < Dm
+    n = tl.arange(0, BLOCK_N)
+    nmask = n < N
+    g = (pid_d * BLOCK_D) // (Dm // G)
+    dn_mask = dmask[:, None] & nmask[None, :]
+    Anat = tl.load(Aptr + d[:, None] * N + n[None, :], mask=dn_mask, other=0.0).to(tl.float32)
+    A2 = Anat * 1.4426950408889634
+    if HAS_DB:
+        bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
+    else:
+        bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
+    row = (b * Dm + d).to(tl.int64) * L
+    nb = (b * G + g).to(tl.int64) * N * L + n.to(tl.int64) * L
+    xs_off = ((b * Dm + d).to(tl.int64)[:, None] * N + n[None, :]) * NCH
+    slab = (b * tl.num_programs(0) + pid_d).to(tl.int64) * (CHUNK * BLOCK_D * BLOCK_N)
+    scr = SCR + slab + tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + n[None, :]
+    w = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # exp(dt[t+1] A) * dx[t+1]
+    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for ci in range(0, NCH):
+        c = NCH - 1 - ci
+        t0 = c * CHUNK
+        t1 = tl.minimum(t0 + CHUNK, L)
+        x = tl.load(XS + xs_off + c, mask=dn_mask, other=0.0)
+        for t in range(t0, t1):
+            tl.store(scr + (t - t0) * (BLOCK_D * BLOCK_N), x)
+            u = tl.load(U + row + t, mask=dmask, other=0.0).to(tl.float32)
+            dt = _softplus_dt(tl.load(DT + row + t, mask=dmask, other=0.0).to(tl.float32) + bias, SOFTPLUS)
+            Bt = tl.load(Bp + nb + t, mask=nmask, other=0.0).to(tl.float32)
+            x = tl.exp2(dt[:, None] * A2) * x + (dt * u)[:, None] * Bt[None, :]
+        tl.debug_barrier()
+        for tt in range(0, t1 - t0):
+            t = t1 - 1 - tt
+            xp = tl.load(scr + (t - t0) * (BLOCK_D * BLOCK_N))
+            u = tl.load(U + row + t, mask=dmask, other=0.0).to(tl.float32)
+            dtr = tl.load(DT + row + t, mask=dmask, other=0.0).to(tl.float32) + bias
+            dt = _softplus_dt(dtr, SOFTPLUS)
+            Bt = tl.load(Bp + nb + t, mask=nmask, other=0.0).to(tl.float32)
+            Ct = tl.load(Cp + nb + t, mask=nmask, other=0.0).to(tl.float32)
+            dout = tl.load(DOUT + row + t, mask=dmask, other=0.0).to(tl.float32)
+            dA = tl.exp2(dt[:, None] * A2)
+            x = dA * xp + (dt * u)[:, None] * Bt[None, :]
+            if HAS_Z:
+                y = tl.sum(x * Ct[None, :], axis=1)
+                if HAS_D:
+                    y = y + Dv * u
+                zz = tl.load(Z + row + t, mask=dmask, other=0.0).to(tl.float32)
+                sz = tl.sigmoid(zz)
+                tl.store(DZ + row + t, (dout * y * sz * (1.0 + zz * (1.0 - sz))).to(DZ.dtype.element_ty), mask=dmask)
+                gy = dout * zz * sz
+            else:
+                gy = dout
+            dx = Ct[None, :] * gy[:, None] + w
+            w = dA * dx
+            dAx = w * xp
+            dxB = tl.sum(dx * Bt[None, :], axis=1)
+            ddt = dxB * u + tl.sum(dAx * Anat, axis=1)
+            dA_acc += dAx * dt[:, None]
+            du = dxB * dt
+            if HAS_D:
+                du += Dv * gy
+                dD_acc += gy * u
+            tl.store(DU + row + t, du.to(DU.dtype.element_ty), mask=dmask)
+            if SOFTPLUS:
+                ddt = tl.where(dtr <= 20.0, ddt * tl.sigmoid(dtr), ddt)
+            ddt = tl.where(dmask, ddt, 0.0)
+            dbias_acc += ddt
+            tl.store(DDT + row + t, ddt.to(DDT.dtype.element_ty), mask=dmask)
+            tl.atomic_add(DBm + nb + t, tl.sum(dx * (dt * u)[:, None], axis=0), mask=nmask)
+            tl.atomic_add(DCm + nb + t, tl.sum(x * gy[:, None], axis=0), mask=nmask)
+        tl.debug_barrier()
+    tl.atomic_add(DA + d[:, None] * N + n[None, :], dA_acc, mask=dn_mask)
+    if HAS_D:
+        tl.atomic_add(DDv + d, dD_acc, mask=dmask)
+    if HAS_DB:
+        tl.atomic_add(DDB + d, dbias_acc, mask=dmask)
+
+
 def _block_d(Dm: int, G: int, want: int) -> int:
     bd = max(1, min(want, triton.next_power_of_2(Dm)))
     if G > 1:
@@ -499,7 +654,8 @@ def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_l
     xs = torch.empty(Bsz, Dm, N, nch, dtype=torch.float32, device=u.device) if save_states else out
     last = torch.empty(Bsz, Dm, N, dtype=torch.float32, device=u.device) if save_last else out
     grid = (triton.cdiv(Dm, bd), Bsz)
-    _ss_fwd_kernel[grid](u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
+    kern = _ss_fwd_seq_kernel if cfg["impl"] == "seq" else _ss_fwd_kernel
+    kern[grid](u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
                          delta_bias if delta_bias is not None else u, out, xs, last, Dm, L, G, N, nch,
                          HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None,
                          SOFTPLUS=softplus, SAVE_STATES=save_states, SAVE_LAST=save_last,
@@ -524,8 +680,13 @@ def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs):
     dD = torch.zeros(Dm, **f32) if D is not None else None
     ddb = torch.zeros(Dm, **f32) if delta_bias is not None else None
     grid = (triton.cdiv(Dm, bd), Bsz)
-    _ss_bwd_kernel[grid](u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
-                         delta_bias if delta_bias is not None else u, dout, xs,
+    if cfg["impl"] == "seq":
+        scr = torch.empty(grid[0] * grid[1] * chunk * bd * triton.next_power_of_2(N), **f32)
+        kern, extra = _ss_bwd_seq_kernel, (xs, scr)
+    else:
+        kern, extra = _ss_bwd_kernel, (xs,)
+    kern[grid](u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
+                         delta_bias if delta_bias is not None else u, dout, *extra,
                          du, ddt, dz if dz is not None else du, dA, dB, dC,
                          dD if dD is not None else dA, ddb if ddb is not None else dA,
                          Dm, L, G, N, nch,

@@ -42,6 +42,8 @@ def tiny_triton(monkeypatch):
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "block_l", 4)
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "tile", 8)
+    monkeypatch.setitem(triton_scan.LINEAR_CFG, "bwd_block_l", 4)
+    monkeypatch.setitem(triton_scan.LINEAR_CFG, "bwd_tile", 8)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "block_d", 4)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "bwd_block_d", 2)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "chunk", 4)
