@@ -1,0 +1,133 @@
+"""Autoregressive audio generation task: next-sample cross-entropy over quantized (mu-law) audio.
+
+The model maps tokens (B, L) to logits (B, L, K) with logits[:, t] a distribution of the sample
+after t. The task feeds the clip shifted right by one behind a start token (silence, K // 2), so
+every sample of the clip, the first included, is predicted; generation starts from the same token.
+
+Logged: ``train/loss``, ``val/loss`` (NLL in nats per sample, what the checkpoint monitors),
+``val/bits``, and on test ``test/loss`` (nats), ``test/nll_bits`` (bits per sample over the whole
+padded clip) and ``test/nll_bits_speech`` (bits per sample over the recorded part only, padding
+excluded; the number to compare with other speech models).
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+
+def param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: parameters tagged with ``_optim`` (SSM A, B, dt) get their own lr and
+    weight decay; biases and norms no weight decay; the rest ``weight_decay``."""
+    special: dict[tuple, list] = {}
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        hp = getattr(p, "_optim", None)
+        if hp:
+            special.setdefault(tuple(sorted(hp.items())), []).append(p)
+        elif p.dim() < 2:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    for hp, ps in special.items():
+        groups.append({"params": ps, **dict(hp)})
+    return [g for g in groups if g["params"]]
+
+
+class AudioGenerationTask(pl.LightningModule):
+    """Lightning wrapper for an autoregressive waveform model (e.g. SaShiMi).
+
+    Args:
+        model: nn.Module, forward(tokens (B, L) int64) -> logits (B, L, K); ``n_classes`` attribute.
+        lr, weight_decay: AdamW settings (S4 parameters keep their own, see :func:`param_groups`).
+        scheduler: "cosine" (per step, over the planned steps, after ``warmup_steps`` linear warm-up) or None.
+        warmup_steps: linear warm-up length.
+    Batches: tokens (B, L) int64, or a tuple (tokens, labels, n_valid) from SpeechDataModule.
+    """
+
+    def __init__(self, model: nn.Module, lr: float = 4e-3, weight_decay: float = 0.0,
+                 scheduler: str | None = "cosine", warmup_steps: int = 100):
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.val_nll = MeanMetric()
+        self.test_nll = MeanMetric()
+        self.test_nll_speech = MeanMetric()
+
+    @property
+    def start_token(self) -> int:
+        return self.model.n_classes // 2
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, L) -> logits (B, L, K) predicting tokens[:, t] from tokens[:, :t]."""
+        inp = nn.functional.pad(tokens[:, :-1], (1, 0), value=self.start_token)
+        return self.model(inp)
+
+    @staticmethod
+    def _unpack(batch):
+        if isinstance(batch, (tuple, list)):
+            tokens = batch[0]
+            n_valid = batch[2] if len(batch) > 2 else None
+            return tokens, n_valid
+        return batch, None
+
+    def _nll(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Per-sample NLL (B, L) in nats."""
+        logits = self(tokens)
+        return nn.functional.cross_entropy(logits.float().transpose(1, 2), tokens, reduction="none")
+
+    def training_step(self, batch, batch_idx):
+        tokens, _ = self._unpack(batch)
+        loss = self._nll(tokens).mean()
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=tokens.shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        tokens, _ = self._unpack(batch)
+        nll = self._nll(tokens)
+        self.val_nll.update(nll.mean(), weight=nll.numel())
+        self.log("val/loss", self.val_nll, prog_bar=True, on_epoch=True, batch_size=tokens.shape[0])
+
+    def on_validation_epoch_end(self):
+        self.log("val/bits", self.val_nll.compute() / math.log(2))
+
+    def test_step(self, batch, batch_idx):
+        tokens, n_valid = self._unpack(batch)
+        nll = self._nll(tokens)
+        self.test_nll.update(nll.mean(), weight=nll.numel())
+        if n_valid is not None:
+            mask = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < n_valid[:, None]
+            if mask.any():
+                self.test_nll_speech.update(nll[mask].mean(), weight=int(mask.sum()))
+        self.log("test/loss", self.test_nll, on_epoch=True, batch_size=tokens.shape[0])
+
+    def on_test_epoch_end(self):
+        self.log("test/nll_bits", self.test_nll.compute() / math.log(2))
+        if self.test_nll_speech.update_count:
+            self.log("test/nll_bits_speech", self.test_nll_speech.compute() / math.log(2))
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(param_groups(self.model, self.hparams.lr, self.hparams.weight_decay), lr=self.hparams.lr)
+        if self.hparams.scheduler != "cosine" or self.trainer is None:
+            return opt
+        total = int(self.trainer.estimated_stepping_batches or 0)
+        if total <= 0 or total > 10**8:  # unbounded (max_epochs=-1 with max_time): warm-up only
+            total = None
+        warm = max(1, int(self.hparams.warmup_steps))
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            if total is None:
+                return 1.0
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
