@@ -416,6 +416,15 @@ def future_index(series: Series, horizon: int) -> pd.DatetimeIndex:
                    "check the time column: the dates or their spacing look wrong") from e
 
 
+def split_sizes(n_rows: int, horizon: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """(n_train, n_val, n_test) rows of CSVDataModule's chronological split: val and test take
+    round(fraction * n_rows) rows each, but at least ``horizon`` (one window) when present;
+    n_train may come out too small (< lookback + horizon), which CSVDataModule reports."""
+    n_test = max(int(round(n_rows * test_fraction)), horizon) if test_fraction > 0 else 0
+    n_val = max(int(round(n_rows * val_fraction)), horizon) if val_fraction > 0 else 0
+    return n_rows - n_val - n_test, n_val, n_test
+
+
 class CSVDataModule(ForecastingDataModule):
     """Forecasting windows over a CSV series with a chronological train/val/test split.
 
@@ -489,11 +498,7 @@ class CSVDataModule(ForecastingDataModule):
         })
 
     def _split_sizes(self, t: int) -> tuple[int, int, int]:
-        """(n_train, n_val, n_test) rows for a series of t rows; val/test get at least one window."""
-        hp = self.hparams
-        n_test = max(int(round(t * hp.test_fraction)), self.horizon) if hp.test_fraction > 0 else 0
-        n_val = max(int(round(t * hp.val_fraction)), self.horizon)
-        return t - n_val - n_test, n_val, n_test
+        return split_sizes(t, self.horizon, self.hparams.val_fraction, self.hparams.test_fraction)
 
     @property
     def columns(self) -> list[str]:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from datamodules._paths import data_root
 from datamodules.csv import (CSVDataModule, DataWarning, Series, check_length, future_index,
-                             load_series)
+                             load_series, split_sizes)
 from tsmodels.errors import UserInputError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "tsmodels" / "assets" / "etth1_sample.csv"
@@ -153,6 +153,18 @@ def test_unparseable_timestamp_names_the_line(tmp_path):
         load_series(write(tmp_path, text))
 
 
+def test_mixed_utc_offsets_across_dst(tmp_path):
+    text = "date,y\n2024-03-31T00:00+01:00,1\n2024-03-31T01:00+01:00,2\n2024-03-31T03:00+02:00,3\n"
+    s = load_series(write(tmp_path, text))
+    assert str(s.timestamps.tz) == "UTC" and s.freq == pd.tseries.frequencies.to_offset("h")
+    assert s.timestamps[-1] == pd.Timestamp("2024-03-31 01:00", tz="UTC")
+
+
+def test_numeric_timestamps_get_a_conversion_hint(tmp_path):
+    with pytest.raises(UserInputError, match="plain numbers.*unit='s'"):
+        load_series(write(tmp_path, "date,y\n1700000000,1\n1700003600,2\n"))
+
+
 def test_empty_timestamp(tmp_path):
     text = hourly(6, value=range(6)).replace("2024-01-01 02:00:00", "")
     with pytest.raises(UserInputError, match=r"empty timestamp at line 4\b"):
@@ -271,7 +283,8 @@ def test_future_index_daily_and_monthly(tmp_path):
 
 def test_csv_datamodule_splits_scaling_and_last_window():
     dm = CSVDataModule(SAMPLE, lookback=96, horizon=24, val_fraction=0.2, test_fraction=0.1, batch_size=8)
-    assert (dm.n_train, dm.n_val, dm.n_test) == (2100, 600, 300)
+    assert (dm.n_train, dm.n_val, dm.n_test) == (2100, 600, 300) == split_sizes(3000, 24, 0.2, 0.1)
+    assert split_sizes(200, 96, 0.15, 0.15) == (8, 96, 96)  # val/test keep at least one window
     tr, va, te = dm.train_dataset, dm.val_dataset, dm.test_dataset
     assert len(tr) == 2100 - 96 - 24 + 1 and len(va) == 600 - 24 + 1 and len(te) == 300 - 24 + 1
     assert tr.target_rows(len(tr) - 1)[-1] < 2100
@@ -333,8 +346,24 @@ def _structured():
         lambda hr: hr[0] + "\n" + "\n".join(f"{t},{v}" for t, v in hr[1]))
 
 
+def _tabular():
+    """Plausible files: a time column in one of several formats with random steps and gaps, and
+    1-3 value columns with occasional junk."""
+    fmts = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%d/%m/%Y %H:%M", "%Y-%m-%dT%H:%M:%S%z", "%b %d %Y"]
+    value = st.one_of(st.floats(-1e6, 1e6).map(lambda v: f"{v:.4g}"),
+                      st.sampled_from(["", "NaN", "n/a", "x", "1e999", "-0"]))
+    return st.builds(
+        lambda fmt, steps, ncols, vals, tcol: (
+            f"{tcol}," + ",".join(f"v{j}" for j in range(ncols)) + "\n" + "".join(
+                pd.Timestamp("2020-02-28", tz="UTC" if "%z" in fmt else None).__add__(pd.Timedelta(hours=int(h))).strftime(fmt)
+                + "," + ",".join(vals[(i * ncols + j) % len(vals)] for j in range(ncols)) + "\n"
+                for i, h in enumerate(np.cumsum(steps)))),
+        st.sampled_from(fmts), st.lists(st.sampled_from([0, 1, 1, 1, 24, -3]), min_size=1, max_size=30),
+        st.integers(1, 3), st.lists(value, min_size=1, max_size=40), st.sampled_from(["date", "Time", "when"]))
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(_csvish, _structured(), st.binary(max_size=60)))
+@given(st.one_of(_csvish, _structured(), _tabular(), st.binary(max_size=60)))
 def test_fuzz_load_series_raises_only_user_errors(content):
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "f.csv"
