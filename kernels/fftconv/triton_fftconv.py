@@ -51,7 +51,9 @@ FP32_PRECISION = "tf32"
 
 def _prec() -> str:
     """The PREC constexpr: "emulate" under TRITON_INTERPRET=1 (see _dot), else FP32_PRECISION."""
-    return "emulate" if os.environ.get("TRITON_INTERPRET", "0") == "1" else FP32_PRECISION
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        return "emulate"
+    return os.environ.get("TSMODELS_FFTCONV_FP32", FP32_PRECISION)
 
 
 @triton.jit
@@ -70,115 +72,146 @@ def _dot(a, b, BF16: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
-def _dft_real(a, f1r, f1i, f2r, f2i, tr, ti, TWIDDLE: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
-    """Forward DFT of a real (N1, N2) tile, output in the (k1, k2) layout."""
-    br = _dot(f1r, a, BF16, PREC)
-    bi = _dot(f1i, a, BF16, PREC)
+def _dft_rows(p, f1r, f1i, f2r, f2i, ttr, tti,
+              R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr,
+              TWIDDLE: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
+    """Forward DFT of R real rows given transposed, P[(r, c), n1] = A_r[n1, c] (R*N2, N1).
+
+    Returns X (R*N1, N2) complex with X[(r, k1), k2] = DFT(A_r) at (k1, k2).
+    Both contractions are right-multiplications of a tall (R rows stacked) matrix, so one
+    tl.dot serves all R rows; the permute between them is an on-chip layout change.
+    """
+    btr = _dot(p, f1r, BF16, PREC)
+    bti = _dot(p, f1i, BF16, PREC)
     if TWIDDLE:
-        br, bi = br * tr - bi * ti, br * ti + bi * tr
+        btr, bti = btr * ttr - bti * tti, btr * tti + bti * ttr
+    br = tl.reshape(tl.permute(tl.reshape(btr, (R, N2, N1)), (0, 2, 1)), (R * N1, N2))
+    bi = tl.reshape(tl.permute(tl.reshape(bti, (R, N2, N1)), (0, 2, 1)), (R * N1, N2))
     xr = _dot(br, f2r, BF16, PREC) - _dot(bi, f2i, BF16, PREC)
     xi = _dot(br, f2i, BF16, PREC) + _dot(bi, f2r, BF16, PREC)
     return xr, xi
 
 
 @triton.jit
-def _idft_real(xr, xi, f1r, f1i, f2r, f2i, tr, ti, TWIDDLE: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
-    """Real part of the unnormalized inverse DFT of an (N1, N2) spectrum in the (k1, k2) layout."""
+def _idft_rows(xr, xi, f1r, f1i, f2r, f2i, tr, ti,
+               R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr,
+               TWIDDLE: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
+    """Real part of the unnormalized inverse of _dft_rows: X (R*N1, N2) -> transposed rows (R*N2, N1)."""
     yr = _dot(xr, f2r, BF16, PREC) + _dot(xi, f2i, BF16, PREC)
     yi = _dot(xi, f2r, BF16, PREC) - _dot(xr, f2i, BF16, PREC)
     if TWIDDLE:
         yr, yi = yr * tr + yi * ti, yi * tr - yr * ti
-    return _dot(f1r, yr, BF16, PREC) + _dot(f1i, yi, BF16, PREC)
+    ytr = tl.reshape(tl.permute(tl.reshape(yr, (R, N1, N2)), (0, 2, 1)), (R * N2, N1))
+    yti = tl.reshape(tl.permute(tl.reshape(yi, (R, N1, N2)), (0, 2, 1)), (R * N2, N1))
+    return _dot(ytr, f1r, BF16, PREC) + _dot(yti, f1i, BF16, PREC)
 
 
 @triton.jit
-def _tile_offsets(R_LIM, C_LIM, STRIDE_R, TOT, N1: tl.constexpr, N2: tl.constexpr):
-    r = tl.arange(0, N1)[:, None]
-    c = tl.arange(0, N2)[None, :]
-    off = r * STRIDE_R + c
-    mask = (r < R_LIM) & (c < C_LIM) & (off < TOT)
+def _rows_offsets(b0, h, B, H, R_LIM, C_LIM, STRIDE_R, TOT,
+                  R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr):
+    """Addresses and mask of the transposed tile P[(r, c), n1] = u[b0 + r, h][n1 * STRIDE_R + c]."""
+    rho = tl.arange(0, R * N2)
+    r = (rho // N2)[:, None]
+    c = (rho % N2)[:, None]
+    n1 = tl.arange(0, N1)[None, :]
+    b = b0 + r
+    inner = n1 * STRIDE_R + c
+    off = (b * H + h).to(tl.int64) * TOT + inner
+    mask = (b < B) & (n1 < R_LIM) & (c < C_LIM) & (inner < TOT)
     return off, mask
 
 
 @triton.jit
 def _load_consts(f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
-                 N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr):
+                 R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr):
+    """DFT matrices, and the twiddle T[k1, c] in both tile layouts: (R*N2, N1) and (R*N1, N2)."""
     i1 = tl.arange(0, N1)
     i2 = tl.arange(0, N2)
-    o11 = i1[:, None] * N1 + i1[None, :]
-    o22 = i2[:, None] * N2 + i2[None, :]
-    o12 = i1[:, None] * N2 + i2[None, :]
-    f1r = tl.load(f1r_ptr + o11)
-    f1i = tl.load(f1i_ptr + o11)
-    f2r = tl.load(f2r_ptr + o22)
-    f2i = tl.load(f2i_ptr + o22)
+    f1r = tl.load(f1r_ptr + i1[:, None] * N1 + i1[None, :])
+    f1i = tl.load(f1i_ptr + i1[:, None] * N1 + i1[None, :])
+    f2r = tl.load(f2r_ptr + i2[:, None] * N2 + i2[None, :])
+    f2i = tl.load(f2i_ptr + i2[:, None] * N2 + i2[None, :])
     if TWIDDLE:
-        tr = tl.load(tr_ptr + o12)
-        ti = tl.load(ti_ptr + o12)
+        c_t = (tl.arange(0, R * N2) % N2)[:, None]
+        o_t = i1[None, :] * N2 + c_t
+        ttr = tl.load(tr_ptr + o_t)
+        tti = tl.load(ti_ptr + o_t)
+        k1 = (tl.arange(0, R * N1) % N1)[:, None]
+        o_n = k1 * N2 + i2[None, :]
+        tr = tl.load(tr_ptr + o_n)
+        ti = tl.load(ti_ptr + o_n)
     else:
-        tr = tl.zeros((N1, N2), dtype=tl.float32)
-        ti = tl.zeros((N1, N2), dtype=tl.float32)
-    return f1r, f1i, f2r, f2i, tr, ti
+        ttr = tl.zeros((R * N2, N1), dtype=tl.float32)
+        tti = tl.zeros((R * N2, N1), dtype=tl.float32)
+        tr = tl.zeros((R * N1, N2), dtype=tl.float32)
+        ti = tl.zeros((R * N1, N2), dtype=tl.float32)
+    return f1r, f1i, f2r, f2i, ttr, tti, tr, ti
 
 
 @triton.jit
 def _fftconv_fwd_kernel(
-    u_ptr, kr_ptr, ki_ptr, d_ptr, y_ptr,
+    u_ptr, k_ptr, d_ptr, y_ptr,
     f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
-    B, H, R_LIM, C_LIM, STRIDE_R, TOT,
-    N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr, CONJ: tl.constexpr,
+    B, H, R_LIM, C_LIM, STRIDE_R, TOT, INV_N,
+    KS1: tl.constexpr, KS2: tl.constexpr, R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr, CONJ: tl.constexpr,
     HAS_D: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    # programs of one channel are adjacent, so its spectrum is read from HBM about once
-    h = pid // B
-    b = pid % B
-    row = (b * H + h).to(tl.int64) * TOT
-    off, mask = _tile_offsets(R_LIM, C_LIM, STRIDE_R, TOT, N1, N2)
-    a = tl.load(u_ptr + row + off, mask=mask, other=0.0).to(tl.float32)
-    f1r, f1i, f2r, f2i, tr, ti = _load_consts(f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, N1, N2, TWIDDLE)
-    xr, xi = _dft_real(a, f1r, f1i, f2r, f2i, tr, ti, TWIDDLE, BF16, PREC)
-    koff = h.to(tl.int64) * (N1 * N2) + tl.arange(0, N1)[:, None] * N2 + tl.arange(0, N2)[None, :]
-    kr = tl.load(kr_ptr + koff)
-    ki = tl.load(ki_ptr + koff)
+    # one channel, R batch rows: the channel's spectrum and the DFT matrices are read once for R rows
+    h = tl.program_id(0)
+    b0 = tl.program_id(1) * R
+    off, mask = _rows_offsets(b0, h, B, H, R_LIM, C_LIM, STRIDE_R, TOT, R, N1, N2)
+    p = tl.load(u_ptr + off, mask=mask, other=0.0).to(tl.float32)
+    f1r, f1i, f2r, f2i, ttr, tti, tr, ti = _load_consts(
+        f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, R, N1, N2, TWIDDLE)
+    xr, xi = _dft_rows(p, f1r, f1i, f2r, f2i, ttr, tti, R, N1, N2, TWIDDLE, BF16, PREC)
+    k1 = (tl.arange(0, R * N1) % N1)[:, None]
+    # the spectrum as torch.fft leaves it: (re, im) pairs at frequency k1*KS1 + k2*KS2
+    koff = h.to(tl.int64) * (2 * N1 * N2) + 2 * (k1 * KS1 + tl.arange(0, N2)[None, :] * KS2)
+    kr = tl.load(k_ptr + koff) * INV_N
+    ki = tl.load(k_ptr + koff + 1) * INV_N
     if CONJ:
         ki = -ki
     xr, xi = xr * kr - xi * ki, xr * ki + xi * kr
-    y = _idft_real(xr, xi, f1r, f1i, f2r, f2i, tr, ti, TWIDDLE, BF16, PREC)
+    y = _idft_rows(xr, xi, f1r, f1i, f2r, f2i, tr, ti, R, N1, N2, TWIDDLE, BF16, PREC)
     if HAS_D:
-        y += tl.load(d_ptr + h).to(tl.float32) * a
-    tl.store(y_ptr + row + off, y.to(y_ptr.dtype.element_ty), mask=mask)
+        y += tl.load(d_ptr + h).to(tl.float32) * p
+    tl.store(y_ptr + off, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _fftconv_bwd_k_kernel(
-    u_ptr, g_ptr, dkr_ptr, dki_ptr, dd_ptr,
+    u_ptr, g_ptr, dk_ptr, dd_ptr,
     f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
-    B, H, B_PER, R_LIM, C_LIM, STRIDE_R, TOT,
-    N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
+    B, H, G_PER, R_LIM, C_LIM, STRIDE_R, TOT, INV_N,
+    KS1: tl.constexpr, KS2: tl.constexpr, R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr,
+    BF16: tl.constexpr, PREC: tl.constexpr,
 ):
+    """Partial sums over G_PER groups of R batch rows: dK = sum_b conj(U_b) G_b, dD = sum g u."""
     h = tl.program_id(0)
     split = tl.program_id(1)
-    off, mask = _tile_offsets(R_LIM, C_LIM, STRIDE_R, TOT, N1, N2)
-    f1r, f1i, f2r, f2i, tr, ti = _load_consts(f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, N1, N2, TWIDDLE)
-    accr = tl.zeros((N1, N2), dtype=tl.float32)
-    acci = tl.zeros((N1, N2), dtype=tl.float32)
-    accd = tl.zeros((N1, N2), dtype=tl.float32)
-    for i in range(0, B_PER):
-        b = split * B_PER + i
-        row = (b * H + h).to(tl.int64) * TOT
-        m = mask & ((off * 0 + b) < B)  # a tensor comparison: the interpreter rejects scalar-bool masks
-        a = tl.load(u_ptr + row + off, mask=m, other=0.0).to(tl.float32)
-        g = tl.load(g_ptr + row + off, mask=m, other=0.0).to(tl.float32)
-        ur, ui = _dft_real(a, f1r, f1i, f2r, f2i, tr, ti, TWIDDLE, BF16, PREC)
-        gr, gi = _dft_real(g, f1r, f1i, f2r, f2i, tr, ti, TWIDDLE, BF16, PREC)
+    f1r, f1i, f2r, f2i, ttr, tti, tr, ti = _load_consts(
+        f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, R, N1, N2, TWIDDLE)
+    accr = tl.zeros((R * N1, N2), dtype=tl.float32)
+    acci = tl.zeros((R * N1, N2), dtype=tl.float32)
+    accd = tl.zeros((R * N2, N1), dtype=tl.float32)
+    for i in range(0, G_PER):
+        b0 = (split * G_PER + i) * R
+        off, mask = _rows_offsets(b0, h, B, H, R_LIM, C_LIM, STRIDE_R, TOT, R, N1, N2)
+        p = tl.load(u_ptr + off, mask=mask, other=0.0).to(tl.float32)
+        q = tl.load(g_ptr + off, mask=mask, other=0.0).to(tl.float32)
+        ur, ui = _dft_rows(p, f1r, f1i, f2r, f2i, ttr, tti, R, N1, N2, TWIDDLE, BF16, PREC)
+        gr, gi = _dft_rows(q, f1r, f1i, f2r, f2i, ttr, tti, R, N1, N2, TWIDDLE, BF16, PREC)
         # conj(U) G
         accr += ur * gr + ui * gi
         acci += ur * gi - ui * gr
-        accd += a * g
-    koff = (split * H + h).to(tl.int64) * (N1 * N2) + tl.arange(0, N1)[:, None] * N2 + tl.arange(0, N2)[None, :]
-    tl.store(dkr_ptr + koff, accr)
-    tl.store(dki_ptr + koff, acci)
+        accd += p * q
+    dr = tl.sum(tl.reshape(accr, (R, N1, N2)), axis=0)
+    di = tl.sum(tl.reshape(acci, (R, N1, N2)), axis=0)
+    i1 = tl.arange(0, N1)[:, None]
+    i2 = tl.arange(0, N2)[None, :]
+    koff = (split * H + h).to(tl.int64) * (2 * N1 * N2) + 2 * (i1 * KS1 + i2 * KS2)
+    tl.store(dk_ptr + koff, dr * INV_N)
+    tl.store(dk_ptr + koff + 1, di * INV_N)
     tl.store(dd_ptr + split * H + h, tl.sum(tl.sum(accd, axis=1), axis=0))
 
 
@@ -242,8 +275,16 @@ def plan_2d(S: tuple[int, int], Sk: tuple[int, int], circular: bool) -> tuple[in
     return n1, n2
 
 
-def _warps(n: int) -> int:
-    return 4 if n <= 1024 else (8 if n <= 8192 else 16)
+# values per program tile (R rows x n): bounds registers; R = rows of one channel per program
+TILE_ELEMS = 8192
+
+
+def _rows(B: int, n: int) -> int:
+    return max(1, min(_pow2_at_least(B), TILE_ELEMS // n))
+
+
+def _warps(tile: int) -> int:
+    return 4 if tile <= 2048 else (8 if tile <= 8192 else 16)
 
 
 def _effective_kernel(k: torch.Tensor, n: tuple[int, ...], causal: bool) -> torch.Tensor:
@@ -258,62 +299,108 @@ def _effective_kernel(k: torch.Tensor, n: tuple[int, ...], causal: bool) -> torc
     return kf
 
 
-def _spectrum(k: torch.Tensor, N1: int, N2: int, causal: bool, two_d: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(re, im) of the kernel's spectrum / n in the kernel's (k1, k2) layout, each (H, N1, N2) fp32."""
-    H = k.shape[0]
-    n = N1 * N2
+def _spectrum(k: torch.Tensor, N1: int, N2: int, causal: bool, two_d: bool) -> torch.Tensor:
+    """The kernel's full spectrum as (re, im) pairs, (H, n, 2) fp32 (1-D) or (H, N1, N2, 2) (2-D).
+
+    One torch.fft call (plus a roll when centred); the kernel reads it in its own order and
+    scales by 1/n, so no permuted copy is made.
+    """
     if two_d:
-        K = torch.fft.fft2(_effective_kernel(k, (N1, N2), causal)) / n
+        if causal:
+            K = torch.fft.fft2(k.float(), s=(N1, N2))
+        else:
+            K = torch.fft.fft2(_effective_kernel(k, (N1, N2), causal))
     else:
-        K = torch.fft.fft(_effective_kernel(k, (n,), causal), dim=-1) / n
-        # position (k1, k2) holds frequency k1 + N1 k2
-        K = K.view(H, N2, N1).transpose(1, 2)
-    return K.real.contiguous(), K.imag.contiguous()
+        n = N1 * N2
+        K = torch.fft.fft(k.float(), n=n) if causal else torch.fft.fft(_effective_kernel(k, (n,), causal))
+    return torch.view_as_real(K)
+
+
+def _kstrides(geom) -> tuple[int, int]:
+    """Frequency of tile position (k1, k2) is k1*KS1 + k2*KS2: k1 + N1 k2 in 1-D, row-major in 2-D."""
+    N1, N2, twiddle = geom[:3]
+    return (1, N1) if twiddle else (N2, 1)
+
+
+# values per program tile (R rows x n) in the forward / the backward (which holds two transforms)
+TILE_ELEMS = 8192
+BWD_TILE_ELEMS = 4096
+
+
+def _rows(B: int, n: int, cap: int) -> int:
+    return max(1, min(_pow2_at_least(B), cap // n))
+
+
+def _warps(tile: int) -> int:
+    return 4 if tile <= 2048 else (8 if tile <= 8192 else 16)
 
 
 class _FFTConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, kr, ki, D, geom):
-        N1, N2, twiddle, rlim, clim, stride, tot = geom
-        B, H = u.shape[0], u.shape[1]
+    def forward(ctx, u, K, D, geom):
         u = u.contiguous()
         y = torch.empty_like(u)
-        _launch_fwd(u, kr, ki, D, y, geom, conj=False)
-        ctx.save_for_backward(u, kr, ki, D)
+        _launch_fwd(u, K, D, y, geom, conj=False)
+        ctx.save_for_backward(u, K, D)
         ctx.geom = geom
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        u, kr, ki, D = ctx.saved_tensors
+        u, K, D = ctx.saved_tensors
         geom = ctx.geom
         N1, N2, twiddle, rlim, clim, stride, tot = geom
+        n = N1 * N2
         B, H = u.shape[0], u.shape[1]
         g = gy.contiguous().to(u.dtype)
-        du = dkr = dki = dD = None
+        du = dK = dD = None
         if ctx.needs_input_grad[0]:
             du = torch.empty_like(u)
-            _launch_fwd(g, kr, ki, D, du, geom, conj=True)
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2] or (D is not None and ctx.needs_input_grad[3]):
-            # enough programs to fill the GPU: split the batch when there are few channels
-            nsplit = max(1, min(B, triton.cdiv(512, H)))
-            b_per = triton.cdiv(B, nsplit)
-            nsplit = triton.cdiv(B, b_per)
-            pkr = torch.empty(nsplit, H, N1, N2, device=u.device, dtype=torch.float32)
-            pki = torch.empty_like(pkr)
+            _launch_fwd(g, K, D, du, geom, conj=True)
+        need_d = D is not None and ctx.needs_input_grad[2]
+        if not (ctx.needs_input_grad[1] or need_d):
+            return du, None, None, None
+        if n > BWD_TILE_ELEMS:
+            # two transforms of this size do not fit one program's shared memory: torch.fft
+            dK, dD = _bwd_k_torch(u, g, geom, need_d)
+        else:
+            R = _rows(B, n, BWD_TILE_ELEMS)
+            groups = triton.cdiv(B, R)
+            # enough programs to fill the GPU: split the batch groups when there are few channels
+            nsplit = max(1, min(groups, triton.cdiv(512, H)))
+            g_per = triton.cdiv(groups, nsplit)
+            nsplit = triton.cdiv(groups, g_per)
+            pk = torch.empty((nsplit,) + tuple(K.shape), device=u.device, dtype=torch.float32)
             pdd = torch.empty(nsplit, H, device=u.device, dtype=torch.float32)
             f1r, f1i, f2r, f2i, tr, ti = _consts(N1, N2, twiddle, u.device)
+            ks1, ks2 = _kstrides(geom)
             ck = _fftconv_bwd_k_kernel[(H, nsplit)](
-                u, g, pkr, pki, pdd, f1r, f1i, f2r, f2i, tr, ti,
-                B, H, b_per, rlim, clim, stride, tot,
-                N1=N1, N2=N2, TWIDDLE=twiddle, BF16=(u.dtype == torch.bfloat16), PREC=_prec(),
-                num_warps=_warps(N1 * N2),
+                u, g, pk, pdd, f1r, f1i, f2r, f2i, tr, ti,
+                B, H, g_per, rlim, clim, stride, tot, 1.0 / n,
+                KS1=ks1, KS2=ks2, R=R, N1=N1, N2=N2, TWIDDLE=twiddle,
+                BF16=(u.dtype == torch.bfloat16), PREC=_prec(),
+                num_warps=_warps(R * n), num_stages=1,
             )
             _record("bwd_k", N1, N2, ck)
-            dkr, dki = pkr.sum(0), pki.sum(0)
-            if D is not None and ctx.needs_input_grad[3]:
-                dD = pdd.sum(0).to(D.dtype)
-        return du, dkr, dki, dD, None
+            dK = pk.sum(0)
+            dD = pdd.sum(0) if need_d else None
+        return du, dK, None if dD is None else dD.to(D.dtype), None
+
+
+def _bwd_k_torch(u, g, geom, need_d):
+    """dK (as (re, im) pairs in the forward's spectrum layout) and dD through torch.fft."""
+    N1, N2, twiddle = geom[:3]
+    n = N1 * N2
+    B, H = u.shape[:2]
+    if twiddle:
+        U = torch.fft.fft(u.float(), n=n)
+        G = torch.fft.fft(g.float(), n=n)
+    else:
+        U = torch.fft.fft2(u.float(), s=(N1, N2))
+        G = torch.fft.fft2(g.float(), s=(N1, N2))
+    dK = torch.view_as_real((torch.conj(U) * G).sum(0) / n).contiguous()
+    dD = (u.float() * g.float()).sum(dim=tuple(i for i in range(u.dim()) if i != 1)) if need_d else None
+    return dK, dD
 
 
 def _consts(N1, N2, twiddle, device):
@@ -326,16 +413,19 @@ def _consts(N1, N2, twiddle, device):
     return f1r, f1i, f2r, f2i, tr, ti
 
 
-def _launch_fwd(u, kr, ki, D, y, geom, conj: bool):
+def _launch_fwd(u, K, D, y, geom, conj: bool):
     N1, N2, twiddle, rlim, clim, stride, tot = geom
+    n = N1 * N2
     B, H = u.shape[0], u.shape[1]
     f1r, f1i, f2r, f2i, tr, ti = _consts(N1, N2, twiddle, u.device)
-    ck = _fftconv_fwd_kernel[(B * H,)](
-        u, kr, ki, D if D is not None else u, y, f1r, f1i, f2r, f2i, tr, ti,
-        B, H, rlim, clim, stride, tot,
-        N1=N1, N2=N2, TWIDDLE=twiddle, CONJ=conj, HAS_D=D is not None,
+    R = _rows(B, n, TILE_ELEMS)
+    ks1, ks2 = _kstrides(geom)
+    ck = _fftconv_fwd_kernel[(H, triton.cdiv(B, R))](
+        u, K, D if D is not None else u, y, f1r, f1i, f2r, f2i, tr, ti,
+        B, H, rlim, clim, stride, tot, 1.0 / n,
+        KS1=ks1, KS2=ks2, R=R, N1=N1, N2=N2, TWIDDLE=twiddle, CONJ=conj, HAS_D=D is not None,
         BF16=(u.dtype == torch.bfloat16), PREC=_prec(),
-        num_warps=_warps(N1 * N2),
+        num_warps=_warps(R * n),
     )
     _record("fwd", N1, N2, ck)
 
@@ -367,9 +457,9 @@ def fftconv_triton(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = No
     if plan is None or not _supported_dtype(u) or u.dim() != 3:
         return fftconv_ref(u, k, D, causal)
     N1, N2 = plan
-    kr, ki = _spectrum(k, N1, N2, causal, two_d=False)
+    K = _spectrum(k, N1, N2, causal, two_d=False)
     geom = (N1, N2, True, N1, N2, N2, L)
-    return _FFTConv.apply(u, kr, ki, D, geom)
+    return _FFTConv.apply(u, K, D, geom)
 
 
 def fftconv_nd_triton(
@@ -390,7 +480,7 @@ def fftconv_nd_triton(
         plan = plan_2d(S, (k.shape[1], k.shape[2]), circular)
         if plan is not None:
             N1, N2 = plan
-            kr, ki = _spectrum(k, N1, N2, causal, two_d=True)
+            K = _spectrum(k, N1, N2, causal, two_d=True)
             geom = (N1, N2, False, S[0], S[1], S[1], S[0] * S[1])
-            return _FFTConv.apply(u, kr, ki, D, geom)
+            return _FFTConv.apply(u, K, D, geom)
     return fftconv_nd_ref(u, k, D, causal, circular)

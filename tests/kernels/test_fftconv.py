@@ -172,6 +172,23 @@ def test_triton_fftconv_2d(monkeypatch, S, Sk, causal, circular, dtype):
     )
 
 
+def test_triton_small_tiles_and_torch_backward(monkeypatch):
+    """One row per program, and the torch.fft path for the kernel gradient of large transforms."""
+    from kernels.fftconv import triton_fftconv as tf
+
+    monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    monkeypatch.setattr(tf, "TILE_ELEMS", 256)
+    monkeypatch.setattr(tf, "BWD_TILE_ELEMS", 128)
+    g = torch.Generator().manual_seed(11)
+    u = torch.randn(2, 2, 50, generator=g, dtype=torch.float64)
+    k = torch.randn(2, 50, generator=g, dtype=torch.float64) / 7
+    D = torch.randn(2, generator=g, dtype=torch.float64)
+    _check(lambda a, b, c: fftconv(a, b, c, False), lambda a, b, c: fftconv_ref(a, b, c, False), u, k, D, torch.float32, 1e-5, 1e-5)
+    u2 = torch.randn(2, 2, 5, 6, generator=g, dtype=torch.float64)
+    k2 = torch.randn(2, 3, 3, generator=g, dtype=torch.float64)
+    _check(lambda a, b, c: fftconv_nd(a, b, c), lambda a, b, c: fftconv_nd_ref(a, b, c), u2, k2, D, torch.float32, 1e-5, 1e-5)
+
+
 def test_triton_paths_that_fall_back(monkeypatch):
     """Shapes the fused kernel does not hold (3-D, circular 1-D, fp64) still give the reference's answer."""
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
