@@ -219,6 +219,10 @@ class SaShiMi(nn.Module):
         sample_rate: int = 8000,
     ):
         super().__init__()
+        # plain constructor arguments, saved in checkpoints so a model rebuilds without its run's config
+        self.config = {"n_classes": n_classes, "d_model": d_model, "n_layers": n_layers, "pool": [int(p) for p in pool],
+                       "expand": expand, "d_state": d_state, "mlp_expand": mlp_expand, "dropout": dropout, "init": init,
+                       "dt_min": dt_min, "dt_max": dt_max, "s4_lr": s4_lr, "sample_rate": sample_rate}
         self.n_classes, self.sample_rate = n_classes, sample_rate
         self.pool = tuple(int(p) for p in pool)
         s4_kwargs = {"init": init, "dt_min": dt_min, "dt_max": dt_max, "lr": s4_lr}

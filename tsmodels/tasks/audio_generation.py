@@ -113,6 +113,13 @@ class AudioGenerationTask(pl.LightningModule):
         if self.test_nll_speech.update_count:
             self.log("test/nll_bits_speech", self.test_nll_speech.compute() / math.log(2))
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # self-contained checkpoints: `tsm generate audio --ckpt F` rebuilds the model from F alone
+        config = getattr(self.model, "config", None)
+        if config is not None:
+            cls = type(self.model)
+            checkpoint["model_config"] = {"_target_": f"{cls.__module__}.{cls.__qualname__}", **config}
+
     def configure_optimizers(self):
         opt = torch.optim.AdamW(param_groups(self.model, self.hparams.lr, self.hparams.weight_decay), lr=self.hparams.lr)
         if self.hparams.scheduler != "cosine" or self.trainer is None:
