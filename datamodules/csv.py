@@ -146,6 +146,7 @@ def _read_table(text: str, path: Path) -> pd.DataFrame:
                    "check that every line has the same number of fields as the header and that "
                    "quotes are balanced") from e
     df.columns = [str(c).strip() for c in df.columns]
+    df = df.fillna("")  # fields missing from short lines count as empty cells
     # Blank lines (kept so that index i is line i + 2) and all-empty rows carry nothing.
     empty = df.apply(lambda col: col.str.strip().eq("")).all(axis=1) if len(df.columns) else pd.Series([], dtype=bool)
     df = df[~empty]

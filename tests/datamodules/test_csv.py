@@ -244,6 +244,13 @@ def test_few_nans_are_interpolated_with_warning(tmp_path):
     assert np.isfinite(s.values).all()
 
 
+def test_short_lines_count_as_missing_values(tmp_path):
+    text = "date,y\n" + "".join(f"2024-01-{d:02d},{d}\n" if d != 9 else f"2024-01-{d:02d}\n" for d in range(1, 31))
+    with pytest.warns(DataWarning, match="1 missing value"):
+        s = load_series(write(tmp_path, text))
+    assert s.values[8, 0] == pytest.approx(9.0)
+
+
 def test_many_nans_are_an_error(tmp_path):
     y = ["" if i % 5 == 0 else str(i) for i in range(40)]
     with pytest.raises(UserInputError, match=r"8 missing values of 40 \(20.0%\).*fill or drop"):
@@ -362,7 +369,7 @@ def _tabular():
         st.integers(1, 3), st.lists(value, min_size=1, max_size=40), st.sampled_from(["date", "Time", "when"]))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(_csvish, _structured(), _tabular(), st.binary(max_size=60)))
 def test_fuzz_load_series_raises_only_user_errors(content):
     with tempfile.TemporaryDirectory() as d:
