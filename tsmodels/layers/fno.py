@@ -1,0 +1,68 @@
+"""Fourier Neural Operator spectral convolution (Li et al. 2021), the baseline for T1.
+
+Each layer transforms to Fourier space (rfft2), multiplies the retained low modes by a learned
+complex matrix per mode (in_channels x out_channels), zeroes the rest and transforms back
+(irfft2): two FFTs per layer. The retained set of an rfft2 grid (X, Y // 2 + 1) is rows
+[0, m1) and [X - m1, X) (positive and negative first-axis frequencies) by columns [0, m2).
+
+This is per-mode channel mixing, not a per-channel convolution, so it uses torch.fft directly;
+``kernels.fftconv.fftconv_nd`` (one kernel per channel) does not express it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tsmodels.errors import UserInputError
+
+
+def check_modes(modes1: int, modes2: int, size: tuple[int, int]) -> None:
+    """Raise UserInputError unless an (X, Y) grid has the retained modes: 2 m1 <= X and m2 <= Y // 2 + 1."""
+    X, Y = size
+    if modes1 < 1 or modes2 < 1 or 2 * modes1 > X or modes2 > Y // 2 + 1:
+        raise UserInputError(
+            f"{modes1}x{modes2} Fourier modes do not fit a {X}x{Y} grid (needs 2*modes1 <= {X} and modes2 <= {Y // 2 + 1})",
+            f"lower the modes (model.modes <= {min(X // 2, Y // 2 + 1)}) or use a finer resolution")
+
+
+def gather_modes(z: torch.Tensor, modes1: int, modes2: int) -> torch.Tensor:
+    """Retained modes of an rfft2 spectrum: z (..., X, Y//2+1) -> (..., 2 m1, m2), rows ordered
+    [0, m1) then [X - m1, X)."""
+    return torch.cat([z[..., :modes1, :modes2], z[..., -modes1:, :modes2]], dim=-2)
+
+
+def scatter_modes(zm: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`gather_modes`: zm (..., 2 m1, m2) -> zero-padded rfft2 spectrum (..., X, Y//2+1)."""
+    X, Y = size
+    m1, m2 = zm.shape[-2] // 2, zm.shape[-1]
+    out = zm.new_zeros(*zm.shape[:-2], X, Y // 2 + 1)
+    out[..., :m1, :m2] = zm[..., :m1, :]
+    out[..., X - m1:, :m2] = zm[..., m1:, :]
+    return out
+
+
+class SpectralConv2d(nn.Module):
+    """FNO spectral convolution: y = irfft2(W_k rfft2(x)_k) over the retained modes k.
+
+    Args:
+        in_channels, out_channels: channel counts.
+        modes1, modes2: retained frequencies per axis (first axis: +/- modes1; last: [0, modes2)).
+    Shapes: x (B, in_channels, X, Y) -> (B, out_channels, X, Y); any X, Y holding the modes.
+    Init: uniform complex entries scaled by 1 / (in_channels * out_channels) (the FNO reference's choice).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, modes1: int, modes2: int):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.modes1, self.modes2 = modes1, modes2
+        scale = 1.0 / (in_channels * out_channels)
+        self.weight = nn.Parameter(scale * torch.rand(in_channels, out_channels, 2 * modes1, modes2, dtype=torch.cfloat))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C_in, X, Y) -> (B, C_out, X, Y)."""
+        size = (x.shape[-2], x.shape[-1])
+        check_modes(self.modes1, self.modes2, size)
+        z = gather_modes(torch.fft.rfft2(x.float()), self.modes1, self.modes2)
+        z = torch.einsum("bixy,ioxy->boxy", z, self.weight)
+        return torch.fft.irfft2(scatter_modes(z, size), s=size).to(x.dtype)
