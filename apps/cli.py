@@ -26,7 +26,7 @@ def forecast(
     lookback: Optional[int] = typer.Option(None, help="Input window length. Default: min(336, what the series allows)."),
     time_col: Optional[str] = typer.Option(None, "--time-col", help="Time column. Default: auto-detected."),
     out: Path = typer.Option(Path("forecast.csv"), help="Output CSV: timestamps, forecast, interval bounds."),
-    plot: Optional[Path] = typer.Option(Path("forecast.png"), help="PNG of history, forecast and interval ('' for none)."),
+    plot: str = typer.Option("forecast.png", help="PNG of history, forecast and interval ('' for none)."),
     level: float = typer.Option(0.9, help="Prediction-interval coverage (split conformal on validation residuals)."),
     max_epochs: int = typer.Option(20, help="Training epochs (early stopping on validation)."),
     seed: int = typer.Option(0, help="Random seed; same seed, same result on CPU."),
@@ -36,7 +36,7 @@ def forecast(
     from apps.forecast import ForecastOptions, run_forecast
 
     run_forecast(ForecastOptions(csv=csv, target=target, horizon=horizon, lookback=lookback, time_col=time_col,
-                                 out=out, plot=plot if plot and str(plot) else None, level=level,
+                                 out=out, plot=Path(plot) if plot else None, level=level,
                                  max_epochs=max_epochs, seed=seed, progress=not quiet))
 
 

@@ -71,7 +71,7 @@ def _check_options(opt: ForecastOptions) -> None:
         if not parent.is_dir():
             raise UserInputError(f"{flag} {path}: directory {parent} does not exist", f"create it first (mkdir -p {parent}) or pick another path")
         if Path(path).is_dir():
-            raise UserInputError(f"{flag} {path} is a directory", "give a file name, e.g. forecast.csv")
+            raise UserInputError(f"{flag} {path} is a directory", f"give a file name, e.g. {flag[2:]}/forecast.{'csv' if flag == '--out' else 'png'}")
 
 
 def default_lookback(n_rows: int, horizon: int) -> int:
@@ -148,7 +148,7 @@ def run_forecast(opt: ForecastOptions) -> dict:
         point = task(dm.last_window().to(task.device)).cpu().numpy()[0]
     point = dm.inverse_transform(point)
     index = future_index(series, opt.horizon)
-    frame = pd.DataFrame({series.time_name: index})
+    frame = pd.DataFrame({series.time_col: index})
     lo_name, hi_name = f"lower_{round(opt.level * 100):g}", f"upper_{round(opt.level * 100):g}"
     for c, col in enumerate(series.columns):
         frame[col] = point[:, c]
@@ -176,7 +176,7 @@ def plot_forecast(series, frame: pd.DataFrame, path: Path, level: float, lo_name
     n_hist = min(len(series.values), 4 * len(frame))
     cols = list(series.columns)
     fig, axes = plt.subplots(len(cols), 1, figsize=(10, 3 * len(cols)), squeeze=False)
-    t_future = frame[series.time_name]
+    t_future = frame[series.time_col]
     for ax, (c, col) in zip(axes[:, 0], enumerate(cols)):
         ax.plot(series.timestamps[-n_hist:], series.values[-n_hist:, c], color="0.3", lw=1, label="history")
         ax.plot(t_future, frame[col], color="C0", lw=1.5, label="forecast")

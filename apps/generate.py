@@ -1,7 +1,8 @@
 """`tsm generate audio`: sample waveforms from a trained SaShiMi checkpoint.
 
 Writes ``sample_00.wav`` ... (PCM 16, the model's sample rate) and ``spectrograms.png`` (a grid
-of their spectrograms) into the output folder. Each file is written under a temporary name and
+of their spectrograms) into the output folder. A class-conditional model (the shipped one is
+conditioned on the spoken digit) generates clip i with label i mod n_labels (digits 0, 1, ..., 9, 0, ...). Each file is written under a temporary name and
 renamed when complete, so an interrupted run leaves no partial WAV. The default checkpoint is the
 small one shipped in ``tsmodels/assets/sashimi/`` (trained by ``tsm train experiment=sc_sashimi``).
 """
@@ -106,7 +107,7 @@ def _check(opts: GenerateOptions) -> None:
         raise UserInputError(f"--out {opts.out} exists and is not a folder", "pass a folder path for the WAV files")
 
 
-def spectrogram_grid(waves: list, sample_rate: int, path: Path) -> None:
+def spectrogram_grid(waves: list, sample_rate: int, path: Path, titles: list[str] | None = None) -> None:
     """PNG grid of the spectrograms of ``waves`` (list of 1-D float arrays), written atomically."""
     import matplotlib
 
@@ -123,7 +124,7 @@ def spectrogram_grid(waves: list, sample_rate: int, path: Path) -> None:
             continue
         nfft = min(256, max(16, len(waves[i]) // 4))
         ax.specgram(waves[i], NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap="magma")
-        ax.set_title(f"sample {i:02d}", fontsize=8)
+        ax.set_title(titles[i] if titles else f"sample {i:02d}", fontsize=8)
         ax.tick_params(labelsize=6)
     fig.suptitle(f"generated audio, {sample_rate} Hz (time s, frequency Hz)", fontsize=9)
     fig.tight_layout()
@@ -153,6 +154,8 @@ def generate_audio(opts: GenerateOptions) -> list[Path]:
     if device == "cpu":
         # one sample at a time is a chain of tiny ops; extra threads only add hand-off cost
         torch.set_num_threads(1)
+    n_labels = int(getattr(model, "n_labels", 0))
+    labels = torch.arange(opts.n, device=device) % n_labels if n_labels else None
     try:
         if opts.progress:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -160,10 +163,10 @@ def generate_audio(opts: GenerateOptions) -> list[Path]:
             with Progress(TextColumn("generating"), BarColumn(), TextColumn("{task.completed}/{task.total} samples"),
                           TimeRemainingColumn()) as bar:
                 tid = bar.add_task("gen", total=length)
-                tokens = model.generate(opts.n, length, opts.temperature, generator=gen,
+                tokens = model.generate(opts.n, length, opts.temperature, generator=gen, labels=labels,
                                         callback=lambda t: bar.update(tid, completed=t) if t % 100 == 0 or t == length else None)
         else:
-            tokens = model.generate(opts.n, length, opts.temperature, generator=gen)
+            tokens = model.generate(opts.n, length, opts.temperature, generator=gen, labels=labels)
     finally:
         torch.set_num_threads(threads)
     bits = int(round(math.log2(model.n_classes)))
@@ -175,7 +178,8 @@ def generate_audio(opts: GenerateOptions) -> list[Path]:
             sf.write(str(tmp), w, sr, subtype="PCM_16", format="WAV")
         written.append(path)
     png = opts.out / "spectrograms.png"
-    spectrogram_grid(list(waves), sr, png)
+    titles = [f"sample {i:02d}" + (f" (label {int(labels[i])})" if labels is not None else "") for i in range(opts.n)]
+    spectrogram_grid(list(waves), sr, png, titles)
     written.append(png)
     return written
 

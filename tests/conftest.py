@@ -33,3 +33,8 @@ def ett_dir(data_dir):
     if not (d / "ETTh1.csv").is_file():
         pytest.skip(f"ETTh1.csv not found in {d}")
     return d
+
+
+# CI runs two pytest workers on two cores: one intra-op thread each avoids oversubscription,
+# which makes small CPU FFTs thousands of times slower.
+torch.set_num_threads(1)
