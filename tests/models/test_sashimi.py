@@ -116,3 +116,22 @@ def test_tiny_overfit_on_real_audio(data_dir):
         first = first if first is not None else loss.item()
     assert first > math.log(256) * 0.8
     assert loss.item() < 0.6 * first
+
+
+def test_conditional_model_uses_labels_in_both_modes():
+    m = _tiny(n_labels=3)
+    x = torch.randint(0, 256, (2, 48))
+    lab = torch.tensor([0, 2])
+    with torch.no_grad():
+        y = m(x, lab)
+        assert not torch.allclose(y, m(x, torch.tensor([1, 1])), atol=1e-4)
+        m.setup_step()
+        state = m.default_state(2)
+        steps = []
+        for t in range(48):
+            logits, state = m.step(x[:, t], state, lab)
+            steps.append(logits)
+    assert (torch.stack(steps, 1) - y).abs().max().item() < 1e-4
+    with pytest.raises(ValueError):
+        m(x)
+    assert m.generate(4, 5, generator=torch.Generator().manual_seed(0)).shape == (4, 5)

@@ -197,8 +197,11 @@ class SaShiMi(nn.Module):
         dropout: in S4D layers and residual branches.
         init, dt_min, dt_max, s4_lr: forwarded to :class:`S4D`.
         sample_rate: stored for generation (the rate the model was trained at).
+        n_labels: if > 0, a class-conditional model: a learned label embedding is added to the input
+            at every sample (e.g. the spoken digit); 0 for the unconditional model of the paper.
 
-    forward(tokens (B, L) int64) -> logits (B, L, n_classes); logits[:, t] predict tokens[:, t+1].
+    forward(tokens (B, L) int64, labels (B,) or None) -> logits (B, L, n_classes); logits[:, t]
+    predict tokens[:, t+1].
     L is padded to a multiple of prod(pool) internally (causal, so padding does not change outputs).
     """
 
@@ -217,13 +220,15 @@ class SaShiMi(nn.Module):
         dt_max: float = 1e-1,
         s4_lr: float | None = 1e-3,
         sample_rate: int = 8000,
+        n_labels: int = 0,
     ):
         super().__init__()
         # plain constructor arguments, saved in checkpoints so a model rebuilds without its run's config
         self.config = {"n_classes": n_classes, "d_model": d_model, "n_layers": n_layers, "pool": [int(p) for p in pool],
                        "expand": expand, "d_state": d_state, "mlp_expand": mlp_expand, "dropout": dropout, "init": init,
-                       "dt_min": dt_min, "dt_max": dt_max, "s4_lr": s4_lr, "sample_rate": sample_rate}
-        self.n_classes, self.sample_rate = n_classes, sample_rate
+                       "dt_min": dt_min, "dt_max": dt_max, "s4_lr": s4_lr, "sample_rate": sample_rate,
+                       "n_labels": n_labels}
+        self.n_classes, self.sample_rate, self.n_labels = n_classes, sample_rate, int(n_labels)
         self.pool = tuple(int(p) for p in pool)
         s4_kwargs = {"init": init, "dt_min": dt_min, "dt_max": dt_max, "lr": s4_lr}
         dims = [d_model * expand**i for i in range(len(self.pool) + 1)]
@@ -233,6 +238,7 @@ class SaShiMi(nn.Module):
                            _blocks(dims[i], n_layers, d_state, mlp_expand, dropout, s4_kwargs),
                            _blocks(dims[i], n_layers, d_state, mlp_expand, dropout, s4_kwargs))
         self.embedding = nn.Embedding(n_classes, d_model)
+        self.label_embedding = nn.Embedding(self.n_labels, d_model) if self.n_labels > 0 else None
         self.body = level
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, n_classes)
@@ -245,11 +251,20 @@ class SaShiMi(nn.Module):
             m *= p
         return m
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, L) int64 in [0, n_classes) -> logits (B, L, n_classes)."""
+    def _embed(self, tokens: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        x = self.embedding(tokens)
+        if self.label_embedding is not None:
+            if labels is None:
+                raise ValueError("this SaShiMi is class-conditional: pass labels (B,)")
+            e = self.label_embedding(labels)
+            x = x + (e[:, None, :] if x.dim() == 3 else e)
+        return x
+
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, L) int64 in [0, n_classes), labels (B,) if conditional -> logits (B, L, n_classes)."""
         L = tokens.shape[1]
         pad = (-L) % self.multiple
-        x = self.embedding(nn.functional.pad(tokens, (0, pad), value=self.n_classes // 2))
+        x = self._embed(nn.functional.pad(tokens, (0, pad), value=self.n_classes // 2), labels)
         x = self.head(self.norm(self.body(x)))
         return x[:, :L]
 
@@ -265,9 +280,10 @@ class SaShiMi(nn.Module):
             if isinstance(m, S4D):
                 m.setup_step()
 
-    def step(self, token: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One sample: token (B,) int64 -> logits (B, n_classes) for the next sample, new state."""
-        x, state = self.body.step(self.embedding(token), state)
+    def step(self, token: torch.Tensor, state: State, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
+        """One sample: token (B,) int64 (labels (B,) if conditional) -> logits (B, n_classes) for the
+        next sample, new state."""
+        x, state = self.body.step(self._embed(token, labels), state)
         return self.head(self.norm(x)), state
 
     @torch.no_grad()
@@ -279,6 +295,7 @@ class SaShiMi(nn.Module):
         generator: torch.Generator | None = None,
         start: int | None = None,
         callback: Callable[[int], None] | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample ``n`` sequences of ``length`` tokens autoregressively with the recurrent mode.
 
@@ -287,6 +304,7 @@ class SaShiMi(nn.Module):
             generator: torch.Generator on the model's device, for reproducible sampling.
             start: the token fed first (default: silence, n_classes // 2).
             callback: called with the number of samples done after each step (progress bars).
+            labels: (n,) int64 class of each sequence (conditional models; default i % n_labels).
         Returns: (n, length) int64.
         """
         if temperature <= 0:
@@ -297,9 +315,13 @@ class SaShiMi(nn.Module):
         dev = self.embedding.weight.device
         token = torch.full((n,), self.n_classes // 2 if start is None else start, dtype=torch.long, device=dev)
         state = self.default_state(n)
+        if self.n_labels > 0 and labels is None:
+            labels = torch.arange(n, device=dev) % self.n_labels
+        if labels is not None:
+            labels = labels.to(dev)
         out = torch.empty(n, length, dtype=torch.long, device=dev)
         for t in range(length):
-            logits, state = self.step(token, state)
+            logits, state = self.step(token, state, labels)
             probs = torch.softmax(logits.float() / temperature, dim=-1)
             token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
             out[:, t] = token

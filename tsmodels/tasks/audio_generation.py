@@ -49,7 +49,8 @@ class AudioGenerationTask(pl.LightningModule):
         lr, weight_decay: AdamW settings (S4 parameters keep their own, see :func:`param_groups`).
         scheduler: "cosine" (per step, over the planned steps, after ``warmup_steps`` linear warm-up) or None.
         warmup_steps: linear warm-up length.
-    Batches: tokens (B, L) int64, or a tuple (tokens, labels, n_valid) from SpeechDataModule.
+    Batches: tokens (B, L) int64, or a tuple (tokens, labels, n_valid) from SpeechDataModule; labels
+    are used only by class-conditional models (``model.n_labels > 0``), then NLL is conditional.
     """
 
     def __init__(self, model: nn.Module, lr: float = 4e-3, weight_decay: float = 0.0,
@@ -65,33 +66,39 @@ class AudioGenerationTask(pl.LightningModule):
     def start_token(self) -> int:
         return self.model.n_classes // 2
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, L) -> logits (B, L, K) predicting tokens[:, t] from tokens[:, :t]."""
+    @property
+    def conditional(self) -> bool:
+        return getattr(self.model, "n_labels", 0) > 0
+
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, L) (labels (B,) for a class-conditional model) -> logits (B, L, K) predicting
+        tokens[:, t] from tokens[:, :t]."""
         inp = nn.functional.pad(tokens[:, :-1], (1, 0), value=self.start_token)
-        return self.model(inp)
+        return self.model(inp, labels) if self.conditional else self.model(inp)
 
     @staticmethod
     def _unpack(batch):
         if isinstance(batch, (tuple, list)):
             tokens = batch[0]
+            labels = batch[1] if len(batch) > 1 else None
             n_valid = batch[2] if len(batch) > 2 else None
-            return tokens, n_valid
-        return batch, None
+            return tokens, labels, n_valid
+        return batch, None, None
 
-    def _nll(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _nll(self, tokens: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample NLL (B, L) in nats."""
-        logits = self(tokens)
+        logits = self(tokens, labels)
         return nn.functional.cross_entropy(logits.float().transpose(1, 2), tokens, reduction="none")
 
     def training_step(self, batch, batch_idx):
-        tokens, _ = self._unpack(batch)
-        loss = self._nll(tokens).mean()
+        tokens, labels, _ = self._unpack(batch)
+        loss = self._nll(tokens, labels).mean()
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=tokens.shape[0])
         return loss
 
     def validation_step(self, batch, batch_idx):
-        tokens, _ = self._unpack(batch)
-        nll = self._nll(tokens)
+        tokens, labels, _ = self._unpack(batch)
+        nll = self._nll(tokens, labels)
         self.val_nll.update(nll.mean(), weight=nll.numel())
         self.log("val/loss", self.val_nll, prog_bar=True, on_epoch=True, batch_size=tokens.shape[0])
 
@@ -99,8 +106,8 @@ class AudioGenerationTask(pl.LightningModule):
         self.log("val/bits", self.val_nll.compute() / math.log(2))
 
     def test_step(self, batch, batch_idx):
-        tokens, n_valid = self._unpack(batch)
-        nll = self._nll(tokens)
+        tokens, labels, n_valid = self._unpack(batch)
+        nll = self._nll(tokens, labels)
         self.test_nll.update(nll.mean(), weight=nll.numel())
         if n_valid is not None:
             mask = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < n_valid[:, None]
