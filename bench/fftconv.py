@@ -149,14 +149,55 @@ def bench_vandermonde(H, N, L, reps=20):
     }
 
 
+def sweep(bw):
+    """Kernel-only forward time over tile sizes (rows per program) and warps, fp32 and bf16."""
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16):
+        for L in (1024, 4096):
+            torch.manual_seed(0)
+            u = torch.randn(8, 768, L, device="cuda").to(dtype)
+            k = torch.randn(768, L, device="cuda") / L
+            D = torch.randn(768, device="cuda")
+            N1, N2 = tf.plan_1d(L, L)
+            n = N1 * N2
+            K = tf._spectrum(k, N1, N2, True, two_d=False)
+            geom = (N1, N2, True, N1, N2, N2, L)
+            y = torch.empty_like(u)
+            ref = torch_fftconv(u, k, D)
+            for tile in sorted({max(n, t) for t in (2048, 4096, 8192, 16384)}):
+                for warps in (4, 8, 16):
+                    tf.TILE_ELEMS, tf.WARPS = tile, warps
+                    try:
+                        tf._launch_fwd(u, K, D, y, geom, False)
+                        err = _rel(y, ref)
+                        ms = time_ms(lambda: tf._launch_fwd(u, K, D, y, geom, False))["median_ms"]
+                    except Exception as e:  # noqa: BLE001 - out of shared memory etc.: record and go on
+                        err, ms = None, None
+                        print(f"tile {tile} warps {warps}: {type(e).__name__}")
+                    r = {"dtype": str(dtype).replace("torch.", ""), "L": L, "rows_per_prog": tile // n,
+                         "warps": warps, "kernel_ms": ms, "rel_err": err,
+                         "GB/s": None if ms is None else 2 * u.numel() * u.element_size() / ms / 1e6}
+                    rows.append(r)
+                    print_table([r], list(r.keys()))
+    tf.TILE_ELEMS, tf.WARPS = 8192, None
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a few sizes only (smoke test)")
     ap.add_argument("--no-vandermonde", action="store_true")
     ap.add_argument("--no-long", action="store_true", help="skip B=1, L >= 256K")
+    ap.add_argument("--sweep", action="store_true", help="only the tile/warps sweep of the fused kernel")
     args = ap.parse_args()
     bw = copy_bandwidth()
     print(f"device {device_name()}  copy {bw:.0f} GB/s  fp32 dot mode {tf.FP32_PRECISION}", flush=True)
+    if args.sweep:
+        rows = sweep(bw)
+        write_json("fftconv_sweep", {"device": device_name(), "rows": rows, "compile_stats": tf.COMPILE_STATS})
+        print_table(rows, list(rows[0].keys()))
+        print("compile stats:", tf.COMPILE_STATS)
+        return
     shapes = [(8, 768, 1024), (8, 768, 4096), (8, 768, 16384), (8, 768, 65536)]
     if not args.no_long:
         shapes += [(1, 768, 262144), (1, 768, 524288), (1, 768, 1048576)]

@@ -283,7 +283,13 @@ def _rows(B: int, n: int) -> int:
     return max(1, min(_pow2_at_least(B), TILE_ELEMS // n))
 
 
+# num_warps override (bench/fftconv.py --sweep sets it); None: by tile size
+WARPS = None
+
+
 def _warps(tile: int) -> int:
+    if WARPS is not None:
+        return WARPS
     return 4 if tile <= 2048 else (8 if tile <= 8192 else 16)
 
 
@@ -331,7 +337,13 @@ def _rows(B: int, n: int, cap: int) -> int:
     return max(1, min(_pow2_at_least(B), cap // n))
 
 
+# num_warps override (bench/fftconv.py --sweep sets it); None: by tile size
+WARPS = None
+
+
 def _warps(tile: int) -> int:
+    if WARPS is not None:
+        return WARPS
     return 4 if tile <= 2048 else (8 if tile <= 8192 else 16)
 
 
