@@ -208,7 +208,8 @@ def _find_time_col(df: pd.DataFrame, time_col: str | None, path: Path) -> str:
         vals = df[c][~_is_missing(df[c])]
         if len(vals) == 0 or _looks_numeric(df[c]):
             continue
-        if _parse_times(vals).notna().mean() >= TIME_PARSE_FRACTION:
+        # A sample decides; per-element date parsing of a long text column would be slow.
+        if _parse_times(vals.iloc[:500]).notna().mean() >= TIME_PARSE_FRACTION:
             return c
     raise _err(f"no time column found in {path} (columns: {', '.join(cols)})",
                "name the time column date/time/timestamp/datetime/ds or pass --time-col NAME; "
@@ -277,7 +278,11 @@ def _to_numeric(df: pd.DataFrame, names: list[str], path: Path) -> np.ndarray:
     return out
 
 
-def _infer_freq(ts: pd.DatetimeIndex, path: Path) -> pd.DateOffset:
+def _regularize(ts: pd.DatetimeIndex, values: np.ndarray, path: Path
+                ) -> tuple[pd.DatetimeIndex, np.ndarray, pd.DateOffset]:
+    """Infer the step of sorted, unique ``ts``. A pandas frequency is used when there is one;
+    else the most common step: rows missing from that grid are inserted as missing values
+    (filled or refused later by the NaN rule), and off-grid timestamps are kept with a warning."""
     if len(ts) < 2:
         raise _err(f"{path} has a single timestamp; no time step can be inferred",
                    "pass a series with at least two (and, for training, many more) rows")
@@ -287,7 +292,7 @@ def _infer_freq(ts: pd.DatetimeIndex, path: Path) -> pd.DateOffset:
         except (TypeError, ValueError):
             f = None
         if f is not None:
-            return to_offset(f)
+            return ts, values, to_offset(f)
     steps = pd.Series(np.diff(ts.asi8))
     counts = steps.value_counts()
     step, n_common = int(counts.index[0]), int(counts.iloc[0])
@@ -299,11 +304,21 @@ def _infer_freq(ts: pd.DatetimeIndex, path: Path) -> pd.DateOffset:
     offset = to_offset(delta)
     n_other = len(steps) - n_common
     if n_other:
+        rel = ts.asi8 - ts.asi8[0]
+        n_grid = int(rel[-1] // step) + 1
+        # Only fill in when every row sits on the grid and the gaps are a minority of it.
+        if np.all(rel % step == 0) and n_grid <= 2 * len(ts):
+            grid = np.full((n_grid, values.shape[1]), np.nan)
+            grid[rel // step] = values
+            warnings.warn(f"{path}: {n_grid - len(ts)} timestamp(s) missing from the regular {delta} "
+                          "grid; inserted as missing values", DataWarning, stacklevel=3)
+            full = pd.DatetimeIndex(ts[0] + np.arange(n_grid) * delta, name=ts.name)
+            return full, grid, offset
         warnings.warn(
             f"{path}: irregular timestamps — {n_other} of {len(steps)} intervals differ from the most "
             f"common step {delta}; treating the series as regular with step {delta}",
             DataWarning, stacklevel=3)
-    return offset
+    return ts, values, offset
 
 
 def _fill_gaps(values: np.ndarray, names: list[str], path: Path) -> np.ndarray:
@@ -340,8 +355,11 @@ def load_series(path: str | Path, target: str | Sequence[str] | None = None,
         :class:`Series` with values (T, C) float64 of the target columns.
 
     Raises:
-        UserInputError: for every problem, naming the line/value and the fix. Rows out of order
-        are sorted and gaps of at most 5% per column interpolated, each with a DataWarning.
+        UserInputError: for every problem, naming the line/value and the fix.
+
+    Repairs, each with a DataWarning: rows out of order are sorted; without a pandas frequency the
+    most common step is used and rows missing from its grid are inserted as missing values;
+    missing values (at most 5% per column) are linearly interpolated.
     """
     path = Path(path)
     text = _read_text(path)
@@ -384,7 +402,7 @@ def load_series(path: str | Path, target: str | Sequence[str] | None = None,
         order = np.argsort(ts.asi8, kind="stable")
         warnings.warn(f"{path}: rows are not in time order; sorting them by {tcol!r}", DataWarning, stacklevel=2)
         ts, values = ts[order], values[order]
-    freq = _infer_freq(ts, path)
+    ts, values, freq = _regularize(ts, values, path)
     values = _fill_gaps(values, names, path)
     return Series(timestamps=ts, values=values, columns=names, freq=freq, time_col=tcol, path=str(path))
 

@@ -187,11 +187,23 @@ def test_unsorted_timestamps_are_sorted_with_warning(tmp_path):
 
 
 def test_irregular_steps_use_the_most_common_with_warning(tmp_path):
-    t = list(pd.date_range("2024-01-01", periods=10, freq="h")) + [pd.Timestamp("2024-01-01 12:00")]
+    t = list(pd.date_range("2024-01-01", periods=10, freq="h")) + [pd.Timestamp("2024-01-01 10:20")]
     text = "date,v\n" + "".join(f"{x},{i}\n" for i, x in enumerate(t))
     with pytest.warns(DataWarning, match="irregular.*1 of 10 intervals.*0 days 01:00:00"):
         s = load_series(write(tmp_path, text))
-    assert s.freq == pd.tseries.frequencies.to_offset("h")
+    assert s.freq == pd.tseries.frequencies.to_offset("h") and len(s) == 11
+
+
+def test_missing_rows_on_the_grid_are_inserted_and_filled(tmp_path):
+    t = pd.date_range("2024-01-01", periods=40, freq="15min").delete(17)
+    text = "date,v\n" + "".join(f"{x},{2 * i}\n" for i, x in zip(range(40), pd.date_range("2024-01-01", periods=40, freq="15min")) if x in t)
+    with pytest.warns(DataWarning) as rec:
+        s = load_series(write(tmp_path, text))
+    msgs = " | ".join(str(r.message) for r in rec)
+    assert "1 timestamp(s) missing from the regular 0 days 00:15:00 grid" in msgs and "interpolation" in msgs
+    assert len(s) == 40 and s.timestamps[17] == pd.Timestamp("2024-01-01 04:15")
+    assert s.values[17, 0] == pytest.approx(34.0)
+    assert s.freq == pd.tseries.frequencies.to_offset("15min")
 
 
 def test_no_inferable_step(tmp_path):
