@@ -132,8 +132,11 @@ def check_small():
 
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument("--out", default="scan", help="results file name under bench/results")
     p.add_argument("--quick", action="store_true", help="three sizes only")
     p.add_argument("--sweep", action="store_true", help="time block configs at 2^26 fp32 and exit")
+    p.add_argument("--dtypes", default="float32,bfloat16")
+    p.add_argument("--Ls", default="128,512,2048,8192,32768", help="sequence lengths (B=8, D=1024)")
     p.add_argument("--cfg-from", default=None, help="take LINEAR_CFG from a scan_sweep.json's 'best'")
     p.add_argument("--cfg", default=None, help="override LINEAR_CFG, e.g. block_l=1024,tile=4096,num_warps=4")
     args = p.parse_args()
@@ -170,9 +173,9 @@ def main():
         return
 
     fla = _fla()
-    Ls = [128, 2048, 32768] if args.quick else [128, 512, 2048, 8192, 32768]
+    Ls = [128, 2048, 32768] if args.quick else [int(x) for x in args.Ls.split(",")]
     rows = []
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in [getattr(torch, x) for x in args.dtypes.split(",")]:
         for L in Ls:
             rows.append(bench_one(8, 1024, L, dtype, bw, fla))
             r = rows[-1]
@@ -184,7 +187,7 @@ def main():
             "fla_fused_recurrent_fwdbwd_ms", "speedup_fwd_vs_fla_chunk", "speedup_fwdbwd_vs_fla_chunk",
             "ours_fwdbwd_peak_MiB", "fla_chunk_fwdbwd_peak_MiB"]
     table = print_table(rows, cols)
-    path = write_json("scan", {"device": device_name(), "torch": torch.__version__, "copy_GBs": bw,
+    path = write_json(args.out, {"device": device_name(), "torch": torch.__version__, "copy_GBs": bw,
                                "cfg": dict(triton_scan.LINEAR_CFG), "bytes_model": "fwd 3 tensors, fwd+bwd 8 tensors",
                                "check_rel_err": errs, "rows": rows, "table": table})
     print("wrote", path)

@@ -118,27 +118,24 @@ def sweep(bw):
     ins = make_inputs(B, L)
     fb, fbb = _bytes(B, L)
     rows = []
-    configs = [("seq", 16, 64, 2, 16, 2), ("seq", 8, 64, 1, 8, 1), ("seq", 32, 64, 4, 32, 4), ("seq", 16, 64, 4, 16, 4),
-               ("seq", 64, 64, 4, 32, 2), ("seq", 32, 32, 2, 32, 2), ("chunk", 4, 32, 4, 2, 4)]
-    for impl, bd, ch, nw, bbd, bnw in configs:
-        triton_scan.SELECTIVE_CFG.update(impl=impl, block_d=bd, chunk=ch, num_warps=nw, bwd_block_d=bbd,
-                                         bwd_num_warps=bnw)
+    configs = [("seq", "chunk", 8, 32, 1, 2, 4), ("seq", "chunk", 4, 32, 1, 2, 4), ("seq", "chunk", 16, 32, 2, 2, 4),
+               ("seq", "chunk", 8, 32, 2, 4, 4), ("chunk", "chunk", 4, 32, 4, 2, 4), ("seq", "chunk", 8, 16, 1, 2, 4)]
+    for impl, bimpl, bd, ch, nw, bbd, bnw in configs:
+        triton_scan.SELECTIVE_CFG.update(impl=impl, bwd_impl=bimpl, block_d=bd, chunk=ch, num_warps=nw,
+                                         bwd_block_d=bbd, bwd_num_warps=bnw)
         fwd, fwdbwd, _, _ = _fns(selective_scan, ins)
         try:
             tf = time_ms(fwd)["median_ms"]
             tfb = time_ms(fwdbwd)["median_ms"]
         except Exception as e:  # noqa: BLE001
-            print("config failed", impl, bd, ch, nw, bbd, bnw, repr(e)[:300])
+            print("config failed", impl, bimpl, bd, ch, nw, bbd, bnw, repr(e)[:300])
             continue
-        rows.append(dict(impl=impl, block_d=bd, chunk=ch, num_warps=nw, bwd_block_d=bbd, bwd_num_warps=bnw,
-                         fwd_ms=tf, fwdbwd_ms=tfb, fwd_frac=fb / tf / 1e6 / bw, fwdbwd_frac=fbb / tfb / 1e6 / bw))
+        rows.append(dict(impl=impl, bwd_impl=bimpl, block_d=bd, chunk=ch, num_warps=nw, bwd_block_d=bbd,
+                         bwd_num_warps=bnw, fwd_ms=tf, fwdbwd_ms=tfb, fwd_frac=fb / tf / 1e6 / bw,
+                         fwdbwd_frac=fbb / tfb / 1e6 / bw))
         print(rows[-1], flush=True)
     top = min(rows, key=lambda r: r["fwdbwd_ms"])
-    same = [r for r in rows if r["impl"] == top["impl"] and r["chunk"] == top["chunk"]]
-    bf = min(same, key=lambda r: r["fwd_ms"])
-    bb = min(same, key=lambda r: r["fwdbwd_ms"] - r["fwd_ms"])
-    best = dict(impl=top["impl"], chunk=top["chunk"], block_d=bf["block_d"], num_warps=bf["num_warps"],
-                bwd_block_d=bb["bwd_block_d"], bwd_num_warps=bb["bwd_num_warps"])
+    best = {k: top[k] for k in ("impl", "bwd_impl", "chunk", "block_d", "num_warps", "bwd_block_d", "bwd_num_warps")}
     print("best:", best)
     print_table(rows)
     write_json("selective_scan_sweep", {"device": device_name(), "copy_GBs": bw, "shape": [B, DIM, NSTATE, L],
@@ -160,7 +157,7 @@ def main():
         triton_scan.SELECTIVE_CFG.update(json.load(open(args.cfg_from))["best"])
     for item in filter(None, args.cfg.split(",")):
         k, v = item.split("=")
-        triton_scan.SELECTIVE_CFG[k.strip()] = v if k.strip() == "impl" else int(v)
+        triton_scan.SELECTIVE_CFG[k.strip()] = v if k.strip() in ("impl", "bwd_impl") else int(v)
     bw = copy_bandwidth()
     print(f"device: {device_name()}  HBM copy: {bw:.0f} GB/s  cfg: {triton_scan.SELECTIVE_CFG}", flush=True)
 

@@ -26,8 +26,13 @@ import triton
 import triton.language as tl
 
 # Tunables, read at call time (tests monkeypatch them to tiny values).
-LINEAR_CFG = {"block_l": 2048, "tile": 4096, "num_warps": 4, "bwd_block_l": 256, "bwd_tile": 2048, "bwd_num_warps": 4}
-SELECTIVE_CFG = {"impl": "seq", "block_d": 16, "chunk": 64, "num_warps": 2, "bwd_block_d": 16, "bwd_num_warps": 2}
+# tile: elements per program for 4-byte dtypes (scaled by 4 / element size, so bytes in flight stay
+# the same for bf16); defaults from bench/results/scan_sweep.json (H100).
+LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024, "bwd_tile": 4096, "bwd_num_warps": 4}
+# "impl" / "bwd_impl": "chunk" (associative scan over (BLOCK_D, N, CHUNK) tiles) or "seq" (one step per
+# iteration); both keep the state at each chunk start in the same layout, so they mix freely.
+SELECTIVE_CFG = {"impl": "chunk", "bwd_impl": "chunk", "block_d": 4, "chunk": 32, "num_warps": 4,
+                 "bwd_block_d": 2, "bwd_num_warps": 4}
 
 _LOG2E = 1.4426950408889634
 
@@ -240,16 +245,17 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
         tl.store(GH0 + 2 * rows + 1, a0r * ci + a0i * cr, mask=rmask)
 
 
-def _linear_blocks(R: int, L: int, pre: str = "") -> tuple[int, int, int]:
+def _linear_blocks(R: int, L: int, esz: int, pre: str = "") -> tuple[int, int, int]:
+    tile = LINEAR_CFG[pre + "tile"] * 4 // esz
     block_l = min(LINEAR_CFG[pre + "block_l"], triton.next_power_of_2(max(L, 1)))
-    block_r = max(1, min(LINEAR_CFG[pre + "tile"] // block_l, triton.next_power_of_2(R)))
+    block_r = max(1, min(tile // block_l, triton.next_power_of_2(R)))
     return block_r, block_l, LINEAR_CFG[pre + "num_warps"]
 
 
 def _linear_fwd(a, b, h0, reverse):
     Bsz, Dm, L = a.shape
     R = Bsz * Dm
-    block_r, block_l, nw = _linear_blocks(R, L)
+    block_r, block_l, nw = _linear_blocks(R, L, b.element_size())
     grid = (triton.cdiv(R, block_r),)
     if a.is_complex():
         h = torch.empty_like(b)
@@ -267,7 +273,7 @@ def _linear_fwd(a, b, h0, reverse):
 def _linear_bwd(a, h, h0, g, reverse):
     Bsz, Dm, L = a.shape
     R = Bsz * Dm
-    block_r, block_l, nw = _linear_blocks(R, L, "bwd_")
+    block_r, block_l, nw = _linear_blocks(R, L, h.element_size(), "bwd_")
     grid = (triton.cdiv(R, block_r),)
     g = g.contiguous()
     ga = torch.empty_like(a)
@@ -680,7 +686,7 @@ def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs):
     dD = torch.zeros(Dm, **f32) if D is not None else None
     ddb = torch.zeros(Dm, **f32) if delta_bias is not None else None
     grid = (triton.cdiv(Dm, bd), Bsz)
-    if cfg["impl"] == "seq":
+    if cfg["bwd_impl"] == "seq":
         scr = torch.empty(grid[0] * grid[1] * chunk * bd * triton.next_power_of_2(N), **f32)
         kern, extra = _ss_bwd_seq_kernel, (xs, scr)
     else:
