@@ -351,6 +351,7 @@ class WFDBBeatsDataModule(ECGClassificationDataModule):
                  test_fraction: float = 0.2, split_by: str = "beat", seed: int = 0, batch_size: int = 32,
                  num_workers: int = 0, standardize: bool = True):
         super().__init__(batch_size, num_workers, standardize, seed)
+        records = [str(r) for r in records]  # plain list: Hydra passes a ListConfig, which checkpoints cannot hold safely
         self.save_hyperparameters()
         if labels not in ("symbol", "aami"):
             raise UserInputError(f"unknown labels mode {labels!r}", "use labels=symbol or labels=aami")
@@ -437,6 +438,7 @@ class PTBXLDataModule(ECGClassificationDataModule):
                  seq_len: int | None = None, folds: Sequence[Sequence[int]] = ((1, 2, 3, 4, 5, 6, 7, 8), (9,), (10,)),
                  batch_size: int = 32, num_workers: int = 0, standardize: bool = True, seed: int = 0):
         super().__init__(batch_size, num_workers, standardize, seed)
+        folds = [[int(f) for f in part] for part in folds]
         self.save_hyperparameters()
         if task not in ("superclass", "superclass_multilabel"):
             raise UserInputError(f"unknown PTB-XL task {task!r}", "use task=superclass or task=superclass_multilabel")
