@@ -164,22 +164,25 @@ def sweep(bw):
             geom = (N1, N2, True, N1, N2, N2, L)
             y = torch.empty_like(u)
             ref = torch_fftconv(u, k, D)
-            for tile in sorted({max(n, t) for t in (2048, 4096, 8192, 16384)}):
-                for warps in (4, 8, 16):
-                    tf.TILE_ELEMS, tf.WARPS = tile, warps
-                    try:
-                        tf._launch_fwd(u, K, D, y, geom, False)
-                        err = _rel(y, ref)
-                        ms = time_ms(lambda: tf._launch_fwd(u, K, D, y, geom, False))["median_ms"]
-                    except Exception as e:  # noqa: BLE001 - out of shared memory etc.: record and go on
-                        err, ms = None, None
-                        print(f"tile {tile} warps {warps}: {type(e).__name__}")
-                    r = {"dtype": str(dtype).replace("torch.", ""), "L": L, "rows_per_prog": tile // n,
-                         "warps": warps, "kernel_ms": ms, "rel_err": err,
-                         "GB/s": None if ms is None else 2 * u.numel() * u.element_size() / ms / 1e6}
-                    rows.append(r)
-                    print_table([r], list(r.keys()))
-    tf.TILE_ELEMS, tf.WARPS = 8192, None
+            t_torch = time_ms(lambda: torch_fftconv(u, k, D))["median_ms"]
+            for tile in sorted({max(n, t) for t in (2048, 4096, 8192)}):
+                for warps in (4, 8) if n < 8192 else (4, 8, 16):
+                    for coal in (False, True):
+                        tf.TILE_ELEMS, tf.WARPS, tf.COALESCE = tile, warps, coal
+                        try:
+                            tf._launch_fwd(u, K, D, y, geom, False)
+                            err = _rel(y, ref)
+                            ms = time_ms(lambda: tf._launch_fwd(u, K, D, y, geom, False))["median_ms"]
+                        except Exception as e:  # noqa: BLE001 - out of shared memory etc.: record and go on
+                            err, ms = None, None
+                            print(f"tile {tile} warps {warps}: {type(e).__name__}")
+                        r = {"dtype": str(dtype).replace("torch.", ""), "L": L, "rows_per_prog": tile // n,
+                             "warps": warps, "coalesce": coal, "kernel_ms": ms, "rel_err": err,
+                             "GB/s": None if ms is None else 2 * u.numel() * u.element_size() / ms / 1e6,
+                             "torch_ms": t_torch}
+                        rows.append(r)
+                        print_table([r], list(r.keys()))
+    tf.TILE_ELEMS, tf.WARPS, tf.COALESCE = 8192, None, True
     return rows
 
 

@@ -72,7 +72,28 @@ def _dot(a, b, BF16: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
-def _dft_rows(p, f1r, f1i, f2r, f2i, ttr, tti,
+def _sq(ptr, N: tl.constexpr):
+    """An (N, N) DFT matrix, loaded where it is used: holding it across stages costs registers (spills)."""
+    i = tl.arange(0, N)
+    return tl.load(ptr + i[:, None] * N + i[None, :])
+
+
+@triton.jit
+def _tw(ptr, ROWS: tl.constexpr, A: tl.constexpr, N2: tl.constexpr, COLS: tl.constexpr, T_ROWS: tl.constexpr):
+    """The twiddle T[k1, c] (N1, N2 row-major) as a (ROWS, COLS) tile repeating every A rows.
+
+    T_ROWS: the tile's row index (mod A) is k1 (the (R*N1, N2) layout), else it is c ((R*N2, N1)).
+    """
+    a = (tl.arange(0, ROWS) % A)[:, None]
+    j = tl.arange(0, COLS)[None, :]
+    if T_ROWS:
+        return tl.load(ptr + a * N2 + j)
+    else:
+        return tl.load(ptr + j * N2 + a)
+
+
+@triton.jit
+def _dft_rows(p, f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
               R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr,
               TWIDDLE: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
     """Forward DFT of R real rows given transposed, P[(r, c), n1] = A_r[n1, c] (R*N2, N1).
@@ -81,29 +102,37 @@ def _dft_rows(p, f1r, f1i, f2r, f2i, ttr, tti,
     Both contractions are right-multiplications of a tall (R rows stacked) matrix, so one
     tl.dot serves all R rows; the permute between them is an on-chip layout change.
     """
-    btr = _dot(p, f1r, BF16, PREC)
-    bti = _dot(p, f1i, BF16, PREC)
+    btr = _dot(p, _sq(f1r_ptr, N1), BF16, PREC)
+    bti = _dot(p, _sq(f1i_ptr, N1), BF16, PREC)
     if TWIDDLE:
+        ttr = _tw(tr_ptr, R * N2, N2, N2, N1, False)
+        tti = _tw(ti_ptr, R * N2, N2, N2, N1, False)
         btr, bti = btr * ttr - bti * tti, btr * tti + bti * ttr
     br = tl.reshape(tl.permute(tl.reshape(btr, (R, N2, N1)), (0, 2, 1)), (R * N1, N2))
     bi = tl.reshape(tl.permute(tl.reshape(bti, (R, N2, N1)), (0, 2, 1)), (R * N1, N2))
+    f2r = _sq(f2r_ptr, N2)
+    f2i = _sq(f2i_ptr, N2)
     xr = _dot(br, f2r, BF16, PREC) - _dot(bi, f2i, BF16, PREC)
     xi = _dot(br, f2i, BF16, PREC) + _dot(bi, f2r, BF16, PREC)
     return xr, xi
 
 
 @triton.jit
-def _idft_rows(xr, xi, f1r, f1i, f2r, f2i, tr, ti,
+def _idft_rows(xr, xi, f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
                R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr,
                TWIDDLE: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
     """Real part of the unnormalized inverse of _dft_rows: X (R*N1, N2) -> transposed rows (R*N2, N1)."""
+    f2r = _sq(f2r_ptr, N2)
+    f2i = _sq(f2i_ptr, N2)
     yr = _dot(xr, f2r, BF16, PREC) + _dot(xi, f2i, BF16, PREC)
     yi = _dot(xi, f2r, BF16, PREC) - _dot(xr, f2i, BF16, PREC)
     if TWIDDLE:
+        tr = _tw(tr_ptr, R * N1, N1, N2, N2, True)
+        ti = _tw(ti_ptr, R * N1, N1, N2, N2, True)
         yr, yi = yr * tr + yi * ti, yi * tr - yr * ti
     ytr = tl.reshape(tl.permute(tl.reshape(yr, (R, N1, N2)), (0, 2, 1)), (R * N2, N1))
     yti = tl.reshape(tl.permute(tl.reshape(yi, (R, N1, N2)), (0, 2, 1)), (R * N2, N1))
-    return _dot(ytr, f1r, BF16, PREC) + _dot(yti, f1i, BF16, PREC)
+    return _dot(ytr, _sq(f1r_ptr, N1), BF16, PREC) + _dot(yti, _sq(f1i_ptr, N1), BF16, PREC)
 
 
 @triton.jit
@@ -122,30 +151,18 @@ def _rows_offsets(b0, h, B, H, R_LIM, C_LIM, STRIDE_R, TOT,
 
 
 @triton.jit
-def _load_consts(f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
-                 R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr):
-    """DFT matrices, and the twiddle T[k1, c] in both tile layouts: (R*N2, N1) and (R*N1, N2)."""
-    i1 = tl.arange(0, N1)
-    i2 = tl.arange(0, N2)
-    f1r = tl.load(f1r_ptr + i1[:, None] * N1 + i1[None, :])
-    f1i = tl.load(f1i_ptr + i1[:, None] * N1 + i1[None, :])
-    f2r = tl.load(f2r_ptr + i2[:, None] * N2 + i2[None, :])
-    f2i = tl.load(f2i_ptr + i2[:, None] * N2 + i2[None, :])
-    if TWIDDLE:
-        c_t = (tl.arange(0, R * N2) % N2)[:, None]
-        o_t = i1[None, :] * N2 + c_t
-        ttr = tl.load(tr_ptr + o_t)
-        tti = tl.load(ti_ptr + o_t)
-        k1 = (tl.arange(0, R * N1) % N1)[:, None]
-        o_n = k1 * N2 + i2[None, :]
-        tr = tl.load(tr_ptr + o_n)
-        ti = tl.load(ti_ptr + o_n)
-    else:
-        ttr = tl.zeros((R * N2, N1), dtype=tl.float32)
-        tti = tl.zeros((R * N2, N1), dtype=tl.float32)
-        tr = tl.zeros((R * N1, N2), dtype=tl.float32)
-        ti = tl.zeros((R * N1, N2), dtype=tl.float32)
-    return f1r, f1i, f2r, f2i, ttr, tti, tr, ti
+def _rows_offsets_nat(b0, h, B, H, R_LIM, C_LIM, STRIDE_R, TOT,
+                      R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr):
+    """Addresses and mask of the natural tile A[(r, n1), c] = u[b0 + r, h][n1 * STRIDE_R + c] (coalesced)."""
+    rho = tl.arange(0, R * N1)
+    r = (rho // N1)[:, None]
+    n1 = (rho % N1)[:, None]
+    c = tl.arange(0, N2)[None, :]
+    b = b0 + r
+    inner = n1 * STRIDE_R + c
+    off = (b * H + h).to(tl.int64) * TOT + inner
+    mask = (b < B) & (n1 < R_LIM) & (c < C_LIM) & (inner < TOT)
+    return off, mask
 
 
 @triton.jit
@@ -154,16 +171,20 @@ def _fftconv_fwd_kernel(
     f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
     B, H, R_LIM, C_LIM, STRIDE_R, TOT, INV_N,
     KS1: tl.constexpr, KS2: tl.constexpr, R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr, CONJ: tl.constexpr,
-    HAS_D: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
+    HAS_D: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr, COALESCE: tl.constexpr,
 ):
     # one channel, R batch rows: the channel's spectrum and the DFT matrices are read once for R rows
     h = tl.program_id(0)
     b0 = tl.program_id(1) * R
-    off, mask = _rows_offsets(b0, h, B, H, R_LIM, C_LIM, STRIDE_R, TOT, R, N1, N2)
-    p = tl.load(u_ptr + off, mask=mask, other=0.0).to(tl.float32)
-    f1r, f1i, f2r, f2i, ttr, tti, tr, ti = _load_consts(
-        f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, R, N1, N2, TWIDDLE)
-    xr, xi = _dft_rows(p, f1r, f1i, f2r, f2i, ttr, tti, R, N1, N2, TWIDDLE, BF16, PREC)
+    if COALESCE:
+        # read rows in order and transpose on-chip, rather than a strided (uncoalesced) read
+        off, mask = _rows_offsets_nat(b0, h, B, H, R_LIM, C_LIM, STRIDE_R, TOT, R, N1, N2)
+        a = tl.load(u_ptr + off, mask=mask, other=0.0).to(tl.float32)
+        p = tl.reshape(tl.permute(tl.reshape(a, (R, N1, N2)), (0, 2, 1)), (R * N2, N1))
+    else:
+        off, mask = _rows_offsets(b0, h, B, H, R_LIM, C_LIM, STRIDE_R, TOT, R, N1, N2)
+        p = tl.load(u_ptr + off, mask=mask, other=0.0).to(tl.float32)
+    xr, xi = _dft_rows(p, f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, R, N1, N2, TWIDDLE, BF16, PREC)
     k1 = (tl.arange(0, R * N1) % N1)[:, None]
     # the spectrum as torch.fft leaves it: (re, im) pairs at frequency k1*KS1 + k2*KS2
     koff = h.to(tl.int64) * (2 * N1 * N2) + 2 * (k1 * KS1 + tl.arange(0, N2)[None, :] * KS2)
@@ -172,9 +193,11 @@ def _fftconv_fwd_kernel(
     if CONJ:
         ki = -ki
     xr, xi = xr * kr - xi * ki, xr * ki + xi * kr
-    y = _idft_rows(xr, xi, f1r, f1i, f2r, f2i, tr, ti, R, N1, N2, TWIDDLE, BF16, PREC)
+    y = _idft_rows(xr, xi, f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, R, N1, N2, TWIDDLE, BF16, PREC)
     if HAS_D:
         y += tl.load(d_ptr + h).to(tl.float32) * p
+    if COALESCE:
+        y = tl.reshape(tl.permute(tl.reshape(y, (R, N2, N1)), (0, 2, 1)), (R * N1, N2))
     tl.store(y_ptr + off, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
@@ -189,8 +212,6 @@ def _fftconv_bwd_k_kernel(
     """Partial sums over G_PER groups of R batch rows: dK = sum_b conj(U_b) G_b, dD = sum g u."""
     h = tl.program_id(0)
     split = tl.program_id(1)
-    f1r, f1i, f2r, f2i, ttr, tti, tr, ti = _load_consts(
-        f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, R, N1, N2, TWIDDLE)
     accr = tl.zeros((R * N1, N2), dtype=tl.float32)
     acci = tl.zeros((R * N1, N2), dtype=tl.float32)
     accd = tl.zeros((R * N2, N1), dtype=tl.float32)
@@ -199,8 +220,8 @@ def _fftconv_bwd_k_kernel(
         off, mask = _rows_offsets(b0, h, B, H, R_LIM, C_LIM, STRIDE_R, TOT, R, N1, N2)
         p = tl.load(u_ptr + off, mask=mask, other=0.0).to(tl.float32)
         q = tl.load(g_ptr + off, mask=mask, other=0.0).to(tl.float32)
-        ur, ui = _dft_rows(p, f1r, f1i, f2r, f2i, ttr, tti, R, N1, N2, TWIDDLE, BF16, PREC)
-        gr, gi = _dft_rows(q, f1r, f1i, f2r, f2i, ttr, tti, R, N1, N2, TWIDDLE, BF16, PREC)
+        ur, ui = _dft_rows(p, f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, R, N1, N2, TWIDDLE, BF16, PREC)
+        gr, gi = _dft_rows(q, f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, R, N1, N2, TWIDDLE, BF16, PREC)
         # conj(U) G
         accr += ur * gr + ui * gi
         acci += ur * gi - ui * gr
@@ -283,6 +304,8 @@ def _rows(B: int, n: int) -> int:
     return max(1, min(_pow2_at_least(B), TILE_ELEMS // n))
 
 
+# forward kernel reads/writes rows in order and transposes on-chip (True) or reads strided (False)
+COALESCE = True
 # num_warps override (bench/fftconv.py --sweep sets it); None: by tile size
 WARPS = None
 
@@ -337,6 +360,8 @@ def _rows(B: int, n: int, cap: int) -> int:
     return max(1, min(_pow2_at_least(B), cap // n))
 
 
+# forward kernel reads/writes rows in order and transposes on-chip (True) or reads strided (False)
+COALESCE = True
 # num_warps override (bench/fftconv.py --sweep sets it); None: by tile size
 WARPS = None
 
@@ -436,7 +461,7 @@ def _launch_fwd(u, K, D, y, geom, conj: bool):
         u, K, D if D is not None else u, y, f1r, f1i, f2r, f2i, tr, ti,
         B, H, rlim, clim, stride, tot, 1.0 / n,
         KS1=ks1, KS2=ks2, R=R, N1=N1, N2=N2, TWIDDLE=twiddle, CONJ=conj, HAS_D=D is not None,
-        BF16=(u.dtype == torch.bfloat16), PREC=_prec(),
+        BF16=(u.dtype == torch.bfloat16), PREC=_prec(), COALESCE=COALESCE,
         num_warps=_warps(R * n),
     )
     _record("fwd", N1, N2, ck)
