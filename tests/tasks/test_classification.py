@@ -62,6 +62,18 @@ def test_perfect_multiclass_predictor_scores_one(tmp_path):
     assert not list(tmp_path.glob(".confusion*"))  # no temporary files left behind
 
 
+def test_macro_auroc_ignores_absent_classes():
+    from tsmodels.tasks.classification import MacroAUROC
+
+    y = torch.tensor([0, 1, 2, 0, 1, 2])  # class 3 never occurs
+    p = nn.functional.one_hot(y, 4).float() * 0.9 + 0.025
+    assert MacroAUROC(4)(p, y).item() == pytest.approx(1.0)
+    p_bad = p.clone()
+    p_bad[0], p_bad[1] = p[1], p[0]  # one swap: classes 0 and 1 lose, class 2 keeps 1.0
+    got = MacroAUROC(4)(p_bad, y).item()
+    assert 0.5 < got < 1.0
+
+
 def test_multilabel_perfect_and_chance(tmp_path):
     K, n = 3, 32
     g = torch.Generator().manual_seed(0)

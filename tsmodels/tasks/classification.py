@@ -35,13 +35,58 @@ from torchmetrics.classification import (
 from tsmodels.io import atomic_path, write_atomic_text
 
 
+class MacroAUROC(MulticlassAUROC):
+    """Macro one-vs-rest AUROC over the classes that occur in the targets.
+
+    torchmetrics' ``average="macro"`` scores a class with no positive sample as 0 and still
+    averages it in, which caps a perfect predictor below 1 whenever a rare class is missing from a
+    split (ECG5000's class 5 has 2 beats in all). Here such a class is left out of the mean.
+    preds (B, K) probabilities, target (B,) class indices.
+    """
+
+    def __init__(self, num_classes: int, **kwargs):
+        super().__init__(num_classes, average="none", **kwargs)
+        self.add_state("positives", default=torch.zeros(num_classes), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.zeros(()), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        super().update(preds, target)
+        self.positives += torch.bincount(target.flatten().long(), minlength=self.num_classes)[: self.num_classes].float()
+        self.count += target.numel()
+
+    def compute(self) -> torch.Tensor:
+        per_class = super().compute()
+        ok = (self.positives > 0) & (self.positives < self.count)
+        return per_class[ok].mean() if ok.any() else per_class.new_tensor(float("nan"))
+
+
+class MacroMultilabelAUROC(MultilabelAUROC):
+    """Macro AUROC over the labels that take both values in the targets (see :class:`MacroAUROC`).
+    preds (B, K) probabilities, target (B, K) in {0, 1}."""
+
+    def __init__(self, num_labels: int, **kwargs):
+        super().__init__(num_labels, average="none", **kwargs)
+        self.add_state("positives", default=torch.zeros(num_labels), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.zeros(()), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        super().update(preds, target)
+        self.positives += target.float().sum(0)
+        self.count += target.shape[0]
+
+    def compute(self) -> torch.Tensor:
+        per_label = super().compute()
+        ok = (self.positives > 0) & (self.positives < self.count)
+        return per_label[ok].mean() if ok.any() else per_label.new_tensor(float("nan"))
+
+
 def classification_metrics(n_classes: int, multilabel: bool) -> MetricCollection:
-    """acc (micro accuracy; per-label for multi-label), auroc (macro), f1 (macro)."""
+    """acc (micro accuracy; per-label for multi-label), auroc (macro over the classes present),
+    f1 (macro)."""
     if multilabel:
-        return MetricCollection({"acc": MultilabelAccuracy(n_classes), "auroc": MultilabelAUROC(n_classes, average="macro"),
+        return MetricCollection({"acc": MultilabelAccuracy(n_classes), "auroc": MacroMultilabelAUROC(n_classes),
                                  "f1": MultilabelF1Score(n_classes, average="macro")})
-    return MetricCollection({"acc": MulticlassAccuracy(n_classes, average="micro"),
-                             "auroc": MulticlassAUROC(n_classes, average="macro"),
+    return MetricCollection({"acc": MulticlassAccuracy(n_classes, average="micro"), "auroc": MacroAUROC(n_classes),
                              "f1": MulticlassF1Score(n_classes, average="macro")})
 
 
