@@ -26,12 +26,15 @@ import triton
 import triton.language as tl
 
 # Tunables, read at call time (tests monkeypatch them to tiny values).
-# tile: elements per program for 4-byte dtypes (scaled by 4 / element size, so bytes in flight stay
-# the same for bf16); defaults from bench/results/scan_sweep.json (H100).
+# tile: elements per program; defaults from bench/results/scan_sweep.json (H100, fp32).
 LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024, "bwd_tile": 4096, "bwd_num_warps": 4}
-# "impl" / "bwd_impl": "chunk" (associative scan over (BLOCK_D, N, CHUNK) tiles) or "seq" (one step per
-# iteration); both keep the state at each chunk start in the same layout, so they mix freely.
-SELECTIVE_CFG = {"impl": "chunk", "bwd_impl": "chunk", "block_d": 4, "chunk": 32, "num_warps": 4,
+# impl / bwd_impl: "chunk" (associative scan over (block_d, N, chunk) tiles), "seq" (one time step
+# per iteration) or, forward only, "auto": "seq" when there are at least seq_min_programs programs of
+# seq_block_d channels to fill the GPU (latency-bound otherwise), else "chunk". Both keep the state at
+# each chunk start in the same layout, so a forward of one kind feeds a backward of the other.
+# Defaults from bench/results/selective_scan*.json (H100, D=1536, N=16).
+SELECTIVE_CFG = {"impl": "auto", "bwd_impl": "chunk", "chunk": 32, "block_d": 4, "num_warps": 4,
+                 "seq_block_d": 8, "seq_num_warps": 1, "seq_min_programs": 1536,
                  "bwd_block_d": 2, "bwd_num_warps": 4}
 
 _LOG2E = 1.4426950408889634
@@ -245,8 +248,8 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
         tl.store(GH0 + 2 * rows + 1, a0r * ci + a0i * cr, mask=rmask)
 
 
-def _linear_blocks(R: int, L: int, esz: int, pre: str = "") -> tuple[int, int, int]:
-    tile = LINEAR_CFG[pre + "tile"] * 4 // esz
+def _linear_blocks(R: int, L: int, pre: str = "") -> tuple[int, int, int]:
+    tile = LINEAR_CFG[pre + "tile"]
     block_l = min(LINEAR_CFG[pre + "block_l"], triton.next_power_of_2(max(L, 1)))
     block_r = max(1, min(tile // block_l, triton.next_power_of_2(R)))
     return block_r, block_l, LINEAR_CFG[pre + "num_warps"]
@@ -255,7 +258,7 @@ def _linear_blocks(R: int, L: int, esz: int, pre: str = "") -> tuple[int, int, i
 def _linear_fwd(a, b, h0, reverse):
     Bsz, Dm, L = a.shape
     R = Bsz * Dm
-    block_r, block_l, nw = _linear_blocks(R, L, b.element_size())
+    block_r, block_l, nw = _linear_blocks(R, L)
     grid = (triton.cdiv(R, block_r),)
     if a.is_complex():
         h = torch.empty_like(b)
@@ -273,7 +276,7 @@ def _linear_fwd(a, b, h0, reverse):
 def _linear_bwd(a, h, h0, g, reverse):
     Bsz, Dm, L = a.shape
     R = Bsz * Dm
-    block_r, block_l, nw = _linear_blocks(R, L, h.element_size(), "bwd_")
+    block_r, block_l, nw = _linear_blocks(R, L, "bwd_")
     grid = (triton.cdiv(R, block_r),)
     g = g.contiguous()
     ga = torch.empty_like(a)
@@ -653,19 +656,24 @@ def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_l
     Bsz, Dm, L = u.shape
     G, N = Bm.shape[1], A.shape[1]
     cfg = SELECTIVE_CFG
-    bd = _block_d(Dm, G, cfg["block_d"])
+    impl = cfg["impl"]
+    if impl == "auto":
+        enough = Bsz * triton.cdiv(Dm, cfg["seq_block_d"]) >= cfg["seq_min_programs"]
+        impl = "seq" if enough else "chunk"
+    pre = "seq_" if impl == "seq" and cfg["impl"] == "auto" else ""
+    bd = _block_d(Dm, G, cfg[pre + "block_d"])
     chunk = cfg["chunk"]
     nch = max(1, triton.cdiv(L, chunk))
     out = torch.empty_like(u)
     xs = torch.empty(Bsz, Dm, N, nch, dtype=torch.float32, device=u.device) if save_states else out
     last = torch.empty(Bsz, Dm, N, dtype=torch.float32, device=u.device) if save_last else out
     grid = (triton.cdiv(Dm, bd), Bsz)
-    kern = _ss_fwd_seq_kernel if cfg["impl"] == "seq" else _ss_fwd_kernel
+    kern = _ss_fwd_seq_kernel if impl == "seq" else _ss_fwd_kernel
     kern[grid](u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
                          delta_bias if delta_bias is not None else u, out, xs, last, Dm, L, G, N, nch,
                          HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None,
                          SOFTPLUS=softplus, SAVE_STATES=save_states, SAVE_LAST=save_last,
-                         BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, num_warps=cfg["num_warps"])
+                         BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, num_warps=cfg[pre + "num_warps"])
     return out, (xs if save_states else None), (last if save_last else None)
 
 

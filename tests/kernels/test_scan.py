@@ -41,7 +41,7 @@ def tiny_triton(monkeypatch):
 
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "block_l", 4)
-    monkeypatch.setitem(triton_scan.LINEAR_CFG, "tile", 8)  # 2 rows of 4 (fp32), 4 rows for bf16
+    monkeypatch.setitem(triton_scan.LINEAR_CFG, "tile", 8)  # 2 rows of 4
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "bwd_block_l", 4)
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "bwd_tile", 8)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "block_d", 4)
@@ -223,12 +223,14 @@ def test_selective_triton_matches_reference(tiny_triton, Bsz, Dm, N, L, G, opts,
     _check_selective_triton(Bsz, Dm, N, L, G, opts, softplus)
 
 
-@pytest.mark.parametrize("impl, bwd_impl", [("seq", "seq"), ("seq", "chunk"), ("chunk", "seq")])
+@pytest.mark.parametrize("impl, bwd_impl", [("seq", "seq"), ("auto", "chunk"), ("chunk", "seq")])
 @pytest.mark.parametrize("case", [SEL_CASES[2], (1, 4, 2, 6, 2, ("z", "db"), True)])
 def test_selective_triton_sequential_kernels(tiny_triton, monkeypatch, impl, bwd_impl, case):
     # the one-step-per-iteration kernels, alone and mixed with the chunked ones (shared checkpoints)
     monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "impl", impl)
     monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "bwd_impl", bwd_impl)
+    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "seq_block_d", 2)
+    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "seq_min_programs", 1)  # "auto" picks "seq" here
     _check_selective_triton(*case)
 
 
