@@ -16,7 +16,7 @@ from tsmodels.layers.companion import (
     polymul,
     series_inverse,
 )
-from tsmodels.layers.shift import ShiftSSM
+from tsmodels.layers.shift import ShiftSSM, residual_fir
 from tsmodels.layers.spacetime_block import SpaceTimeLayer
 
 f64 = torch.float64
@@ -118,6 +118,22 @@ def test_shift_ssm_is_fir_and_learns_differencing():
     torch.testing.assert_close(y[0, 0, 1:], u[0, 0, 1:] - u[0, 0, :-1])
     torch.testing.assert_close(y[0, 1, 2:], u[0, 1, 2:] - 2 * u[0, 1, 1:-1] + u[0, 1, :-2])
     assert torch.equal(mod.kernel(10)[:, 4:], torch.zeros(2, 6, dtype=f64))
+
+
+def test_shift_residual_init_is_differencing_and_ma_residual():
+    c = residual_fir(6, 8).double()
+    u = torch.randn(1, 6, 30, dtype=f64)
+    mod = ShiftSSM(6, 6, 8, skip=False, init="residual").double()
+    y = mod(u)[0]
+    torch.testing.assert_close(y[0], u[0, 0])  # order 0: identity
+    torch.testing.assert_close(y[1, 1:], u[0, 1, 1:] - u[0, 1, :-1])
+    torch.testing.assert_close(y[3, 3:], u[0, 3, 3:] - 3 * u[0, 3, 2:-1] + 3 * u[0, 3, 1:-2] - u[0, 3, :-3])
+    # heads 4, 5: x_t - mean of the last w values, w = 4 and 8
+    for head, w in ((4, 4), (5, 8)):
+        assert c[head, :w].sum().abs() < 1e-12
+        ma = torch.stack([u[0, head, t - w + 1 : t + 1].mean() for t in range(w - 1, 30)])
+        torch.testing.assert_close(y[head, w - 1 :], u[0, head, w - 1 :] - ma)
+    assert residual_fir(2, 1).shape == (2, 1)
 
 
 @pytest.mark.parametrize("L,h", [(20, 7), (5, 40), (1, 1), (16, 16)])

@@ -31,6 +31,7 @@ class SpaceTimeLayer(nn.Module):
         mlp_ratio: 1 = the paper's single Linear(d, d); r > 1 = two layers through r*d.
         dropout: after the MLP's activation (official: 0.25 on ETT).
         norm: LayerNorm before the SSM (off in the paper).
+        shift_init: initial FIR taps of shift heads, "normal" or "residual" (see ShiftSSM).
     Shapes: forward z (B, L, d) -> (B, L, d); step z_t (B, d), state (B, d, N).
     """
 
@@ -43,12 +44,13 @@ class SpaceTimeLayer(nn.Module):
         mlp_ratio: int = 1,
         dropout: float = 0.0,
         norm: bool = False,
+        shift_init: str = "normal",
     ):
         super().__init__()
         if kind == "companion":
             self.ssm = CompanionSSM(d_model, n_heads, state_dim)
         elif kind == "shift":
-            self.ssm = ShiftSSM(d_model, n_heads, state_dim)
+            self.ssm = ShiftSSM(d_model, n_heads, state_dim, init=shift_init)
         else:
             raise ValueError(f"kind must be 'companion' or 'shift', got {kind!r}")
         self.kind = kind

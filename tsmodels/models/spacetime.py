@@ -43,6 +43,7 @@ class SpaceTimeConfig:
     state_dim: int = 16  # N: companion state size (paper: 64)
     n_encoder_layers: int = 2
     n_shift_heads: int = 0  # > 0: the first encoder layer uses this many shift-SSM (FIR) heads
+    shift_init: str = "residual"  # shift heads start as differencing / MA-residual filters, or "normal"
     decoder_heads: int | None = None  # closed-loop SSMs; None: one per channel (official)
     mlp_ratio: int = 1  # 1: the paper's single Linear(d, d) MLP
     dropout: float = 0.0  # paper's ETT runs: 0.25
@@ -73,6 +74,8 @@ class SpaceTimeConfig:
                 f"n_encoder_layers={self.n_encoder_layers} (n_shift_heads={self.n_shift_heads})",
                 "use n_encoder_layers >= 0, and >= 1 when the first layer has shift heads",
             )
+        if self.shift_init not in ("normal", "residual"):
+            raise UserInputError(f"shift_init={self.shift_init!r}", "use 'residual' or 'normal'")
         if not 0.0 <= self.dropout < 1.0:
             raise UserInputError(f"dropout={self.dropout}", "use a dropout probability in [0, 1)")
 
@@ -105,6 +108,7 @@ class SpaceTime(nn.Module):
                 mlp_ratio=cfg.mlp_ratio,
                 dropout=cfg.dropout,
                 norm=cfg.norm,
+                shift_init=cfg.shift_init,
             )
             for i in range(cfg.n_encoder_layers)
         )
