@@ -6,7 +6,7 @@ periodic fields) at the same sizes; fp32 and bf16; forward and forward+backward.
 Baseline (same run): rfft2(u, 2S) * rfft2(k, 2S) -> irfft2 -> centred crop + D u (circular:
 no padding, roll); bf16 inputs upcast to fp32 for cuFFT.
 `path` says what `fftconv_nd` dispatched to: the fused Triton kernel holds padded sizes up to
-MAX_FUSED_N = N1*N2 values on-chip; larger fields take the torch.fft path (the same computation
+MAX_FUSED_N[dtype] = N1*N2 values on-chip; larger fields take the torch.fft path (the same computation
 as the baseline, so a ratio near 1 there is expected).
 
     python bench/fftconv2d.py [--quick]
@@ -52,7 +52,7 @@ def bench_one(B, H, S, dtype, circular, reps=20):
     k = (torch.randn(H, S, S, device="cuda") / S).requires_grad_(True)
     D = torch.randn(H, device="cuda").requires_grad_(True)
     g = torch.randn(B, H, S, S, device="cuda").to(dtype)
-    plan = tf.plan_2d((S, S), (S, S), circular)
+    plan = tf.plan_2d((S, S), (S, S), circular, dtype)
     ours = lambda a, b, c: fftconv_nd(a, b, c, causal=False, circular=circular)  # noqa: E731
     base = lambda a, b, c: torch_conv2d(a, b, c, circular)  # noqa: E731
     with torch.no_grad():
@@ -86,7 +86,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    sizes = [32, 64] if args.quick else [32, 64, 128, 256, 512]
+    sizes = [32, 64] if args.quick else [16, 32, 64, 128, 256, 512]
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
         for H in (64, 256):

@@ -41,8 +41,11 @@ import torch
 import triton
 import triton.language as tl
 
-# Largest padded transform held on-chip by one program (n = N1 * N2 fp32 values per tile).
-MAX_FUSED_N = 16384
+# Largest padded transform n = N1 * N2 given to the fused kernel, per input dtype. Measured on an
+# H100 (bench/fftconv.py, bench/README.md): fp32 (tf32 products) beats torch.fft up to n = 2048
+# and loses at n = 8192 (register spills of the 128x64 split); bf16 wins up to n = 8192. Larger
+# transforms take the torch.fft path, so the public op is never the slower of the two there.
+MAX_FUSED_N = {torch.float32: 2048, torch.bfloat16: 8192, torch.float16: 8192}
 # tl.dot needs every matrix dimension >= 16
 _MIN_SIDE = 16
 # fp32 operand mode for tl.dot: "tf32" (fast) or "tf32x3" (about fp32 accuracy, ~3x the products)
@@ -274,15 +277,19 @@ def _split(n: int) -> tuple[int, int]:
     return n // n2, n2
 
 
-def plan_1d(L: int, Lk: int) -> tuple[int, int] | None:
-    """(N1, N2) of the fused transform for a length-L input and length-Lk kernel, or None if it does not fit."""
+def _max_n(dtype) -> int:
+    return MAX_FUSED_N.get(dtype, 0) if isinstance(MAX_FUSED_N, dict) else int(MAX_FUSED_N)
+
+
+def plan_1d(L: int, Lk: int, dtype=torch.float32) -> tuple[int, int] | None:
+    """(N1, N2) of the fused transform for a length-L input and length-Lk kernel, or None (torch.fft path)."""
     n = _pow2_at_least(max(L + Lk - 1, _MIN_SIDE * _MIN_SIDE))
-    if n > MAX_FUSED_N:
+    if n > _max_n(dtype):
         return None
     return _split(n)
 
 
-def plan_2d(S: tuple[int, int], Sk: tuple[int, int], circular: bool) -> tuple[int, int] | None:
+def plan_2d(S: tuple[int, int], Sk: tuple[int, int], circular: bool, dtype=torch.float32) -> tuple[int, int] | None:
     """Padded (N1, N2) of the fused 2-D transform, or None if the shape does not fit on-chip."""
     if circular:
         n1, n2 = S
@@ -291,17 +298,9 @@ def plan_2d(S: tuple[int, int], Sk: tuple[int, int], circular: bool) -> tuple[in
     else:
         n1 = _pow2_at_least(max(S[0] + Sk[0] - 1, _MIN_SIDE))
         n2 = _pow2_at_least(max(S[1] + Sk[1] - 1, _MIN_SIDE))
-    if n1 * n2 > MAX_FUSED_N:
+    if n1 * n2 > _max_n(dtype):
         return None
     return n1, n2
-
-
-# values per program tile (R rows x n): bounds registers; R = rows of one channel per program
-TILE_ELEMS = 8192
-
-
-def _rows(B: int, n: int) -> int:
-    return max(1, min(_pow2_at_least(B), TILE_ELEMS // n))
 
 
 # forward kernel reads/writes rows in order and transposes on-chip (True) or reads strided (False)
@@ -313,7 +312,7 @@ WARPS = None
 def _warps(tile: int) -> int:
     if WARPS is not None:
         return WARPS
-    return 4 if tile <= 2048 else (8 if tile <= 8192 else 16)
+    return 4 if tile <= 8192 else 8
 
 
 def _effective_kernel(k: torch.Tensor, n: tuple[int, ...], causal: bool) -> torch.Tensor:
@@ -351,9 +350,12 @@ def _kstrides(geom) -> tuple[int, int]:
     return (1, N1) if twiddle else (N2, 1)
 
 
-# values per program tile (R rows x n) in the forward / the backward (which holds two transforms)
-TILE_ELEMS = 8192
+# values per program tile (R rows x n) in the forward / the backward (which holds two transforms);
+# 4096 with 4 warps was the fastest forward at n = 2048 in the H100 sweep (bench/fftconv.py --sweep)
+TILE_ELEMS = 4096
 BWD_TILE_ELEMS = 4096
+# kernel gradient: "triton" (fused, for n <= BWD_TILE_ELEMS) or "torch" (torch.fft of u and g)
+BWD_K = "triton"
 
 
 def _rows(B: int, n: int, cap: int) -> int:
@@ -369,7 +371,7 @@ WARPS = None
 def _warps(tile: int) -> int:
     if WARPS is not None:
         return WARPS
-    return 4 if tile <= 2048 else (8 if tile <= 8192 else 16)
+    return 4 if tile <= 8192 else 8
 
 
 class _FFTConv(torch.autograd.Function):
@@ -397,7 +399,7 @@ class _FFTConv(torch.autograd.Function):
         need_d = D is not None and ctx.needs_input_grad[2]
         if not (ctx.needs_input_grad[1] or need_d):
             return du, None, None, None
-        if n > BWD_TILE_ELEMS:
+        if n > BWD_TILE_ELEMS or BWD_K == "torch":
             # two transforms of this size do not fit one program's shared memory: torch.fft
             dK, dD = _bwd_k_torch(u, g, geom, need_d)
         else:
@@ -484,14 +486,16 @@ def _supported_dtype(u: torch.Tensor) -> bool:
 def fftconv_triton(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, causal: bool = True) -> torch.Tensor:
     """Fused 1-D FFT conv: u (B, H, L), k (H, L'), D (H,) or None → (B, H, L) in u's dtype.
 
-    Padded lengths above :data:`MAX_FUSED_N` and fp64 inputs take the torch.fft path.
+    Padded lengths above :data:`MAX_FUSED_N` (per dtype) and fp64 inputs take the torch.fft path.
     """
     from .reference import _check_kernel, fftconv_ref
 
     _check_kernel(u, k, 1)
     L, Lk = u.shape[-1], k.shape[-1]
-    plan = plan_1d(L, Lk)
-    if plan is None or not _supported_dtype(u) or u.dim() != 3:
+    if not _supported_dtype(u) or u.dim() != 3:
+        return fftconv_ref(u, k, D, causal)
+    plan = plan_1d(L, Lk, u.dtype)
+    if plan is None:
         return fftconv_ref(u, k, D, causal)
     N1, N2 = plan
     K = _spectrum(k, N1, N2, causal, two_d=False)
@@ -514,7 +518,7 @@ def fftconv_nd_triton(
         return fftconv_triton(u, k, D, causal)
     if ndim == 2 and u.dim() == 4 and _supported_dtype(u):
         S = (u.shape[2], u.shape[3])
-        plan = plan_2d(S, (k.shape[1], k.shape[2]), circular)
+        plan = plan_2d(S, (k.shape[1], k.shape[2]), circular, u.dtype)
         if plan is not None:
             N1, N2 = plan
             K = _spectrum(k, N1, N2, causal, two_d=True)
