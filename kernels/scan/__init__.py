@@ -34,14 +34,16 @@ def linear_scan(
     """h[t] = a[t] * h[t-1] + b[t] along the last axis (h[t+1] instead when reverse).
 
     Args:
-        a, b: (B, D, L), fp32 / bf16 / fp16 / complex64 (fp64 and complex128: reference path only).
+        a, b: (B, D, L), fp32 / bf16 / fp16 / complex64; fp64 and complex128 always take the
+            reference (the kernels keep an fp32 state).
         h0: optional (B, D) state before the first step (after the last one when reverse).
     Returns:
         h: (B, D, L) in the promoted dtype of a and b (state kept in fp32 / complex64).
         Differentiable in a, b and h0.
     """
     _check_linear(a, b, h0)
-    if backend(a, b, h0) == "triton":
+    double = torch.promote_types(a.dtype, b.dtype) in (torch.float64, torch.complex128)
+    if backend(a, b, h0) == "triton" and not double:  # the kernels keep fp32 state
         from .triton_scan import linear_scan_triton
 
         return linear_scan_triton(a, b, h0, reverse)
@@ -72,7 +74,7 @@ def selective_scan(
     See :func:`kernels.scan.reference.selective_scan_ref` for the recurrence.
     """
     _check_selective(u, delta, A, B, C, D, z, delta_bias)
-    if backend(u, delta, A, B, C, D, z, delta_bias) == "triton" and u.dtype != torch.float64:
+    if backend(u, delta, A, B, C, D, z, delta_bias) == "triton" and u.dtype != torch.float64:  # fp64: reference
         from .triton_scan import selective_scan_triton
 
         return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

@@ -6,20 +6,21 @@ folded in (h = A_cum * carry + B_cum). One read of a and b, one write of h: memo
 The backward is the same walk in the other direction over (a shifted by one, grad_h), which
 gives grad_b; grad_a = grad_b * h[t-1] in the same pass (h is the saved forward output).
 
-selective_scan: each program owns BLOCK_D channels of one batch element and all N states, and
-walks L in chunks of CHUNK steps with the (BLOCK_D, N) state in registers. Inside a chunk the
-(BLOCK_D, N, CHUNK) tile of exp(dt*A) and dt*B*u is scanned with ``tl.associative_scan``, so
-(B, D, N, L) never exists in memory. The forward saves only the state at each chunk start,
-(B, D, N, L/CHUNK); the backward walks the chunks last to first, recomputes the chunk's states
-from that checkpoint, and runs the adjoint recurrence as a reverse scan within the chunk.
-Reductions over channels (dB, dC) and over time (dA, dD, d delta_bias) go through fp32
-atomics. Block sizes are constexprs; the defaults below are for H100-class GPUs and tests
-shrink them to hit block boundaries on tiny shapes.
+selective_scan: each program owns a block of channels of one batch element and all N states,
+with the (block_d, N) state in registers, and walks L in chunks; only the state at each chunk start
+is kept, (B, D, N, L/chunk), so (B, D, N, L) never exists in memory. Two forward kernels:
+"chunk" scans the (block_d, N, chunk) tile of (exp(dt*A), dt*B*u) with ``tl.associative_scan``;
+"seq" takes one time step per iteration (one FMA of dependency per step), faster when there are
+enough programs to hide its latency. The backward ("chunk") walks the chunks last to first,
+rebuilds the chunk's states from its checkpoint with one scan (over inputs shifted by one step,
+which gives x[t-1] directly) and runs the adjoint recurrence as a reverse scan; a sequential
+backward ("seq") replays each chunk into an L2-resident scratch slab and walks it backward.
+Reductions over channels (dB, dC) and over time (dA, dD, d delta_bias) go through fp32 atomics.
+Block sizes are constexprs read from the dicts below at call time; tests shrink them to hit
+block boundaries on tiny shapes. Measured timings: bench/README.md.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import triton
@@ -36,8 +37,6 @@ LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024
 SELECTIVE_CFG = {"impl": "auto", "bwd_impl": "chunk", "chunk": 32, "block_d": 4, "num_warps": 4,
                  "seq_block_d": 8, "seq_num_warps": 1, "seq_min_programs": 1536,
                  "bwd_block_d": 2, "bwd_num_warps": 4}
-
-_LOG2E = 1.4426950408889634
 
 
 # --------------------------------------------------------------------------------------------
