@@ -2,6 +2,12 @@
 
 Public functions dispatch on the device (see :mod:`kernels._dispatch`); the PyTorch reference
 in :mod:`kernels.fftconv.reference` defines the results.
+
+On CUDA (the Triton backend) the work goes to the fused kernel of
+:mod:`kernels.fftconv.triton_fftconv` when its padded transform is small enough to win
+(``MAX_FUSED_N`` per dtype, measured on an H100: see bench/README.md) and to the torch.fft
+path otherwise (long 1-D lengths, 2-D fields above the limit, 3-D, fp64): the same function,
+never the slower of the two at the lengths benchmarked.
 """
 
 from __future__ import annotations
