@@ -48,7 +48,8 @@ def build(cfg: DictConfig, **kwargs: Any) -> Any:
     """hydra.utils.instantiate, but a UserInputError raised inside a constructor comes out as
     itself (Hydra wraps it), so the CLI can print it as one line."""
     try:
-        return instantiate(cfg, **kwargs)
+        # plain Python containers, so checkpoints hold no OmegaConf objects (weights_only loading)
+        return instantiate(cfg, _convert_="all", **kwargs)
     except InstantiationException as e:
         cause = e.__cause__
         while cause is not None and not isinstance(cause, UserInputError):

@@ -19,10 +19,16 @@ class ForecastingTask(pl.LightningModule):
         model: nn.Module, forward(x (B, lookback, C_in)) -> (B, horizon, C_out).
         lr, weight_decay: AdamW settings.
         scheduler: "cosine" (decay to 0 over trainer.max_epochs) or None.
-    Batches are (x, y) with y (B, horizon, C_out).
+        aux_weights: (w_lookback, w_next_input): SpaceTime's two auxiliary training losses (the
+            official objective uses 1, 1): the decoder's open-loop one-step forecasts over the
+            lookback, and its predictions of its own next input. Needs a model whose forward takes
+            ``return_aux=True`` (see tsmodels.models.spacetime); the first state_dim steps, where the
+            state is still filling, are skipped as in the reference code.
+    Batches are (x, y) with y (B, horizon, C_out); the targets are the last C_out input channels.
     """
 
-    def __init__(self, model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0, scheduler: str | None = "cosine"):
+    def __init__(self, model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0, scheduler: str | None = "cosine",
+                 aux_weights: tuple[float, float] = (0.0, 0.0)):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
@@ -36,9 +42,25 @@ class ForecastingTask(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = nn.functional.mse_loss(self(x), y)
+        w_look, w_next = self.hparams.aux_weights
+        if w_look or w_next:
+            pred, aux = self.model(x, return_aux=True)
+            loss = nn.functional.mse_loss(pred, y) + self._aux_loss(x, y, aux, w_look, w_next)
+        else:
+            loss = nn.functional.mse_loss(self(x), y)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
         return loss
+
+    def _aux_loss(self, x, y, aux, w_look: float, w_next: float) -> torch.Tensor:
+        skip = getattr(getattr(self.model, "config", None), "state_dim", 1)
+        L = x.shape[1]
+        if L <= skip:
+            return x.new_zeros(())
+        targets = torch.cat([x[..., -y.shape[-1]:], y], dim=1)  # (B, L + H, C_out)
+        look = nn.functional.mse_loss(aux["lookback"][:, skip - 1:], targets[:, skip:L + 1])
+        nxt = nn.functional.mse_loss(aux["next_input"][:, skip - 1:-1], aux["decoder_input"][:, skip:])
+        self.log_dict({"train/aux_lookback": look, "train/aux_next_input": nxt}, batch_size=x.shape[0])
+        return w_look * look + w_next * nxt
 
     def _eval_step(self, batch, metrics: MetricCollection, stage: str):
         x, y = batch
