@@ -6,6 +6,8 @@ datamodule's ``inverse_transform`` turns predictions back into original units fo
 
 from __future__ import annotations
 
+import inspect
+
 import lightning.pytorch as pl
 import torch
 from torch import nn
@@ -32,6 +34,7 @@ class ForecastingTask(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
+        self._aux = any(aux_weights) and "return_aux" in inspect.signature(model.forward).parameters
         metrics = MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()})
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -43,7 +46,7 @@ class ForecastingTask(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         w_look, w_next = self.hparams.aux_weights
-        if w_look or w_next:
+        if self._aux:
             pred, aux = self.model(x, return_aux=True)
             loss = nn.functional.mse_loss(pred, y) + self._aux_loss(x, y, aux, w_look, w_next)
         else:
