@@ -10,7 +10,7 @@ mkdir -p "$out" "$runs"
 for model in spacetime_paper dlinear; do
   for ds in ETTh1 ETTh2; do
     tsm train experiment=ett_informer trainer=gpu model=$model "sweep={data.name: [$ds], data.horizon: [96, 192, 336, 720]}" \
-      run_dir=$runs/${model}_$ds +trainer.max_time=$max_time trainer.enable_progress_bar=false \
+      run_dir=$runs/${model}_$ds +trainer.max_time=$max_time +trainer.enable_progress_bar=false \
       > "$runs/${model}_$ds.log" 2>&1 &
   done
 done

@@ -268,6 +268,10 @@ def write_netcdf(ds, path: str | os.PathLike) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine=netcdf_engine())
+    # the temporary file was created private (0600); a data set is meant to be shared like any output
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
     return path
 
 

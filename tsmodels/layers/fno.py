@@ -42,6 +42,31 @@ def scatter_modes(zm: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out
 
 
+def hermitian_columns(zm: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Project a retained rfft2 spectrum onto spectra of real fields: zm (..., 2 m1, m2) -> same shape.
+
+    Column 0 (and the Nyquist column, when Y is even and kept) of a real field's rfft2 satisfies
+    c[-k] = conj(c[k]); irfft2 silently keeps only that part. Projecting explicitly (and zeroing a row
+    whose partner is not retained) makes the coefficients exactly those of the field irfft2 returns, so
+    norms computed from them (Parseval) match the field's.
+    """
+    X, Y = size
+    m1, m2 = zm.shape[-2] // 2, zm.shape[-1]
+    freqs = [f % X for f in list(range(m1)) + list(range(-m1, 0))]
+    pos = {f: i for i, f in enumerate(freqs)}
+    partner = [pos.get((-f) % X, -1) for f in freqs]
+    idx = torch.tensor([p if p >= 0 else i for i, p in enumerate(partner)], device=zm.device)
+    keep = torch.tensor([p >= 0 for p in partner], device=zm.device)
+
+    def sym(col: torch.Tensor) -> torch.Tensor:
+        return torch.where(keep, 0.5 * (col + col[..., idx].conj()), torch.zeros_like(col))
+
+    cols = [sym(zm[..., 0]).unsqueeze(-1), zm[..., 1:]]
+    if Y % 2 == 0 and m2 == Y // 2 + 1 and m2 > 1:
+        cols = [cols[0], zm[..., 1:-1], sym(zm[..., -1]).unsqueeze(-1)]
+    return torch.cat(cols, dim=-1)
+
+
 class SpectralConv2d(nn.Module):
     """FNO spectral convolution: y = irfft2(W_k rfft2(x)_k) over the retained modes k.
 

@@ -35,7 +35,8 @@ from torch import nn
 def complex_act(z: torch.Tensor, kind: str) -> torch.Tensor:
     """Nonlinearity on complex coefficients: ``"gelu"`` (split real/imag) or ``"sin"`` (complex sine)."""
     if kind == "gelu":
-        return torch.complex(nn.functional.gelu(z.real), nn.functional.gelu(z.imag))
+        # on the (..., 2) real view: one kernel, no copies of the real and imaginary parts
+        return torch.view_as_complex(nn.functional.gelu(torch.view_as_real(z)))
     if kind == "sin":
         return torch.sin(z)
     if kind == "identity":

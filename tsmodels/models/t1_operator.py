@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tsmodels.layers.fno import check_modes, gather_modes, scatter_modes
+from tsmodels.layers.fno import check_modes, gather_modes, hermitian_columns, scatter_modes
 from tsmodels.layers.t1 import ComplexLinear, T1Block2d, complex_act
 from tsmodels.models.fno import grid_channels
 
@@ -60,7 +60,8 @@ class T1Operator2d(nn.Module):
         z = gather_modes(torch.fft.rfft2(h.float(), norm="forward"), self.modes, self.modes)
         for block in self.blocks:
             z = block(z)
-        return self.head2(complex_act(self.head1(z), self.act))
+        # real output fields: make the coefficients the ones irfft2 will actually use
+        return hermitian_columns(self.head2(complex_act(self.head1(z), self.act)), size)
 
     @staticmethod
     def spectrum_to_grid(zm: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
