@@ -222,7 +222,13 @@ def main():
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
         for B, H, L in shapes:
-            r = bench_conv(B, H, L, dtype, bw)
+            torch.cuda.empty_cache()
+            try:
+                r = bench_conv(B, H, L, dtype, bw)
+            except torch.OutOfMemoryError as e:
+                print(f"L={L} {dtype}: out of memory ({str(e)[:120]})")
+                torch.cuda.empty_cache()
+                continue
             rows.append(r)
             print_table([r], list(r.keys()))
             if r["path"] == "torch.fft" and 2 * L <= 8192:

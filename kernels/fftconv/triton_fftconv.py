@@ -19,8 +19,9 @@ kernel serves ``fftconv_nd`` for 2-D sizes that fit.
 Everything the kernel does is a circular convolution of length n followed by "keep the first L
 outputs"; causal/centred kernels and linear/circular boundaries are all expressed in the
 spectrum (zero padding to n >= L + L' - 1, a circular roll by the centre for non-causal), which
-is computed once per call with torch.fft (it is (H, n), small next to u for B > 1) and is part
-of the autograd graph, so the kernel's backward only needs gradients w.r.t. the spectrum:
+is computed once per call by a small Triton kernel with the same DFT products (it is (H, n),
+small next to u for B > 1; its backward is the inverse DFT) and is part of the autograd graph,
+so the convolution's backward only needs gradients w.r.t. the spectrum:
 
     du   = Re(iDFT(DFT(g) * conj(Khat)))[:L] + D g      (the same kernel with CONJ=True)
     dKhat = sum_b conj(DFT(u_b)) * DFT(g_b)              (second kernel, loops over b)
@@ -42,10 +43,10 @@ import triton
 import triton.language as tl
 
 # Largest padded transform n = N1 * N2 given to the fused kernel, per input dtype. Measured on an
-# H100 (bench/fftconv.py, bench/README.md): fp32 (tf32 products) beats torch.fft up to n = 2048
-# and loses at n = 8192 (register spills of the 128x64 split); bf16 wins up to n = 8192. Larger
+# H100 (bench/fftconv.py, bench/README.md): fp32 (tf32 products) beats torch.fft up to n = 4096
+# (L = 2K) and loses at n = 8192 (register spills of the 128x64 split); bf16 wins up to n = 8192. Larger
 # transforms take the torch.fft path, so the public op is never the slower of the two there.
-MAX_FUSED_N = {torch.float32: 2048, torch.bfloat16: 8192, torch.float16: 8192}
+MAX_FUSED_N = {torch.float32: 4096, torch.bfloat16: 8192, torch.float16: 8192}
 # tl.dot needs every matrix dimension >= 16
 _MIN_SIDE = 16
 # fp32 operand mode for tl.dot: "tf32" (fast) or "tf32x3" (about fp32 accuracy, ~3x the products)
@@ -239,6 +240,73 @@ def _fftconv_bwd_k_kernel(
     tl.store(dd_ptr + split * H + h, tl.sum(tl.sum(accd, axis=1), axis=0))
 
 
+@triton.jit
+def _k_addr(h, n1, c, H, LK1, LK2, SH1, SH2, N1: tl.constexpr, N2: tl.constexpr, TWO_D: tl.constexpr):
+    """Address in k (H, *Sk) of the effective kernel at tile position (n1, c), and its mask.
+
+    The effective kernel is k zero padded to n and rolled back by SH (the centre when not causal):
+    k_eff[m] = k[(m + SH) mod n] where that index is inside k.
+    """
+    if TWO_D:
+        j1 = (n1 + SH1) % N1
+        j2 = (c + SH2) % N2
+        off = h.to(tl.int64) * (LK1 * LK2) + j1 * LK2 + j2
+        mask = (h < H) & (j1 < LK1) & (j2 < LK2)
+    else:
+        j = (n1 * N2 + c + SH1) % (N1 * N2)
+        off = h.to(tl.int64) * LK1 + j
+        mask = (h < H) & (j < LK1)
+    return off, mask
+
+
+@triton.jit
+def _spectrum_kernel(
+    k_ptr, out_ptr, f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
+    H, LK1, LK2, SH1, SH2,
+    R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr, TWO_D: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """Unnormalized DFT of R channels' effective kernels -> out (H, N1, N2, 2) in tile order."""
+    h0 = tl.program_id(0) * R
+    rho = tl.arange(0, R * N2)
+    h = h0 + (rho // N2)[:, None]
+    c = (rho % N2)[:, None]
+    n1 = tl.arange(0, N1)[None, :]
+    off, mask = _k_addr(h, n1, c, H, LK1, LK2, SH1, SH2, N1, N2, TWO_D)
+    p = tl.load(k_ptr + off, mask=mask, other=0.0).to(tl.float32)
+    xr, xi = _dft_rows(p, f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, R, N1, N2, TWIDDLE, False, PREC)
+    rk = tl.arange(0, R * N1)
+    ho = h0 + (rk // N1)[:, None]
+    o = ho.to(tl.int64) * (2 * N1 * N2) + 2 * ((rk % N1)[:, None] * N2 + tl.arange(0, N2)[None, :])
+    m = ho < H
+    tl.store(out_ptr + o, xr, mask=m)
+    tl.store(out_ptr + o + 1, xi, mask=m)
+
+
+@triton.jit
+def _spectrum_bwd_kernel(
+    dK_ptr, dk_ptr, f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
+    H, LK1, LK2, SH1, SH2,
+    R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr, TWO_D: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """Adjoint of _spectrum_kernel: dk = Re(unnormalized inverse DFT of dK), gathered back into k's shape."""
+    h0 = tl.program_id(0) * R
+    rk = tl.arange(0, R * N1)
+    hk = h0 + (rk // N1)[:, None]
+    o = hk.to(tl.int64) * (2 * N1 * N2) + 2 * ((rk % N1)[:, None] * N2 + tl.arange(0, N2)[None, :])
+    m = hk < H
+    xr = tl.load(dK_ptr + o, mask=m, other=0.0)
+    xi = tl.load(dK_ptr + o + 1, mask=m, other=0.0)
+    y = _idft_rows(xr, xi, f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, R, N1, N2, TWIDDLE, False, PREC)
+    rho = tl.arange(0, R * N2)
+    h = h0 + (rho // N2)[:, None]
+    c = (rho % N2)[:, None]
+    n1 = tl.arange(0, N1)[None, :]
+    off, mask = _k_addr(h, n1, c, H, LK1, LK2, SH1, SH2, N1, N2, TWO_D)
+    tl.store(dk_ptr + off, y.to(dk_ptr.dtype.element_ty), mask=mask)
+
+
 # ----------------------------------------------------------------------------------------------
 # host side
 
@@ -303,51 +371,59 @@ def plan_2d(S: tuple[int, int], Sk: tuple[int, int], circular: bool, dtype=torch
     return n1, n2
 
 
-# forward kernel reads/writes rows in order and transposes on-chip (True) or reads strided (False)
-COALESCE = True
-# num_warps override (bench/fftconv.py --sweep sets it); None: by tile size
-WARPS = None
+class _Spectrum(torch.autograd.Function):
+    """k (H, *Sk) -> its effective kernel's unnormalized DFT, (H, N1, N2, 2) fp32 in tile order.
 
+    A Triton kernel with the same DFT products as the convolution (a torch.fft call here cost
+    more than the whole fused convolution at short lengths); its adjoint is the real part of
+    the inverse DFT, gathered back into k's shape.
+    """
 
-def _warps(tile: int) -> int:
-    if WARPS is not None:
-        return WARPS
-    return 4 if tile <= 8192 else 8
+    @staticmethod
+    def forward(ctx, k, N1, N2, causal, two_d):
+        H = k.shape[0]
+        k = k.contiguous()
+        if two_d:
+            lk1, lk2 = k.shape[1], k.shape[2]
+            sh1, sh2 = (0, 0) if causal else ((lk1 - 1) // 2, (lk2 - 1) // 2)
+        else:
+            lk1, lk2 = k.shape[1], 1
+            sh1, sh2 = (0 if causal else (lk1 - 1) // 2), 0
+        n = N1 * N2
+        R = _rows(H, n, TILE_ELEMS)
+        out = torch.empty(H, N1, N2, 2, device=k.device, dtype=torch.float32)
+        consts = _consts(N1, N2, not two_d, k.device)
+        _spectrum_kernel[(triton.cdiv(H, R),)](
+            k, out, *consts, H, lk1, lk2, sh1, sh2,
+            R=R, N1=N1, N2=N2, TWIDDLE=not two_d, TWO_D=two_d, PREC=_prec(), num_warps=_warps(R * n),
+        )
+        ctx.args = (N1, N2, two_d, lk1, lk2, sh1, sh2, k.shape, k.dtype)
+        return out
 
-
-def _effective_kernel(k: torch.Tensor, n: tuple[int, ...], causal: bool) -> torch.Tensor:
-    """k (H, *Sk) zero padded to n per axis, rolled back by the centre when not causal (fp32)."""
-    ndim = len(n)
-    kf = k.float()
-    pad = [p for i in reversed(range(ndim)) for p in (0, n[i] - k.shape[1 + i])]
-    kf = torch.nn.functional.pad(kf, pad)
-    if not causal:
-        shifts = [-((k.shape[1 + i] - 1) // 2) for i in range(ndim)]
-        kf = torch.roll(kf, shifts=shifts, dims=tuple(range(1, ndim + 1)))
-    return kf
+    @staticmethod
+    def backward(ctx, dK):
+        N1, N2, two_d, lk1, lk2, sh1, sh2, shape, dtype = ctx.args
+        H = shape[0]
+        n = N1 * N2
+        R = _rows(H, n, TILE_ELEMS)
+        dk = torch.empty(shape, device=dK.device, dtype=dtype)
+        consts = _consts(N1, N2, not two_d, dK.device)
+        _spectrum_bwd_kernel[(triton.cdiv(H, R),)](
+            dK.contiguous(), dk, *consts, H, lk1, lk2, sh1, sh2,
+            R=R, N1=N1, N2=N2, TWIDDLE=not two_d, TWO_D=two_d, PREC=_prec(), num_warps=_warps(R * n),
+        )
+        return dk, None, None, None, None
 
 
 def _spectrum(k: torch.Tensor, N1: int, N2: int, causal: bool, two_d: bool) -> torch.Tensor:
-    """The kernel's full spectrum as (re, im) pairs, (H, n, 2) fp32 (1-D) or (H, N1, N2, 2) (2-D).
-
-    One torch.fft call (plus a roll when centred); the kernel reads it in its own order and
-    scales by 1/n, so no permuted copy is made.
-    """
-    if two_d:
-        if causal:
-            K = torch.fft.fft2(k.float(), s=(N1, N2))
-        else:
-            K = torch.fft.fft2(_effective_kernel(k, (N1, N2), causal))
-    else:
-        n = N1 * N2
-        K = torch.fft.fft(k.float(), n=n) if causal else torch.fft.fft(_effective_kernel(k, (n,), causal))
-    return torch.view_as_real(K)
+    """The kernel's spectrum (unnormalized), (H, N1, N2, 2) fp32, frequency (k1, k2) at k1*N2 + k2."""
+    return _Spectrum.apply(k, N1, N2, causal, two_d)
 
 
 def _kstrides(geom) -> tuple[int, int]:
-    """Frequency of tile position (k1, k2) is k1*KS1 + k2*KS2: k1 + N1 k2 in 1-D, row-major in 2-D."""
-    N1, N2, twiddle = geom[:3]
-    return (1, N1) if twiddle else (N2, 1)
+    """Position of frequency tile (k1, k2) in the spectrum buffer: k1*KS1 + k2*KS2 (tile order)."""
+    N2 = geom[1]
+    return (N2, 1)
 
 
 # values per program tile (R rows x n) in the forward / the backward (which holds two transforms);
@@ -434,10 +510,13 @@ def _bwd_k_torch(u, g, geom, need_d):
     if twiddle:
         U = torch.fft.fft(u.float(), n=n)
         G = torch.fft.fft(g.float(), n=n)
+        # frequency k1 + N1 k2 sits at tile position (k1, k2)
+        P = (torch.conj(U) * G).sum(0).view(H, N2, N1).transpose(1, 2)
     else:
         U = torch.fft.fft2(u.float(), s=(N1, N2))
         G = torch.fft.fft2(g.float(), s=(N1, N2))
-    dK = torch.view_as_real((torch.conj(U) * G).sum(0) / n).contiguous()
+        P = (torch.conj(U) * G).sum(0)
+    dK = torch.view_as_real(P / n).contiguous()
     dD = (u.float() * g.float()).sum(dim=tuple(i for i in range(u.dim()) if i != 1)) if need_d else None
     return dK, dD
 
