@@ -57,6 +57,26 @@ def train(
     run_train(overrides)
 
 
+def _register_commands() -> None:
+    """Subcommands that live in their own modules (each module's `*_command` holds its options)."""
+    from apps.data import data_navier_stokes_command
+    from apps.generate import generate_audio_command
+    from apps.pde_bench import pde_bench_command
+    from apps.predict import predict_command
+
+    app.command("predict")(predict_command)
+    app.command("pde-bench")(pde_bench_command)
+    generate = typer.Typer(no_args_is_help=True, help="Generate samples from a trained model.")
+    generate.command("audio")(generate_audio_command)
+    app.add_typer(generate, name="generate")
+    data = typer.Typer(no_args_is_help=True, help="Generate data sets (Navier-Stokes).")
+    data.command("navier-stokes")(data_navier_stokes_command)
+    app.add_typer(data, name="data")
+
+
+_register_commands()
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point of the `tsm` console script."""
     try:
