@@ -127,6 +127,15 @@ def test_classifier_shapes(encoder, patch):
     assert p.shape == (2, 5) and not torch.allclose(p.sum(-1), torch.ones(2))
 
 
+def test_input_norm_makes_the_classifier_loudness_invariant():
+    torch.manual_seed(0)
+    model = SequenceClassifier(1, 3, CNNEncoder(8, 2), d_model=8, patch=4, input_norm=True).eval()
+    x = torch.randn(2, 64, 1)
+    torch.testing.assert_close(model(x), model(50 * x), rtol=1e-4, atol=1e-5)
+    plain = SequenceClassifier(1, 3, CNNEncoder(8, 2), d_model=8, patch=4).eval()
+    assert not torch.allclose(plain(x), plain(50 * x), atol=1e-3)
+
+
 def test_s4d_parameters_get_their_own_learning_rate():
     model = SequenceClassifier(1, 2, S4DEncoder(8, 1, d_state=4, lr=1e-4), d_model=8)
     task = ClassificationTask(model, lr=1e-2, weight_decay=0.1)

@@ -35,14 +35,23 @@ def _pool_time(z: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 class CNNEncoder(nn.Module):
-    """1-D CNN baseline: ``n_layers`` blocks Conv1d(d, d, k) -> BatchNorm -> GELU -> MaxPool(pool),
-    with a residual connection around each conv. z (B, L, d) -> (B, L / pool^n_layers, d)."""
+    """1-D CNN baseline: ``n_layers`` blocks Conv1d(d, d, k) -> Norm -> GELU -> MaxPool(pool),
+    with a residual connection around each conv. z (B, L, d) -> (B, L / pool^n_layers, d).
 
-    def __init__(self, d_model: int = 64, n_layers: int = 4, kernel_size: int = 7, pool: int = 2, dropout: float = 0.1):
+    ``norm="batch"`` (BatchNorm, default) or ``"group"`` (GroupNorm with one group: per-example
+    statistics, identical in training and evaluation). On raw speech, BatchNorm only generalized
+    to evaluation mode once the inputs were standardized per example (``input_norm`` of
+    :class:`SequenceClassifier`): clip loudness varies too much for running batch statistics."""
+
+    def __init__(self, d_model: int = 64, n_layers: int = 4, kernel_size: int = 7, pool: int = 2, dropout: float = 0.1,
+                 norm: str = "batch"):
         super().__init__()
+        if norm not in ("batch", "group"):
+            raise UserInputError(f"unknown CNN norm {norm!r}", "use norm=batch or norm=group")
         self.d_model, self.pool = d_model, int(pool)
         self.convs = nn.ModuleList(nn.Conv1d(d_model, d_model, kernel_size, padding=kernel_size // 2) for _ in range(n_layers))
-        self.norms = nn.ModuleList(nn.BatchNorm1d(d_model) for _ in range(n_layers))
+        self.norms = nn.ModuleList((nn.BatchNorm1d(d_model) if norm == "batch" else nn.GroupNorm(1, d_model))
+                                   for _ in range(n_layers))
         self.act, self.drop = nn.GELU(), nn.Dropout(dropout)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -120,10 +129,13 @@ class SequenceClassifier(nn.Module):
             ``patch``; 1: a per-step Linear(C_in, d).
         pooling: "mean", "max" or "last" over the encoder's output steps.
         dropout: before the head. multilabel: one independent logit per label (sigmoid).
+        input_norm: standardize each example's channels over time first (instance norm, no
+            parameters). Raw speech clips differ in loudness by orders of magnitude; without it the
+            per-batch statistics of a BatchNorm CNN did not carry over to evaluation.
     """
 
     def __init__(self, n_channels_in: int, n_classes: int, encoder: nn.Module, d_model: int = 64, patch: int = 1,
-                 pooling: str = "mean", dropout: float = 0.1, multilabel: bool = False):
+                 pooling: str = "mean", dropout: float = 0.1, multilabel: bool = False, input_norm: bool = False):
         super().__init__()
         if pooling not in ("mean", "max", "last"):
             raise UserInputError(f"unknown pooling {pooling!r}", "use pooling=mean, max or last")
@@ -133,7 +145,7 @@ class SequenceClassifier(nn.Module):
         if enc_d != d_model:
             raise UserInputError(f"encoder width {enc_d} != d_model {d_model}", "give the encoder d_model: ${..d_model}")
         self.n_channels_in, self.n_classes, self.multilabel = int(n_channels_in), int(n_classes), bool(multilabel)
-        self.patch, self.pooling = int(patch), pooling
+        self.patch, self.pooling, self.input_norm = int(patch), pooling, bool(input_norm)
         self.embedding = (nn.Conv1d(n_channels_in, d_model, self.patch, stride=self.patch) if self.patch > 1
                           else nn.Linear(n_channels_in, d_model))
         self.encoder = encoder
@@ -145,6 +157,8 @@ class SequenceClassifier(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.n_channels_in:
             raise UserInputError(f"classifier input has shape {tuple(x.shape)}",
                                  f"pass x of shape (batch, length, {self.n_channels_in})")
+        if self.input_norm:
+            x = (x - x.mean(dim=1, keepdim=True)) / (x.std(dim=1, keepdim=True) + 1e-5)
         if self.patch > 1:
             if x.shape[1] < self.patch:
                 raise UserInputError(f"input length {x.shape[1]} is shorter than the patch {self.patch}", "pass longer inputs")
