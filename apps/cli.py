@@ -28,7 +28,7 @@ def forecast(
     out: Path = typer.Option(Path("forecast.csv"), help="Output CSV: timestamps, forecast, interval bounds."),
     plot: str = typer.Option("forecast.png", help="PNG of history, forecast and interval ('' for none)."),
     level: float = typer.Option(0.9, help="Prediction-interval coverage (split conformal on validation residuals)."),
-    max_epochs: int = typer.Option(20, help="Training epochs (early stopping on validation)."),
+    max_epochs: int = typer.Option(10, help="Training epochs of 25 random batches each (early stopping on validation)."),
     seed: int = typer.Option(0, help="Random seed; same seed, same result on CPU."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:

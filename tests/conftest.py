@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# Triton reads TRITON_INTERPRET when a kernel is decorated, i.e. when kernels/ is first imported,
+# and any test module (apps, models) may import it before tests/kernels/ is collected: set it here,
+# at the root, so without CUDA every Triton kernel runs in the interpreter.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from datamodules._paths import data_root
 
