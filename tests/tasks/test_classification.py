@@ -185,3 +185,19 @@ def test_ecg5000_via_data_override(tmp_path):
     assert np.isfinite(res["test/acc"])
     run_dir = next((tmp_path / "ecg_cnn").iterdir())
     assert json.loads((run_dir / "confusion_matrix.json").read_text())["classes"] == ["1", "2", "3", "4", "5"]
+
+
+def test_speech_cls_config_splits_by_take_without_leakage():
+    if not (data_root() / "fsdd/recordings").is_dir():
+        pytest.skip("FSDD not found (set TSMODELS_DATA)")
+    from hydra.utils import instantiate
+
+    from apps.train import compose_config
+
+    dm = instantiate(compose_config(["experiment=speech_s4"]).data)
+    assert dm.task == "classification" and dm.n_classes == 10
+    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 2400, "val": 300, "test": 300}
+    takes = {k: {it["take"] for it in v} for k, v in dm.splits.items()}
+    assert takes["test"] == set(range(5)) and takes["val"] == set(range(5, 10)) and min(takes["train"]) == 10
+    files = {k: {it["path"].name for it in v} for k, v in dm.splits.items()}
+    assert not (files["train"] & files["test"]) and not (files["train"] & files["val"]) and not (files["val"] & files["test"])
