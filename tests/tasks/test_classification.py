@@ -166,8 +166,10 @@ def test_experiment_smoke(name, tmp_path):
     from apps.train import train
 
     res = train([f"experiment={name}", "trainer=smoke", f"runs_root={tmp_path}", *TINY, *EXPERIMENTS[name]])[0]
-    for key in ("test/acc", "test/auroc", "test/f1", "test/loss", "best_val_loss", "seconds_per_epoch"):
+    for key in ("test/acc", "test/f1", "test/loss", "best_val_loss", "seconds_per_epoch"):
         assert key in res and np.isfinite(res[key]), key
+    # data.limit=8 keeps the first 8 test clips, all digit 0: AUROC is undefined (NaN), not 0
+    assert "test/auroc" in res and (np.isfinite(res["test/auroc"]) or name.startswith("speech"))
     run_dir = next((tmp_path / name).iterdir())
     assert (run_dir / "confusion_matrix.png").is_file() and (run_dir / "metrics.json").is_file()
     ckpt = torch.load(run_dir / res["best_checkpoint"], map_location="cpu", weights_only=False)

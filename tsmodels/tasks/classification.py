@@ -51,8 +51,9 @@ class MacroAUROC(MulticlassAUROC):
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         super().update(preds, target)
-        self.positives += torch.bincount(target.flatten().long(), minlength=self.num_classes)[: self.num_classes].float()
-        self.count += target.numel()
+        # out-of-place: states reset under inference_mode must not be updated in place later
+        self.positives = self.positives + torch.bincount(target.flatten().long(), minlength=self.num_classes)[: self.num_classes].float()
+        self.count = self.count + target.numel()
 
     def compute(self) -> torch.Tensor:
         per_class = super().compute()
@@ -71,8 +72,8 @@ class MacroMultilabelAUROC(MultilabelAUROC):
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         super().update(preds, target)
-        self.positives += target.float().sum(0)
-        self.count += target.shape[0]
+        self.positives = self.positives + target.float().sum(0)
+        self.count = self.count + target.shape[0]
 
     def compute(self) -> torch.Tensor:
         per_label = super().compute()
