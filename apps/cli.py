@@ -23,7 +23,7 @@ def forecast(
     csv: Optional[Path] = typer.Option(None, help="CSV with a time column and numeric target(s). Default: the bundled ETTh1 sample."),
     target: Optional[str] = typer.Option(None, help="Target column(s), comma-separated. Default: OT, or the only numeric column."),
     horizon: int = typer.Option(96, help="Steps to forecast."),
-    lookback: Optional[int] = typer.Option(None, help="Input window length. Default: min(336, what the series allows)."),
+    lookback: Optional[int] = typer.Option(None, help="Input window length. Default: max(horizon, 96), at most 336 and what the series allows."),
     time_col: Optional[str] = typer.Option(None, "--time-col", help="Time column. Default: auto-detected."),
     out: Path = typer.Option(Path("forecast.csv"), help="Output CSV: timestamps, forecast, interval bounds."),
     plot: str = typer.Option("forecast.png", help="PNG of history, forecast and interval ('' for none)."),
