@@ -13,8 +13,8 @@ seconds of audio produced per wall-clock second (batch x samples/s / sample rate
 
 Quality (``--quality DIR``): a small CNN digit classifier on log spectrograms is trained on the real
 FSDD training takes (5-49), checked on the test takes (0-4), then applied to the WAV files of DIR
-(written by `tsm generate audio`, clip i conditioned on digit i mod 10): its accuracy against the
-intended digits vs chance (10%), mean top probability, and the Inception-style score
+(written by `tsm generate audio`; for a conditional model clip i is conditioned on digit i mod 10):
+its accuracy against the intended digits vs chance (10%, conditional models only), mean top probability, and the Inception-style score
 exp(E_x KL(p(y|x) || p(y))) for generated and for real test clips.
 
 Writes bench/results/sashimi_generation.json (or $BENCH_RESULTS_DIR).
@@ -170,7 +170,7 @@ def inception_score(probs: torch.Tensor) -> float:
     return float(torch.exp(kl))
 
 
-def score_generated(clf: nn.Module, folder: Path, n_labels: int, device: str) -> dict:
+def score_generated(clf: nn.Module, folder: Path, n_labels: int, device: str, conditional: bool = True) -> dict:
     """Classify the WAVs of ``folder`` (sample_XX.wav, clip i conditioned on label i mod n_labels)."""
     import soundfile as sf
 
@@ -184,7 +184,9 @@ def score_generated(clf: nn.Module, folder: Path, n_labels: int, device: str) ->
     x, y = torch.stack(waves).to(device), torch.tensor(labels, device=device)
     probs = predict(clf, x)
     pred = probs.argmax(-1)
-    return {"generated_clips": len(paths), "generated_accuracy": float((pred == y).float().mean()), "chance": 1 / n_labels,
+    # an unconditional model has no intended digit: accuracy is defined for conditional models only
+    acc = float((pred == y).float().mean()) if conditional else None
+    return {"generated_clips": len(paths), "conditional": conditional, "generated_accuracy": acc, "chance": 1 / n_labels,
             "generated_mean_top_prob": float(probs.max(-1).values.mean()),
             "generated_inception_score": inception_score(probs),
             "generated_pred_histogram": torch.bincount(pred, minlength=n_labels).tolist()}
@@ -238,7 +240,7 @@ def main(argv=None) -> None:
                                   "(mean step time x L); recurrent extrapolated linearly only where extrapolated=true")
     if args.quality is not None:
         clf, q = train_classifier(args.data_root, device, args.classifier_epochs, limit=args.classifier_limit)
-        q.update(score_generated(clf, args.quality, model.n_labels or 10, device))
+        q.update(score_generated(clf, args.quality, model.n_labels or 10, device, conditional=model.n_labels > 0))
         print(q, flush=True)
         result["quality"] = q
     path = write_json(args.name, result)

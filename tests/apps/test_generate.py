@@ -97,3 +97,23 @@ def test_generate_cli_errors(trained, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error:") and needle in err, err
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.wav"))
+
+
+def test_shipped_checkpoint_loads_and_generates():
+    from apps.generate import default_checkpoint, load_generator
+
+    path = default_checkpoint()
+    if not path.is_file():
+        pytest.skip("no shipped checkpoint in tsmodels/assets/sashimi/")
+    assert path.stat().st_size <= 5 * 1024 * 1024
+    model = load_generator(path)
+    assert model.sample_rate == 8000 and model.n_classes == 256 and model.n_labels == 0
+    out = model.generate(2, 20, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 20)
+
+
+def test_sc_sashimi_config_unconditional_by_default_conditional_on_request():
+    from apps.train import compose_config
+
+    assert compose_config(["experiment=sc_sashimi"]).model.n_labels == 0
+    assert compose_config(["experiment=sc_sashimi", "model.n_labels=10"]).model.n_labels == 10
