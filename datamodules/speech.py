@@ -161,7 +161,7 @@ class SpeechDataModule(pl.LightningDataModule):
         root: audio folder; default ``data_root()/"fsdd"/"recordings"``.
         task: ``"classification"`` or ``"generation"``.
         length: samples per clip after resampling (default 8000 = 1 s at 8 kHz).
-        sample_rate: resample to this rate; None keeps the files' rate (all files must share it).
+        sample_rate: resample to this rate; None takes the first file's rate (others are resampled to it).
         bits: mu-law bits for generation (8 -> 256 classes).
         test_takes, val_takes: take numbers of the test / validation splits (flat layout).
         batch_size, num_workers, seed: loader settings (train shuffled).
