@@ -263,10 +263,11 @@ def _k_addr(h, n1, c, H, LK1, LK2, SH1, SH2, N1: tl.constexpr, N2: tl.constexpr,
 def _spectrum_kernel(
     k_ptr, out_ptr, f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
     H, LK1, LK2, SH1, SH2,
+    KS1: tl.constexpr, KS2: tl.constexpr,
     R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr, TWO_D: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """Unnormalized DFT of R channels' effective kernels -> out (H, N1, N2, 2) in tile order."""
+    """Unnormalized DFT of R channels' effective kernels -> out (H, n, 2), frequency (k1, k2) at k1*KS1 + k2*KS2."""
     h0 = tl.program_id(0) * R
     rho = tl.arange(0, R * N2)
     h = h0 + (rho // N2)[:, None]
@@ -277,7 +278,7 @@ def _spectrum_kernel(
     xr, xi = _dft_rows(p, f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr, R, N1, N2, TWIDDLE, False, PREC)
     rk = tl.arange(0, R * N1)
     ho = h0 + (rk // N1)[:, None]
-    o = ho.to(tl.int64) * (2 * N1 * N2) + 2 * ((rk % N1)[:, None] * N2 + tl.arange(0, N2)[None, :])
+    o = ho.to(tl.int64) * (2 * N1 * N2) + 2 * ((rk % N1)[:, None] * KS1 + tl.arange(0, N2)[None, :] * KS2)
     m = ho < H
     tl.store(out_ptr + o, xr, mask=m)
     tl.store(out_ptr + o + 1, xi, mask=m)
@@ -287,6 +288,7 @@ def _spectrum_kernel(
 def _spectrum_bwd_kernel(
     dK_ptr, dk_ptr, f1r_ptr, f1i_ptr, f2r_ptr, f2i_ptr, tr_ptr, ti_ptr,
     H, LK1, LK2, SH1, SH2,
+    KS1: tl.constexpr, KS2: tl.constexpr,
     R: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, TWIDDLE: tl.constexpr, TWO_D: tl.constexpr,
     PREC: tl.constexpr,
 ):
@@ -294,7 +296,7 @@ def _spectrum_bwd_kernel(
     h0 = tl.program_id(0) * R
     rk = tl.arange(0, R * N1)
     hk = h0 + (rk // N1)[:, None]
-    o = hk.to(tl.int64) * (2 * N1 * N2) + 2 * ((rk % N1)[:, None] * N2 + tl.arange(0, N2)[None, :])
+    o = hk.to(tl.int64) * (2 * N1 * N2) + 2 * ((rk % N1)[:, None] * KS1 + tl.arange(0, N2)[None, :] * KS2)
     m = hk < H
     xr = tl.load(dK_ptr + o, mask=m, other=0.0)
     xi = tl.load(dK_ptr + o + 1, mask=m, other=0.0)
@@ -394,7 +396,7 @@ class _Spectrum(torch.autograd.Function):
         out = torch.empty(H, N1, N2, 2, device=k.device, dtype=torch.float32)
         consts = _consts(N1, N2, not two_d, k.device)
         _spectrum_kernel[(triton.cdiv(H, R),)](
-            k, out, *consts, H, lk1, lk2, sh1, sh2,
+            k, out, *consts, H, lk1, lk2, sh1, sh2, *_kstrides((N1, N2, not two_d)),
             R=R, N1=N1, N2=N2, TWIDDLE=not two_d, TWO_D=two_d, PREC=_prec(), num_warps=_warps(R * n),
         )
         ctx.args = (N1, N2, two_d, lk1, lk2, sh1, sh2, k.shape, k.dtype)
@@ -409,21 +411,25 @@ class _Spectrum(torch.autograd.Function):
         dk = torch.empty(shape, device=dK.device, dtype=dtype)
         consts = _consts(N1, N2, not two_d, dK.device)
         _spectrum_bwd_kernel[(triton.cdiv(H, R),)](
-            dK.contiguous(), dk, *consts, H, lk1, lk2, sh1, sh2,
+            dK.contiguous(), dk, *consts, H, lk1, lk2, sh1, sh2, *_kstrides((N1, N2, not two_d)),
             R=R, N1=N1, N2=N2, TWIDDLE=not two_d, TWO_D=two_d, PREC=_prec(), num_warps=_warps(R * n),
         )
         return dk, None, None, None, None
 
 
 def _spectrum(k: torch.Tensor, N1: int, N2: int, causal: bool, two_d: bool) -> torch.Tensor:
-    """The kernel's spectrum (unnormalized), (H, N1, N2, 2) fp32, frequency (k1, k2) at k1*N2 + k2."""
+    """The kernel's spectrum (unnormalized), (H, N1, N2, 2) fp32, in frequency order (see _kstrides)."""
     return _Spectrum.apply(k, N1, N2, causal, two_d)
 
 
 def _kstrides(geom) -> tuple[int, int]:
-    """Position of frequency tile (k1, k2) in the spectrum buffer: k1*KS1 + k2*KS2 (tile order)."""
-    N2 = geom[1]
-    return (N2, 1)
+    """Frequency of tile position (k1, k2) is k1*KS1 + k2*KS2: k1 + N1 k2 in 1-D, row-major in 2-D.
+
+    The spectrum buffer is kept in frequency order, the layout the H100 runs measured fastest for
+    the convolution's read (run 10 vs run 15 in bench/README.md).
+    """
+    N1, N2, twiddle = geom[:3]
+    return (1, N1) if twiddle else (N2, 1)
 
 
 # values per program tile (R rows x n) in the forward / the backward (which holds two transforms);
@@ -510,13 +516,13 @@ def _bwd_k_torch(u, g, geom, need_d):
     if twiddle:
         U = torch.fft.fft(u.float(), n=n)
         G = torch.fft.fft(g.float(), n=n)
-        # frequency k1 + N1 k2 sits at tile position (k1, k2)
-        P = (torch.conj(U) * G).sum(0).view(H, N2, N1).transpose(1, 2)
+        P = (torch.conj(U) * G).sum(0)
     else:
         U = torch.fft.fft2(u.float(), s=(N1, N2))
         G = torch.fft.fft2(g.float(), s=(N1, N2))
         P = (torch.conj(U) * G).sum(0)
-    dK = torch.view_as_real(P / n).contiguous()
+    # the spectrum buffer is (H, N1, N2, 2) in frequency order
+    dK = torch.view_as_real(P / n).reshape(H, N1, N2, 2).contiguous()
     dD = (u.float() * g.float()).sum(dim=tuple(i for i in range(u.dim()) if i != 1)) if need_d else None
     return dK, dD
 
