@@ -43,10 +43,11 @@ import triton
 import triton.language as tl
 
 # Largest padded transform n = N1 * N2 given to the fused kernel, per input dtype. Measured on an
-# H100 (bench/fftconv.py, bench/README.md): fp32 (tf32 products) beats torch.fft up to n = 4096
-# (L = 2K) and loses at n = 8192 (register spills of the 128x64 split); bf16 wins up to n = 8192. Larger
-# transforms take the torch.fft path, so the public op is never the slower of the two there.
-MAX_FUSED_N = {torch.float32: 4096, torch.bfloat16: 8192, torch.float16: 8192}
+# H100 (bench/README.md, B=8, H=768): with n = 4096 (L = 2K) the fused path beat torch.fft in
+# fp32 (1.22x fwd, 1.14x fwd+bwd) and bf16 (2.17x, 1.78x); at n = 8192 (L = 4K) it lost in
+# both (fp32 0.45-0.58x: register spills of the 128x64 split; bf16 0.92x fwd, 0.68x fwd+bwd).
+# Larger transforms take the torch.fft path, so the public op is not the slower one there.
+MAX_FUSED_N = {torch.float32: 4096, torch.bfloat16: 4096, torch.float16: 4096}
 # tl.dot needs every matrix dimension >= 16
 _MIN_SIDE = 16
 # fp32 operand mode for tl.dot: "tf32" (fast) or "tf32x3" (about fp32 accuracy, ~3x the products)
