@@ -189,10 +189,26 @@ def test_triton_small_tiles_and_torch_backward(monkeypatch):
     _check(lambda a, b, c: fftconv_nd(a, b, c), lambda a, b, c: fftconv_nd_ref(a, b, c), u2, k2, D, torch.float32, 1e-5, 1e-5)
 
 
+def test_triton_fp16(monkeypatch):
+    monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    g = torch.Generator().manual_seed(21)
+    u = torch.randn(2, 2, 30, generator=g, dtype=torch.float64)
+    k = torch.randn(2, 30, generator=g, dtype=torch.float64) / 6
+    D = torch.randn(2, generator=g, dtype=torch.float64)
+    _check(lambda a, b, c: fftconv(a, b, c), lambda a, b, c: fftconv_ref(a, b, c), u, k, D, torch.float16, 5e-3, 5e-3)
+
+
 def test_triton_paths_that_fall_back(monkeypatch):
-    """Shapes the fused kernel does not hold (3-D, circular 1-D, fp64) still give the reference's answer."""
+    """Shapes the fused kernel does not hold (3-D, circular 1-D, fp64, too long) give the reference's answer."""
+    from kernels.fftconv import triton_fftconv as tf
+
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
     g = torch.Generator().manual_seed(5)
+    monkeypatch.setattr(tf, "MAX_FUSED_N", {torch.float32: 256})
+    assert tf.plan_1d(200, 200, torch.float32) is None
+    u0 = torch.randn(1, 2, 200, generator=g)
+    k0 = torch.randn(2, 200, generator=g) / 14
+    assert _rel(fftconv(u0, k0), fftconv_ref(u0.double(), k0.double())) < 1e-5
     u = torch.randn(1, 2, 3, 4, 5, generator=g)
     k = torch.randn(2, 2, 3, 4, generator=g)
     assert _rel(fftconv_nd(u, k), fftconv_nd_ref(u.double(), k.double())) < 1e-5
