@@ -19,26 +19,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-
-def param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict]:
-    """AdamW parameter groups: parameters tagged with ``_optim`` (SSM A, B, dt) get their own lr and
-    weight decay; biases and norms no weight decay; the rest ``weight_decay``."""
-    special: dict[tuple, list] = {}
-    decay, no_decay = [], []
-    for name, p in module.named_parameters():
-        if not p.requires_grad:
-            continue
-        hp = getattr(p, "_optim", None)
-        if hp:
-            special.setdefault(tuple(sorted(hp.items())), []).append(p)
-        elif p.dim() < 2:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    for hp, ps in special.items():
-        groups.append({"params": ps, **dict(hp)})
-    return [g for g in groups if g["params"]]
+from tsmodels.tasks.optim import param_groups
 
 
 class AudioGenerationTask(pl.LightningModule):
@@ -128,7 +109,7 @@ class AudioGenerationTask(pl.LightningModule):
             checkpoint["model_config"] = {"_target_": f"{cls.__module__}.{cls.__qualname__}", **config}
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(param_groups(self.model, self.hparams.lr, self.hparams.weight_decay), lr=self.hparams.lr)
+        opt = torch.optim.AdamW(param_groups(self.model, self.hparams.weight_decay), lr=self.hparams.lr)
         if self.hparams.scheduler != "cosine" or self.trainer is None:
             return opt
         total = int(self.trainer.estimated_stepping_batches or 0)

@@ -33,6 +33,7 @@ from torchmetrics.classification import (
 )
 
 from tsmodels.io import atomic_path, write_atomic_text
+from tsmodels.tasks.optim import adamw_cosine, param_groups
 
 
 class MacroAUROC(MulticlassAUROC):
@@ -242,23 +243,6 @@ class ClassificationTask(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        plain = [p for p in self.parameters() if p.requires_grad and not hasattr(p, "_optim")]
-        groups = [{"params": plain}]
-        special: dict[tuple, list] = {}
-        for p in self.parameters():
-            if p.requires_grad and hasattr(p, "_optim"):
-                special.setdefault(tuple(sorted(p._optim.items())), []).append(p)
-        groups += [{"params": ps, **dict(k)} for k, ps in special.items()]
-        opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
         epochs = self.trainer.max_epochs if self._trainer is not None else None
-        if hp.scheduler != "cosine" or not epochs or epochs < 1:
-            return opt
-        warm = max(0, min(int(hp.warmup_epochs), epochs - 1))
-
-        def factor(epoch: int) -> float:
-            if epoch < warm:
-                return (epoch + 1) / (warm + 1)
-            return float(0.5 * (1 + np.cos(np.pi * (epoch - warm) / max(1, epochs - warm))))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        groups = param_groups(self, hp.weight_decay, decay_1d=True)
+        return adamw_cosine(groups, hp.lr, hp.weight_decay, hp.scheduler, epochs, hp.warmup_epochs)

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
+from tsmodels.tasks.optim import adamw_cosine
+
 
 class ForecastingTask(pl.LightningModule):
     """Lightning wrapper for a forecasting model.
@@ -83,8 +85,6 @@ class ForecastingTask(pl.LightningModule):
         return self(x)
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler != "cosine" or not self.trainer or not self.trainer.max_epochs or self.trainer.max_epochs < 1:
-            return opt
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.trainer.max_epochs)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        hp = self.hparams
+        epochs = self.trainer.max_epochs if self._trainer is not None else None
+        return adamw_cosine(self.parameters(), hp.lr, hp.weight_decay, hp.scheduler, epochs)
