@@ -1,0 +1,157 @@
+"""T1 and FNO operators: shapes, gradients, resolution invariance, vp init, spectral loss, task metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tsmodels.errors import UserInputError
+from tsmodels.layers.fno import SpectralConv2d, gather_modes, scatter_modes
+from tsmodels.layers.t1 import T1Block2d, vp_scale
+from tsmodels.models.fno import FNO2d
+from tsmodels.models.t1_operator import T1Operator2d
+from tsmodels.tasks.operator import OperatorTask, RelativeL2, rel_l2, rel_l2_parts, spectral_rel_l2_parts
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # small tensors: threads only add contention on shared CI cores
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(n)
+
+
+def _bandlimited(b: int, c: int, n: int, kmax: int, seed: int = 0) -> torch.Tensor:
+    """Fields with Fourier modes |k| <= kmax only, sampled on an n x n grid: (b, c, n, n)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.arange(n, dtype=torch.float64) / n
+    out = torch.zeros(b, c, n, n, dtype=torch.float64)
+    for k1 in range(-kmax, kmax + 1):
+        for k2 in range(0, kmax + 1):
+            a, p = torch.randn(b, c, 1, 1, generator=g, dtype=torch.float64), torch.rand(b, c, 1, 1, generator=g, dtype=torch.float64)
+            out += a * torch.cos(2 * math.pi * (k1 * x.view(-1, 1) + k2 * x.view(1, -1)) + 2 * math.pi * p)
+    return out.float()
+
+
+@pytest.mark.parametrize("cls", ["t1", "fno"])
+def test_shapes_and_gradient_flow(cls):
+    m = (T1Operator2d(4, 2, resolution=16, width=8, modes=4, n_layers=2, head_width=16) if cls == "t1"
+         else FNO2d(4, 2, width=8, modes=4, n_layers=2, proj_width=16))
+    x = torch.randn(3, 4, 16, 16)
+    y = m(x)
+    assert y.shape == (3, 2, 16, 16) and y.dtype == torch.float32 and torch.isfinite(y).all()
+    y.square().mean().backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    # other grid sizes work as long as they hold the modes
+    assert m(torch.randn(2, 4, 8, 12)).shape == (2, 2, 8, 12)
+
+
+def test_t1_is_resolution_invariant_on_bandlimited_inputs():
+    m = T1Operator2d(2, 1, resolution=16, width=8, modes=4, n_layers=2, head_width=16, grid=False).eval()
+    coarse, fine = _bandlimited(2, 2, 16, 3), _bandlimited(2, 2, 32, 3)
+    torch.testing.assert_close(fine[..., ::2, ::2], coarse, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(m(fine)[..., ::2, ::2], m(coarse), atol=1e-4, rtol=1e-4)
+
+
+def test_fno_spectral_conv_is_resolution_invariant_up_to_norm():
+    # the spectral conv alone (linear) is invariant on band-limited inputs once the FFT scale is undone
+    conv = SpectralConv2d(2, 3, 4, 4)
+    coarse, fine = _bandlimited(1, 2, 16, 3), _bandlimited(1, 2, 32, 3)
+    with torch.no_grad():
+        a, b = conv(coarse), conv(fine)[..., ::2, ::2]
+    torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+
+
+def test_modes_larger_than_grid_raise_user_error():
+    with pytest.raises(UserInputError, match="do not fit"):
+        T1Operator2d(1, 1, resolution=16, modes=9)
+    with pytest.raises(UserInputError, match="do not fit"):
+        FNO2d(1, 1, modes=20, resolution=32)
+    m = FNO2d(1, 1, width=4, modes=6)
+    with pytest.raises(UserInputError, match="lower the modes"):
+        m(torch.randn(1, 1, 8, 8))
+
+
+def test_gather_scatter_round_trip():
+    z = torch.randn(2, 3, 16, 9, dtype=torch.cfloat)
+    zm = gather_modes(z, 4, 5)
+    assert zm.shape == (2, 3, 8, 5)
+    back = scatter_modes(zm, (16, 16))
+    torch.testing.assert_close(back[..., :4, :5], z[..., :4, :5])
+    torch.testing.assert_close(back[..., -4:, :5], z[..., -4:, :5])
+    assert back[..., 4:12, :].abs().sum() == 0 and back[..., 5:].abs().sum() == 0
+
+
+def test_vp_init_preserves_variance_through_a_reduced_order_layer():
+    # transform, weight with the vp scale, keep M modes, inverse: the field keeps its variance
+    W, n, m = 32, 64, 12
+    x = torch.randn(8, W, n, n)
+    z = gather_modes(torch.fft.rfft2(x, norm="forward"), m, m)
+    std = vp_scale(n * n, W, 2 * m * m)
+    w = std * torch.randn(W, W, 2 * m, m, dtype=torch.cfloat)
+    y = torch.fft.irfft2(scatter_modes(torch.einsum("bixy,ioxy->boxy", z, w), (n, n)), s=(n, n), norm="forward")
+    assert 0.8 < y.var().item() / x.var().item() < 1.25
+    # the block built with it starts close to that scale too (residual + mixed branch)
+    blk = T1Block2d(W, m, m, n * n, mode_mixing=False, residual=False, act="identity")
+    y2 = torch.fft.irfft2(scatter_modes(blk(z), (n, n)), s=(n, n), norm="forward")
+    assert 0.7 < y2.var().item() / x.var().item() < 1.4
+
+
+def test_frequency_domain_loss_equals_space_loss():
+    m = T1Operator2d(3, 2, resolution=16, width=8, modes=4, n_layers=1, head_width=8)
+    x, target = torch.randn(4, 3, 16, 16), torch.randn(4, 2, 16, 16)
+    zm = m.forward_spectrum(x)
+    pred = m.spectrum_to_grid(zm, (16, 16))
+    e1, n1 = rel_l2_parts(pred, target)
+    e2, n2 = spectral_rel_l2_parts(zm, target)
+    torch.testing.assert_close(n2, n1)
+    torch.testing.assert_close(e2, e1, rtol=1e-4, atol=1e-3)
+    # and with all columns kept (Nyquist weighting)
+    m8 = T1Operator2d(3, 1, resolution=16, width=4, modes=8, n_layers=1, head_width=4)
+    zm8 = m8.forward_spectrum(x)
+    e3, _ = spectral_rel_l2_parts(zm8, target[:, :1])
+    e4, _ = rel_l2_parts(m8.spectrum_to_grid(zm8, (16, 16)), target[:, :1])
+    torch.testing.assert_close(e3, e4, rtol=1e-4, atol=1e-3)
+
+
+def test_relative_l2_metric_is_per_sample_mean():
+    pred, target = torch.randn(5, 2, 8, 8), torch.randn(5, 2, 8, 8)
+    metric = RelativeL2()
+    metric.update(pred[:2], target[:2])
+    metric.update(pred[2:], target[2:])
+    manual = torch.stack([(pred[i] - target[i]).norm() / target[i].norm() for i in range(5)]).mean()
+    torch.testing.assert_close(metric.compute(), manual)
+    torch.testing.assert_close(rel_l2(target, target), torch.zeros(5))
+
+
+def test_task_rollout_and_one_step_shapes_and_training_lowers_loss():
+    torch.manual_seed(0)
+    model = T1Operator2d(3, 1, resolution=16, width=8, modes=4, n_layers=2, head_width=16)
+    task = OperatorTask(model, lr=3e-3)
+    # a smooth, learnable evolution: each frame is the previous one shifted by one grid cell
+    base = _bandlimited(8, 1, 16, 2, seed=1)
+    seq = torch.cat([torch.roll(base, shifts=t, dims=-1) for t in range(6)], dim=1)
+    x, y = seq[:, :3], seq[:, 3:]
+    assert task.rollout(x, 3).shape == (8, 3, 16, 16)
+    assert task.one_step(x, y).shape == (8, 3, 16, 16)
+    # the one-step prediction of frame 1 uses the true frame 0 in its window
+    with torch.no_grad():
+        torch.testing.assert_close(task.one_step(x, y)[:, 1:2], model(torch.cat([x[:, 1:], y[:, :1]], 1)))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        loss = task._objective(x, y)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+    # the frequency-domain objective gives the same number
+    task_f = OperatorTask(model, loss_domain="frequency")
+    torch.testing.assert_close(task_f._objective(x, y), task._objective(x, y), rtol=1e-3, atol=1e-4)
