@@ -69,7 +69,7 @@ def main() -> None:
     p.add_argument("--modes", type=int, default=12)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--models", default=None)
-    p.add_argument("--data", default="/tmp/ns_bench.nc")
+    p.add_argument("--data", default="ns_bench.nc")
     p.add_argument("--out-dir", default="pde_bench_out")
     p.add_argument("--max-minutes-per-model", type=float, default=None)
     p.add_argument("--micro-res", default="64,128")

@@ -5,7 +5,7 @@ softplus (what a Mamba block passes).
 Shapes: (B, L) = (8, 2048), (4, 8192), (1, 16384). Bytes counted as the fewest the op must move:
 forward reads u, delta, z, B, C and writes out (4 B*D*L + 2 B*N*L elements); forward+backward
 adds reading u, delta, z, dout, B, C and writing du, ddelta, dz, dB, dC (11 B*D*L + 6 B*N*L).
-mamba-ssm is built on the device from its sources (see /work/shared/peers/README.md) with
+mamba-ssm is built on the device from its sources (see ../shared/peers/README.md) with
 `--mamba-root DIR` (DIR holds csrc/selective_scan and mamba_ssm); if the build fails the error is
 printed and recorded and the rest still runs. Writes bench/results/selective_scan.json.
 
