@@ -1,9 +1,11 @@
 """`tsm generate audio`: sample waveforms from a trained SaShiMi checkpoint.
 
 Writes ``sample_00.wav`` ... (PCM 16, the model's sample rate) and ``spectrograms.png`` (a grid
-of their spectrograms) into the output folder. A class-conditional model (the shipped one is
-conditioned on the spoken digit) generates clip i with label i mod n_labels (digits 0, 1, ..., 9, 0, ...). Each file is written under a temporary name and
-renamed when complete, so an interrupted run leaves no partial WAV. The default checkpoint is the
+of their spectrograms, titled with each clip's label) into the output folder. A class-conditional
+model (the shipped one is conditioned on the spoken digit) generates the labels given with
+``--digit`` (repeatable; clip i gets the (i mod k)-th of k given), by default all its labels in
+turn (digits 0, 1, ..., 9, 0, ...). Each file is written under a temporary name and renamed when
+complete, so an interrupted run leaves no partial WAV. The default checkpoint is the
 small one shipped in ``tsmodels/assets/sashimi/`` (trained by ``tsm train experiment=sc_sashimi``).
 """
 
@@ -15,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import typer
@@ -49,6 +51,8 @@ def _model_config(ckpt_path: Path, ckpt: dict) -> dict:
 def load_generator(ckpt_path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild the model of a generation checkpoint (Lightning .ckpt) with its weights, in eval mode.
 
+    The model gets a ``label_names`` attribute: the names of its conditioning labels in embedding
+    order (from the checkpoint; "0".."n_labels-1" if it has none), [] for an unconditional model.
     Raises UserInputError for a missing, unreadable or foreign checkpoint.
     """
     ckpt_path = Path(ckpt_path)
@@ -79,7 +83,35 @@ def load_generator(ckpt_path: str | Path, device: str | torch.device = "cpu") ->
     except RuntimeError as e:
         raise UserInputError(f"weights in {ckpt_path} do not match its model configuration",
                              "the checkpoint is damaged or from another version; re-train it") from e
+    n_labels = int(getattr(model, "n_labels", 0))
+    names = ckpt.get("label_names")
+    if not (isinstance(names, (list, tuple)) and len(names) == n_labels):
+        names = [str(i) for i in range(n_labels)]
+    model.label_names = [str(x) for x in names]
     return model.to(device).eval()
+
+
+def label_indices(model: torch.nn.Module, digits: list[str] | None, n: int) -> torch.Tensor | None:
+    """Embedding index (n,) int64 of each of the ``n`` clips: the labels ``digits`` (names, e.g.
+    ["3", "7"]) in turn, or all the model's labels in turn when None; None for an unconditional model.
+
+    Raises UserInputError for a name the model was not trained with, or labels for an
+    unconditional model.
+    """
+    names = list(getattr(model, "label_names", []) or [])
+    if not names:
+        if digits:
+            raise UserInputError("this checkpoint is unconditional (trained without labels), so --digit has no meaning",
+                                 "omit --digit, or use a conditional checkpoint (`tsm train experiment=sc_sashimi`)")
+        return None
+    if not digits:
+        return torch.arange(n) % len(names)
+    unknown = [d for d in digits if str(d) not in names]
+    if unknown:
+        raise UserInputError(f"--digit {unknown[0]} is not a label of this checkpoint (it knows {', '.join(names)})",
+                             f"pass --digit with one of: {', '.join(names)}")
+    idx = [names.index(str(d)) for d in digits]
+    return torch.tensor([idx[i % len(idx)] for i in range(n)], dtype=torch.long)
 
 
 @dataclass
@@ -94,6 +126,7 @@ class GenerateOptions:
     out: Path = Path("generated")
     progress: bool = True
     device: Optional[str] = None
+    digits: Optional[list[str]] = None
 
 
 def _check(opts: GenerateOptions) -> None:
@@ -142,6 +175,9 @@ def generate_audio(opts: GenerateOptions) -> list[Path]:
     _check(opts)
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_generator(opts.ckpt or default_checkpoint(), device)
+    labels = label_indices(model, opts.digits, opts.n)
+    if labels is not None:
+        labels = labels.to(device)
     sr = int(model.sample_rate)
     length = max(1, int(round(opts.seconds * sr)))
     opts.out.mkdir(parents=True, exist_ok=True)
@@ -154,8 +190,6 @@ def generate_audio(opts: GenerateOptions) -> list[Path]:
     if device == "cpu":
         # one sample at a time is a chain of tiny ops; extra threads only add hand-off cost
         torch.set_num_threads(1)
-    n_labels = int(getattr(model, "n_labels", 0))
-    labels = torch.arange(opts.n, device=device) % n_labels if n_labels else None
     try:
         if opts.progress:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -178,7 +212,8 @@ def generate_audio(opts: GenerateOptions) -> list[Path]:
             sf.write(str(tmp), w, sr, subtype="PCM_16", format="WAV")
         written.append(path)
     png = opts.out / "spectrograms.png"
-    titles = [f"sample {i:02d}" + (f" (label {int(labels[i])})" if labels is not None else "") for i in range(opts.n)]
+    titles = [f"sample {i:02d}" + (f" (digit {model.label_names[int(labels[i])]})" if labels is not None else "")
+              for i in range(opts.n)]
     spectrogram_grid(list(waves), sr, png, titles)
     written.append(png)
     return written
@@ -191,9 +226,12 @@ def generate_audio_command(
     temperature: float = typer.Option(1.0, help="Sampling temperature (> 0; lower is more conservative)."),
     seed: Optional[int] = typer.Option(None, help="Random seed; same seed, same audio on CPU."),
     out: Path = typer.Option(Path("generated"), help="Output folder for sample_XX.wav and spectrograms.png."),
+    digit: Optional[List[str]] = typer.Option(
+        None, help="Digit (label) to generate, for a conditional checkpoint; repeat for several (clips take them in "
+                   "turn). Default: all the checkpoint's labels in turn."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Generate audio clips with SaShiMi: WAV files (PCM 16) and a PNG of their spectrograms."""
     paths = generate_audio(GenerateOptions(ckpt=ckpt, n=n, seconds=seconds, temperature=temperature, seed=seed,
-                                           out=out, progress=not quiet))
+                                           out=out, progress=not quiet, digits=digit or None))
     typer.echo(f"wrote {len(paths) - 1} WAV files and {paths[-1].name} to {out}")

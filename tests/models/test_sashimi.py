@@ -135,3 +135,17 @@ def test_conditional_model_uses_labels_in_both_modes():
     with pytest.raises(ValueError):
         m(x)
     assert m.generate(4, 5, generator=torch.Generator().manual_seed(0)).shape == (4, 5)
+
+
+def test_conditional_generation_seeded_and_label_dependent():
+    m = _tiny(n_labels=4)
+    lab = torch.tensor([1, 3])
+    a = m.generate(2, 40, generator=torch.Generator().manual_seed(11), labels=lab)
+    b = m.generate(2, 40, generator=torch.Generator().manual_seed(11), labels=lab)
+    c = m.generate(2, 40, generator=torch.Generator().manual_seed(11), labels=torch.tensor([0, 2]))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    # default labels: i mod n_labels, the same as passing them
+    d = m.generate(2, 40, generator=torch.Generator().manual_seed(11))
+    e = m.generate(2, 40, generator=torch.Generator().manual_seed(11), labels=torch.tensor([0, 1]))
+    assert torch.equal(d, e)

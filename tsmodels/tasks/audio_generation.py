@@ -8,6 +8,10 @@ Logged: ``train/loss``, ``val/loss`` (NLL in nats per sample, what the checkpoin
 ``val/bits``, and on test ``test/loss`` (nats), ``test/nll_bits`` (bits per sample over the whole
 padded clip) and ``test/nll_bits_speech`` (bits per sample over the recorded part only, padding
 excluded; the number to compare with other speech models).
+
+A class-conditional model's checkpoints also carry ``label_names`` (the datamodule's ``labels``,
+e.g. "0".."9" for spoken digits: index i of the label embedding is label_names[i]), so
+`tsm generate audio --digit 7` can map names to embedding rows without the training data.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
+from tsmodels.errors import UserInputError
 from tsmodels.tasks.optim import param_groups
 
 
@@ -42,6 +47,8 @@ class AudioGenerationTask(pl.LightningModule):
         self.val_nll = MeanMetric()
         self.test_nll = MeanMetric()
         self.test_nll_speech = MeanMetric()
+        n_labels = int(getattr(model, "n_labels", 0))
+        self.label_names: list[str] | None = [str(i) for i in range(n_labels)] if n_labels else None
 
     @property
     def start_token(self) -> int:
@@ -101,12 +108,29 @@ class AudioGenerationTask(pl.LightningModule):
         if self.test_nll_speech.update_count:
             self.log("test/nll_bits_speech", self.test_nll_speech.compute() / math.log(2))
 
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        names = getattr(dm, "labels", None)
+        if not self.conditional or names is None:
+            return
+        if len(names) != self.model.n_labels:
+            # an embedding row per label: a mismatch would fail later with an index error
+            raise UserInputError(f"the model is conditioned on {self.model.n_labels} labels but the data have "
+                                 f"{len(names)} ({', '.join(map(str, names[:12]))})",
+                                 f"leave model.n_labels unset (it follows the data) or set model.n_labels={len(names)}")
+        self.label_names = [str(n) for n in names]
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # self-contained checkpoints: `tsm generate audio --ckpt F` rebuilds the model from F alone
         config = getattr(self.model, "config", None)
         if config is not None:
             cls = type(self.model)
             checkpoint["model_config"] = {"_target_": f"{cls.__module__}.{cls.__qualname__}", **config}
+        if self.label_names is not None:
+            checkpoint["label_names"] = list(self.label_names)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.label_names = checkpoint.get("label_names", self.label_names)
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(param_groups(self.model, self.hparams.weight_decay), lr=self.hparams.lr)
