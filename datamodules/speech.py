@@ -13,6 +13,12 @@ Every clip is mixed to mono, resampled to ``sample_rate`` if asked (polyphase, s
 cropped or zero padded at the end to ``length`` samples (training clips longer than that are
 cropped at a random offset, evaluation clips at the start).
 
+Training-clip augmentation for classification (all off by default; validation and test clips
+are never augmented): ``shift`` places a shorter clip at a random offset in the window instead of
+at its start, ``speed`` resamples it by a random factor in [1 - speed, 1 + speed] (pitch and tempo
+together), ``gain_db`` scales it by a random gain in +-gain_db dB, and ``noise`` adds white noise
+at a random level up to ``noise`` times the clip's RMS.
+
 Batches:
   - ``task="classification"``: ``(x, y)``, x (B, length, 1) float32 in [-1, 1], y (B,) int64.
   - ``task="generation"``: ``(tokens, y, n_valid)``, tokens (B, length) int64 mu-law classes in
@@ -124,11 +130,22 @@ class SpeechDataset(Dataset):
     """Fixed-length clips from a list of files (see the module doc for the item format)."""
 
     def __init__(self, items: list[dict], label_index: dict[str, int], length: int, sample_rate: int | None,
-                 task: str, bits: int, random_crop: bool, seed: int = 0):
+                 task: str, bits: int, random_crop: bool, seed: int = 0, augment: dict | None = None):
         self.items, self.label_index, self.length = items, label_index, length
         self.sample_rate, self.task, self.bits, self.random_crop = sample_rate, task, bits, random_crop
+        self.augment = {k: v for k, v in (augment or {}).items() if v}
         self._cache: dict[int, np.ndarray] = {}
+        self._seed, self._rng_worker = seed, None
         self._rng = np.random.default_rng(seed)
+
+    def _worker_rng(self) -> np.random.Generator:
+        """The random generator, re-seeded once per loader worker (each worker gets a copy of the
+        dataset, and identical copies would draw identical crops and augmentations)."""
+        info = torch.utils.data.get_worker_info()
+        if info is not None and self._rng_worker != info.id:
+            self._rng = np.random.default_rng([self._seed, info.seed % 2**32])
+            self._rng_worker = info.id
+        return self._rng
 
     def __len__(self) -> int:
         return len(self.items)
@@ -139,15 +156,32 @@ class SpeechDataset(Dataset):
             self._cache[i] = read_audio(self.items[i]["path"], self.sample_rate)[0]
         return self._cache[i]
 
+    def _augmented(self, x: np.ndarray) -> np.ndarray:
+        """Random speed / gain / noise of one clip x (T,) (see the module doc); a new array."""
+        rng, aug = self._worker_rng(), self.augment
+        if aug.get("speed"):
+            factor = 1 + rng.uniform(-aug["speed"], aug["speed"])
+            n_out = max(2, int(round(len(x) / factor)))
+            x = np.interp(np.linspace(0, len(x) - 1, n_out), np.arange(len(x)), x).astype(np.float32)
+        if aug.get("gain_db"):
+            x = x * np.float32(10 ** (rng.uniform(-aug["gain_db"], aug["gain_db"]) / 20))
+        if aug.get("noise"):
+            rms = float(np.sqrt(np.mean(x**2))) + 1e-8
+            x = x + (rng.uniform(0, aug["noise"]) * rms * rng.standard_normal(len(x))).astype(np.float32)
+        return np.clip(x, -1, 1).astype(np.float32)
+
     def __getitem__(self, i: int):
         x = self.waveform(i)
         L = self.length
+        if self.augment:
+            x = self._augmented(x)
         if len(x) > L:
-            off = int(self._rng.integers(0, len(x) - L + 1)) if self.random_crop else 0
+            off = int(self._worker_rng().integers(0, len(x) - L + 1)) if self.random_crop else 0
             x = x[off:off + L]
         n_valid = len(x)
+        start = int(self._worker_rng().integers(0, L - n_valid + 1)) if self.augment.get("shift") and n_valid < L else 0
         wav = torch.zeros(L)
-        wav[:n_valid] = torch.from_numpy(np.ascontiguousarray(x))
+        wav[start:start + n_valid] = torch.from_numpy(np.ascontiguousarray(x))
         y = self.label_index[self.items[i]["label"]]
         if self.task == "classification":
             return wav.unsqueeze(-1), y
@@ -166,6 +200,8 @@ class SpeechDataModule(pl.LightningDataModule):
         test_takes, val_takes: take numbers of the test / validation splits (flat layout).
         batch_size, num_workers, seed: loader settings (train shuffled).
         limit: use only the first ``limit`` files of each split (quick runs and tests).
+        shift, speed, gain_db, noise: training-clip augmentation for classification (see the
+            module doc); ignored for generation.
 
     Attributes (for ``???`` model keys): ``n_classes`` (2^bits for generation, number of labels for
     classification), ``n_labels``, ``labels``, ``sample_rate``, ``length``, ``d_input`` (1).
@@ -184,6 +220,10 @@ class SpeechDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         limit: int | None = None,
+        shift: bool = False,
+        speed: float = 0.0,
+        gain_db: float = 0.0,
+        noise: float = 0.0,
     ):
         super().__init__()
         if task not in ("classification", "generation"):
@@ -220,8 +260,13 @@ class SpeechDataModule(pl.LightningDataModule):
                 raise UserInputError(f"cannot read audio file {items[0]['path']}: {e}", "check the file") from e
         self.sample_rate = int(sample_rate)
         self._resample = sample_rate  # always resample to this rate if a file differs
+        if not (0 <= speed < 1 and gain_db >= 0 and noise >= 0):
+            raise UserInputError(f"augmentation speed={speed}, gain_db={gain_db}, noise={noise} out of range",
+                                 "use 0 <= data.speed < 1, data.gain_db >= 0, data.noise >= 0")
+        augment = {"shift": shift, "speed": speed, "gain_db": gain_db, "noise": noise} if task == "classification" else None
         self.datasets = {
-            k: SpeechDataset(v, self.label_index, length, self._resample, task, bits, random_crop=(k == "train"), seed=seed)
+            k: SpeechDataset(v, self.label_index, length, self._resample, task, bits, random_crop=(k == "train"), seed=seed,
+                             augment=augment if k == "train" else None)
             for k, v in self.splits.items()
         }
 

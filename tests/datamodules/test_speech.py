@@ -75,3 +75,34 @@ def test_resample_and_user_folders(tmp_path, fsdd):
         SpeechDataModule(root=tmp_path / "nowhere")
     with pytest.raises(UserInputError):
         SpeechDataModule(root=fsdd, task="regression")
+
+
+def test_training_augmentation_only_on_train_clips(fsdd):
+    kw = dict(root=fsdd, task="classification", length=8000, batch_size=4, limit=4, seed=1)
+    plain = SpeechDataModule(**kw)
+    aug = SpeechDataModule(**kw, shift=True, speed=0.1, gain_db=6.0, noise=0.05)
+    # evaluation clips are never augmented
+    for split in ("val", "test"):
+        assert torch.equal(plain.datasets[split][0][0], aug.datasets[split][0][0])
+    x0, y0 = plain.datasets["train"][0]
+    xa, ya = aug.datasets["train"][0]
+    assert y0 == ya and xa.shape == x0.shape == (8000, 1)
+    assert not torch.equal(xa, x0) and xa.abs().max() <= 1
+    # each draw is new, and the same seed repeats the same draws
+    assert not torch.equal(aug.datasets["train"][0][0], xa)
+    again = SpeechDataModule(**kw, shift=True, speed=0.1, gain_db=6.0, noise=0.05)
+    assert torch.equal(again.datasets["train"][0][0], xa)
+    with pytest.raises(UserInputError, match="augmentation"):
+        SpeechDataModule(**kw, speed=1.5)
+
+
+def test_shift_moves_the_clip_inside_the_window(fsdd):
+    dm = SpeechDataModule(root=fsdd, task="classification", length=12000, limit=2, shift=True)
+    x = dm.datasets["train"].waveform(0)
+    starts = set()
+    for _ in range(5):
+        w = dm.datasets["train"][0][0][:, 0]
+        nz = torch.nonzero(w).flatten()
+        starts.add(int(nz[0]))
+        assert int(nz[-1]) - int(nz[0]) < len(x)
+    assert len(starts) > 1

@@ -127,6 +127,22 @@ def test_classifier_shapes(encoder, patch):
     assert p.shape == (2, 5) and not torch.allclose(p.sum(-1), torch.ones(2))
 
 
+def test_overlapping_patch_embedding():
+    """patch_kernel > patch: wider, overlapping windows, still ceil(L / patch) encoder steps."""
+    from tsmodels.errors import UserInputError
+
+    torch.manual_seed(0)
+    enc = CNNEncoder(8, 1, pool=1)
+    seen = []
+    enc.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    model = SequenceClassifier(1, 3, enc, d_model=8, patch=4, patch_kernel=12).eval()
+    assert model.embedding.kernel_size == (12,) and model.embedding.stride == (4,)
+    assert model(torch.randn(2, 66, 1)).shape == (2, 3)
+    assert seen[-1] == (2, 17, 8)  # ceil(66 / 4) steps
+    with pytest.raises(UserInputError, match="patch_kernel"):
+        SequenceClassifier(1, 3, CNNEncoder(8, 1), d_model=8, patch=4, patch_kernel=2)
+
+
 def test_input_norm_makes_the_classifier_loudness_invariant():
     torch.manual_seed(0)
     model = SequenceClassifier(1, 3, CNNEncoder(8, 2), d_model=8, patch=4, input_norm=True).eval()

@@ -3,6 +3,7 @@
     x (B, L, C_in)
       -> embedding      Linear(C_in, d) per step, or a strided Conv1d "patch" embedding that
                         shortens long inputs (raw audio) by a factor ``patch`` before the encoder
+                        (window ``patch_kernel`` >= patch: overlapping windows, a learned filterbank)
       -> encoder        one of: SpaceTimeEncoder (SpaceTime layers: companion-SSM heads -> MLP),
                         S4DEncoder (pre-norm residual S4D blocks), CNNEncoder (Conv1d/BN/GELU
                         blocks, the baseline); each (B, L', d) -> (B, L'', d)
@@ -125,8 +126,11 @@ class SequenceClassifier(nn.Module):
         encoder: an encoder module mapping (B, L, d) -> (B, L', d) with ``d = d_model``
             (CNNEncoder, S4DEncoder, SpaceTimeEncoder or any such module).
         d_model: width d of the embedding and the encoder.
-        patch: > 1: the embedding is Conv1d(C_in, d, patch, stride=patch), shortening L by
+        patch: > 1: the embedding is Conv1d(C_in, d, patch_kernel, stride=patch), shortening L by
             ``patch``; 1: a per-step Linear(C_in, d).
+        patch_kernel: window of the patch embedding (default ``patch``: non-overlapping frames).
+            Wider, overlapping windows give the learned filters finer frequency resolution than
+            the stride alone; the input is padded so the output still has ceil(L / patch) steps.
         pooling: "mean", "max" or "last" over the encoder's output steps.
         dropout: before the head. multilabel: one independent logit per label (sigmoid).
         input_norm: standardize each example's channels over time first (instance norm, no
@@ -135,7 +139,8 @@ class SequenceClassifier(nn.Module):
     """
 
     def __init__(self, n_channels_in: int, n_classes: int, encoder: nn.Module, d_model: int = 64, patch: int = 1,
-                 pooling: str = "mean", dropout: float = 0.1, multilabel: bool = False, input_norm: bool = False):
+                 pooling: str = "mean", dropout: float = 0.1, multilabel: bool = False, input_norm: bool = False,
+                 patch_kernel: int | None = None):
         super().__init__()
         if pooling not in ("mean", "max", "last"):
             raise UserInputError(f"unknown pooling {pooling!r}", "use pooling=mean, max or last")
@@ -146,7 +151,11 @@ class SequenceClassifier(nn.Module):
             raise UserInputError(f"encoder width {enc_d} != d_model {d_model}", "give the encoder d_model: ${..d_model}")
         self.n_channels_in, self.n_classes, self.multilabel = int(n_channels_in), int(n_classes), bool(multilabel)
         self.patch, self.pooling, self.input_norm = int(patch), pooling, bool(input_norm)
-        self.embedding = (nn.Conv1d(n_channels_in, d_model, self.patch, stride=self.patch) if self.patch > 1
+        self.patch_kernel = self.patch if patch_kernel is None else int(patch_kernel)
+        if self.patch > 1 and self.patch_kernel < self.patch:
+            raise UserInputError(f"patch_kernel={self.patch_kernel} is shorter than patch={self.patch}",
+                                 "use patch_kernel >= patch (or leave it unset)")
+        self.embedding = (nn.Conv1d(n_channels_in, d_model, self.patch_kernel, stride=self.patch) if self.patch > 1
                           else nn.Linear(n_channels_in, d_model))
         self.encoder = encoder
         self.norm = nn.LayerNorm(d_model)
@@ -162,7 +171,14 @@ class SequenceClassifier(nn.Module):
         if self.patch > 1:
             if x.shape[1] < self.patch:
                 raise UserInputError(f"input length {x.shape[1]} is shorter than the patch {self.patch}", "pass longer inputs")
-            z = self.embedding(x.transpose(1, 2)).transpose(1, 2)
+            h = x.transpose(1, 2)
+            extra = self.patch_kernel - self.patch
+            if extra or h.shape[-1] % self.patch:
+                # centre the wider windows on their frames; pad the end to a whole number of frames
+                left = extra // 2
+                right = extra - left + (-h.shape[-1]) % self.patch
+                h = nn.functional.pad(h, (left, right))
+            z = self.embedding(h).transpose(1, 2)
         else:
             z = self.embedding(x)
         z = self.norm(self.encoder(z))
