@@ -98,8 +98,10 @@ def test_vp_init_preserves_variance_through_a_reduced_order_layer():
     y = torch.fft.irfft2(scatter_modes(torch.einsum("bixy,ioxy->boxy", z, w), (n, n)), s=(n, n), norm="forward")
     assert 0.8 < y.var().item() / x.var().item() < 1.25
     # the block built with it starts close to that scale too (residual + mixed branch)
-    blk = T1Block2d(W, m, m, n * n, mode_mixing=False, residual=False, act="identity")
-    y2 = torch.fft.irfft2(scatter_modes(blk(z), (n, n)), s=(n, n), norm="forward")
+    blk = T1Block2d(W, m, m, n * n, mode_mixing=False, residual=False, act="identity", init="vp")
+    # blocks work modes-major: (M1, M2, B, W)
+    y2 = blk(z.permute(2, 3, 0, 1)).permute(2, 3, 0, 1)
+    y2 = torch.fft.irfft2(scatter_modes(y2, (n, n)), s=(n, n), norm="forward")
     assert 0.7 < y2.var().item() / x.var().item() < 1.4
 
 

@@ -52,14 +52,14 @@ def hermitian_columns(zm: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """
     X, Y = size
     m1, m2 = zm.shape[-2] // 2, zm.shape[-1]
-    freqs = [f % X for f in list(range(m1)) + list(range(-m1, 0))]
-    pos = {f: i for i, f in enumerate(freqs)}
-    partner = [pos.get((-f) % X, -1) for f in freqs]
-    idx = torch.tensor([p if p >= 0 else i for i, p in enumerate(partner)], device=zm.device)
-    keep = torch.tensor([p >= 0 for p in partner], device=zm.device)
 
     def sym(col: torch.Tensor) -> torch.Tensor:
-        return torch.where(keep, 0.5 * (col + col[..., idx].conj()), torch.zeros_like(col))
+        # rows are frequencies [0, m1) then [-m1, 0): flipping and rolling by one puts the row of -k at k
+        out = 0.5 * (col + torch.roll(torch.flip(col, (-1,)), 1, dims=-1).conj())
+        if X != 2 * m1:
+            # frequency -m1 has its partner +m1 outside the retained set
+            out = torch.cat([out[..., :m1], torch.zeros_like(out[..., m1:m1 + 1]), out[..., m1 + 1:]], dim=-1)
+        return out
 
     cols = [sym(zm[..., 0]).unsqueeze(-1), zm[..., 1:]]
     if Y % 2 == 0 and m2 == Y // 2 + 1 and m2 > 1:

@@ -1,25 +1,35 @@
 """T1 operator (Poli et al. 2022): transform once, learn on the retained modes, inverse once.
 
-    x (B, C_in, X, Y) --lift (pointwise, with grid channels)--> h (B, W, X, Y)
-      --rfft2 once, keep 2 m1 x m2 low modes--> z (B, W, 2 m1, m2) complex
+    x (B, C_in, X, Y) --rfft2 once, keep 2 m1 x m2 low modes--> zx (B, C_in, 2 m1, m2)   encode
+      --lift (complex-linear over channels, + the grid channels' spectrum + bias)-->
       --T1 blocks (channel mixing per mode, activation, mode mixing, residual)-->
-      --head: complex pointwise MLP W -> head_width -> C_out--> (B, C_out, 2 m1, m2)
-      --zero-pad, irfft2 once--> y (B, C_out, X, Y)
+      --head: complex MLP W -> head_width -> C_out--> zy (B, C_out, 2 m1, m2)             step_modes
+      --zero-pad, irfft2 once--> y (B, C_out, X, Y)                                     spectrum_to_grid
 
-Compared with FNO (two FFTs and a full-grid pointwise conv per layer), every block works on
-2 m1 m2 coefficients instead of X Y grid points. The transforms use norm="forward", so the
-coefficients are those of the Fourier series of the field and do not depend on the grid size:
-a model trained at one resolution evaluates at another (band-limited output, same modes).
-:meth:`forward_spectrum` returns the retained output spectrum, for a loss in the frequency domain.
+The lift is pointwise and linear, so lifting then transforming equals transforming then lifting:
+the model only ever depends on the retained modes of its input, and computing the lift on those
+modes (plus the constant spectrum of the coordinate channels) is exact. That makes the model a map
+between retained spectra (:meth:`step_modes`), so a time stepper can be rolled out entirely in the
+frequency domain: every frame it predicts is band-limited, and its retained coefficients are exactly
+the ones the next call would have computed from the grid. One rfft2 of the input window and (for a
+space-domain loss or the user's output) one irfft2 of all predicted frames per batch, whatever the
+rollout length; FNO does two FFTs per layer per step.
+
+The transforms use norm="forward", so the coefficients are those of the Fourier series of the field
+and do not depend on the grid size: a model trained at one resolution evaluates at another
+(band-limited output, same modes). The head's last layer starts small (``head_init``), as in the
+paper's code, so an untrained stepper predicts almost nothing instead of an amplified field.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 from tsmodels.layers.fno import check_modes, gather_modes, hermitian_columns, scatter_modes
-from tsmodels.layers.t1 import ComplexLinear, T1Block2d, complex_act
+from tsmodels.layers.t1 import T1Block2d, complex_act, crandn
 from tsmodels.models.fno import grid_channels
 
 
@@ -31,7 +41,9 @@ class T1Operator2d(nn.Module):
         resolution: training grid size X = Y (sets the vp init's N = X * Y and checks the modes).
         width: hidden channels W. modes: retained frequencies per axis (m1 = m2).
         n_layers: T1 blocks. head_width: hidden size of the frequency-domain head.
-        act: block activation (``"gelu"`` split real/imag, or ``"sin"``). init: ``"vp"`` | ``"fno"``.
+        act: activation (``"gelu"``/``"tanh"`` split real/imag, or ``"sin"``).
+        init: channel-weight init of the blocks, ``"fan_in"`` (default), ``"vp"`` (the paper's) or ``"fno"``.
+        head_init: std multiplier of the head's last layer (relative to fan-in scaling).
         mode_mixing: include the blocks' mode-mixing step.
         grid: append the (x, y) coordinate channels to the input (FNO's practice). Without them the
             model is exactly resolution invariant on band-limited inputs.
@@ -39,29 +51,58 @@ class T1Operator2d(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, resolution: int, width: int = 32, modes: int = 12,
-                 n_layers: int = 4, head_width: int = 128, act: str = "gelu", init: str = "vp",
-                 mode_mixing: bool = True, grid: bool = True):
+                 n_layers: int = 4, head_width: int = 128, act: str = "gelu", init: str = "fan_in",
+                 head_init: float = 0.01, mode_mixing: bool = True, grid: bool = True):
         super().__init__()
         check_modes(modes, modes, (resolution, resolution))
         self.in_channels, self.out_channels, self.modes, self.act = in_channels, out_channels, modes, act
         self.grid = grid
-        self.lift = nn.Conv2d(in_channels + (2 if grid else 0), width, 1)
+        c = in_channels + (2 if grid else 0)
+        self.lift_weight = nn.Parameter(torch.randn(c, width) / math.sqrt(c))
+        self.lift_bias = nn.Parameter(torch.zeros(width))
         self.blocks = nn.ModuleList(
             T1Block2d(width, modes, modes, resolution * resolution, act=act, mode_mixing=mode_mixing, init=init)
             for _ in range(n_layers))
-        self.head1 = ComplexLinear(width, head_width)
-        self.head2 = ComplexLinear(head_width, out_channels)
+        self.head1 = nn.Parameter(crandn(width, head_width, std=1.0 / math.sqrt(width)))
+        self.head2 = nn.Parameter(crandn(head_width, out_channels, std=head_init / math.sqrt(head_width)))
+        self._consts: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Retained spectrum of fields (Fourier-series coefficients): x (B, C, X, Y) -> (B, C, 2 m, m) complex."""
+        check_modes(self.modes, self.modes, (x.shape[-2], x.shape[-1]))
+        return gather_modes(torch.fft.rfft2(x.float(), norm="forward"), self.modes, self.modes)
+
+    def _constants(self, size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Retained spectrum of the two coordinate channels (2m, m, 1, 2) and the indicator of mode (0, 0)
+        (2m, m, 1, 1), complex; cached per grid and device (no host-to-device copy per call)."""
+        key = (size, device)
+        if key not in self._consts:
+            with torch.no_grad():
+                g = self.encode(grid_channels(torch.zeros(1, 1, *size, device=device)))[0]
+                e0 = torch.zeros(2 * self.modes, self.modes, 1, 1, dtype=g.dtype, device=device)
+                e0[0, 0] = 1.0
+                self._consts[key] = (g.permute(1, 2, 0).unsqueeze(2).contiguous(), e0)
+        return self._consts[key]
+
+    def step_modes(self, zx: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The operator on retained spectra: zx (B, C_in, 2 m, m) -> (B, C_out, 2 m, m) complex, the Fourier
+        coefficients of a real field on an ``size`` = (X, Y) grid (projected so that irfft2 keeps them all)."""
+        w = self.lift_weight.to(zx.dtype)
+        C = self.in_channels
+        grid_modes, e0 = self._constants(size, zx.device)
+        # the coordinate channels and the bias are the same for every sample; a constant lives in mode (0, 0)
+        const = e0 * self.lift_bias.to(zx.dtype)
+        if self.grid:
+            const = const + grid_modes @ w[C:]
+        h = torch.matmul(zx.permute(2, 3, 0, 1), w[:C]) + const  # (2m, m, B, W)
+        for block in self.blocks:
+            h = block(h)
+        out = complex_act(h @ self.head1, self.act) @ self.head2  # (2m, m, B, C_out)
+        return hermitian_columns(out.permute(2, 3, 0, 1), size)
 
     def forward_spectrum(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C_in, X, Y) -> retained output spectrum (B, C_out, 2 m, m) complex (Fourier-series coefficients)."""
-        size = (x.shape[-2], x.shape[-1])
-        check_modes(self.modes, self.modes, size)
-        h = self.lift(torch.cat([x, grid_channels(x)], dim=1) if self.grid else x)
-        z = gather_modes(torch.fft.rfft2(h.float(), norm="forward"), self.modes, self.modes)
-        for block in self.blocks:
-            z = block(z)
-        # real output fields: make the coefficients the ones irfft2 will actually use
-        return hermitian_columns(self.head2(complex_act(self.head1(z), self.act)), size)
+        return self.step_modes(self.encode(x), (x.shape[-2], x.shape[-1]))
 
     @staticmethod
     def spectrum_to_grid(zm: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -11,9 +11,12 @@ Metrics (per-sample relative L2, averaged over samples, the FNO convention):
                             preceding T_in frames (for direct operators: the prediction itself)
     test/rollout_rel_l2     time steppers only: the autoregressive rollout over all T_y frames
 
-``loss_domain="frequency"`` computes the training loss from a model's retained output spectrum
-(``model.forward_spectrum``, T1) by Parseval, so the loss needs no inverse transform; it equals
-the space-domain loss up to rounding.
+Models that map retained spectra to retained spectra (``encode`` / ``step_modes`` /
+``spectrum_to_grid``, T1) are rolled out in the frequency domain: one forward transform of the input
+window per batch, none inside the rollout, since every predicted frame is band-limited and its
+coefficients are exactly what the next step would compute from the grid. ``loss_domain="frequency"``
+then takes the loss on the spectrum by Parseval (no inverse transform at all); ``"space"`` does one
+inverse transform of all predicted frames. Both equal the grid rollout's loss up to rounding.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from tsmodels.layers.fno import gather_modes
+from tsmodels.tasks.optim import adamw_cosine, param_groups
 
 
 def rel_l2_parts(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,17 +98,18 @@ class OperatorTask(pl.LightningModule):
     Args:
         model: nn.Module, forward(x (B, T_in, X, Y)) -> (B, C_out, X, Y).
         lr, weight_decay: AdamW settings. scheduler: "cosine" (to 0 over max_epochs) or None.
-        loss_domain: "space" or "frequency" (needs ``model.forward_spectrum``).
+        loss_domain: "space" or "frequency" (for spectral steppers; others always use "space").
+        warmup_epochs: linear warm-up before the cosine decay.
     """
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 scheduler: str | None = "cosine", loss_domain: str = "space"):
+                 scheduler: str | None = "cosine", loss_domain: str = "space", warmup_epochs: int = 0):
         super().__init__()
         if loss_domain not in ("space", "frequency"):
             raise ValueError(f"loss_domain must be 'space' or 'frequency', got {loss_domain!r}")
         self.save_hyperparameters(ignore=["model"])
         self.model = model
-        self.spectral_loss = loss_domain == "frequency" and hasattr(model, "forward_spectrum")
+        self.spectral_loss = loss_domain == "frequency" and self.spectral_stepper
         self.val_rel_l2 = RelativeL2()
         self.test_rel_l2 = RelativeL2()
         self.test_rollout = RelativeL2()
@@ -113,29 +118,51 @@ class OperatorTask(pl.LightningModule):
         """x (B, T_in, X, Y) -> (B, C_out, X, Y): one model call."""
         return self.model(x)
 
+    @staticmethod
+    def _next_window(window: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Slide the input window by the frames just predicted: (B, T_in, ...), (B, k, ...) -> (B, T_in, ...)."""
+        if p.shape[1] < window.shape[1]:
+            return torch.cat([window[:, p.shape[1]:], p], dim=1)
+        return p[:, -window.shape[1]:]
+
+    @property
+    def spectral_stepper(self) -> bool:
+        """True when the model maps retained spectra to retained spectra (T1): rollouts stay in frequency domain."""
+        return all(hasattr(self.model, a) for a in ("encode", "step_modes", "spectrum_to_grid"))
+
+    def rollout_modes(self, zx: torch.Tensor, n_frames: int, size: tuple[int, int]) -> torch.Tensor:
+        """Frequency-domain rollout of a spectral stepper: retained input spectra (B, T_in, 2m, m) ->
+        predicted spectra (B, n_frames, 2m, m), with no transform inside the loop."""
+        window, preds, t = zx, [], 0
+        while t < n_frames:
+            p = self.model.step_modes(window, size)
+            preds.append(p)
+            t += p.shape[1]
+            if t < n_frames:
+                window = self._next_window(window, p)
+        return torch.cat(preds, dim=1)[:, :n_frames]
+
     def rollout(self, x: torch.Tensor, n_frames: int) -> torch.Tensor:
         """Autoregressive prediction of ``n_frames`` frames: x (B, T_in, X, Y) -> (B, n_frames, X, Y)."""
-        window, preds = x, []
-        while sum(p.shape[1] for p in preds) < n_frames:
+        if self.spectral_stepper:
+            size = (x.shape[-2], x.shape[-1])
+            zp = self.rollout_modes(self.model.encode(x), n_frames, size)
+            return self.model.spectrum_to_grid(zp, size).to(x.dtype)
+        window, preds, t = x, [], 0
+        while t < n_frames:
             p = self.model(window)
             preds.append(p)
-            window = torch.cat([window[:, p.shape[1]:], p], dim=1) if p.shape[1] < window.shape[1] else p[:, -window.shape[1]:]
+            t += p.shape[1]
+            if t < n_frames:
+                window = self._next_window(window, p)
         return torch.cat(preds, dim=1)[:, :n_frames]
 
     def _objective(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean per-sample relative L2 of the (rolled-out) prediction; spectral when configured."""
+        """Mean per-sample relative L2 of the (rolled-out) prediction; on the spectrum when configured."""
         if not self.spectral_loss:
             return rel_l2(self.rollout(x, y.shape[1]), y).mean()
-        size = (y.shape[-2], y.shape[-1])
-        window, err, norm, t = x, 0.0, 0.0, 0
-        while t < y.shape[1]:
-            zm = self.model.forward_spectrum(window)
-            step = zm.shape[1]
-            e, n = spectral_rel_l2_parts(zm, y[:, t:t + step])
-            err, norm, t = err + e, norm + n, t + step
-            if t < y.shape[1]:
-                p = self.model.spectrum_to_grid(zm, size).to(window.dtype)
-                window = torch.cat([window[:, step:], p], dim=1) if step < window.shape[1] else p[:, -window.shape[1]:]
+        zp = self.rollout_modes(self.model.encode(x), y.shape[1], (y.shape[-2], y.shape[-1]))
+        err, norm = spectral_rel_l2_parts(zp, y)
         return torch.sqrt(err / norm.clamp_min(1e-12)).mean()
 
     def one_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -183,8 +210,7 @@ class OperatorTask(pl.LightningModule):
         return self(x)
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler != "cosine" or not self.trainer or not self.trainer.max_epochs or self.trainer.max_epochs < 1:
-            return opt
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.trainer.max_epochs)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        hp = self.hparams
+        epochs = self.trainer.max_epochs if self._trainer is not None else None
+        return adamw_cosine(param_groups(self.model, hp.weight_decay), hp.lr, hp.weight_decay, hp.scheduler, epochs,
+                            hp.warmup_epochs)
