@@ -28,10 +28,12 @@ import torch  # noqa: E402
 from bench._timing import copy_bandwidth, device_name, peak_memory, print_table, time_ms, write_json  # noqa: E402
 from kernels.fftconv import fftconv  # noqa: E402
 from kernels.fftconv import triton_fftconv as tf  # noqa: E402
+from kernels.fftconv import triton_long as tlong  # noqa: E402
 from kernels.vandermonde import vandermonde, vandermonde_ref  # noqa: E402
 
 
 MAX_FUSED_N_DEFAULT = dict(tf.MAX_FUSED_N)
+LONG_N_DEFAULT = dict(tlong.LONG_N)
 
 
 def torch_fftconv(u, k, D):
@@ -56,7 +58,30 @@ def _fwd_bwd(fn, u, k, D, g):
     return run
 
 
-def bench_conv(B, H, L, dtype, bw, force_triton=False, reps=20):
+def _set_force(force):
+    """Route every length to one path: None (the dispatch), "triton", "long" or "torch"."""
+    tf.MAX_FUSED_N = dict(MAX_FUSED_N_DEFAULT)
+    tlong.LONG_N = dict(LONG_N_DEFAULT)
+    if force == "triton":
+        tf.MAX_FUSED_N = 1 << 30
+        tlong.LONG_N = {}
+    elif force == "long":
+        tf.MAX_FUSED_N = 0
+        tlong.LONG_N = {d: (1, 1 << 19) for d in LONG_N_DEFAULT}
+    elif force == "torch":
+        tf.MAX_FUSED_N = 0
+        tlong.LONG_N = {}
+
+
+def _path(L, dtype):
+    if tf.plan_1d(L, L, dtype) is not None:
+        return "triton"
+    if tlong.plan_long(L, L, dtype) is not None:
+        return "long"
+    return "torch.fft"
+
+
+def bench_conv(B, H, L, dtype, bw, force=None, reps=20):
     torch.manual_seed(0)
     u = torch.randn(B, H, L, device="cuda").to(dtype).requires_grad_(True)
     # a decaying kernel (as S4/Hyena make) so the output is O(1) and relative errors mean something
@@ -64,32 +89,37 @@ def bench_conv(B, H, L, dtype, bw, force_triton=False, reps=20):
     k = (torch.randn(H, L, device="cuda") * torch.exp(-t / (L / 8)) / (L / 8) ** 0.5).requires_grad_(True)
     D = torch.randn(H, device="cuda").requires_grad_(True)
     g = torch.randn(B, H, L, device="cuda").to(dtype)
-    old = tf.MAX_FUSED_N
-    if force_triton:
-        tf.MAX_FUSED_N = 1 << 30
+    _set_force(force)
     try:
-        plan = tf.plan_1d(L, L, dtype)
-        path = "triton" if plan is not None else "torch.fft"
-        if force_triton and plan is None:
+        path = _path(L, dtype)
+        if force is not None and path != force:
             return None
+        plan = tf.plan_1d(L, L, dtype)
+        lplan = tlong.plan_long(L, L, dtype)
         ours = lambda a, b, c: fftconv(a, b, c)  # noqa: E731
         with torch.no_grad():
             y = ours(u, k, D)
             yb = torch_fftconv(u, k, D)
             # accuracy against fp64 on the first rows (a full fp64 copy would not fit at 1M)
-            r = min(B * H, 16)
-            y64 = torch_fftconv(u.detach()[:1, :r].double(), k.detach()[:r].double(), D.detach()[:r].double())
-            err = _rel(y[:1, :r], y64)
-            err_base = _rel(yb[:1, :r], y64)
+            r = min(H, 16)
+            y64 = torch_fftconv(u.detach()[:2, :r].double(), k.detach()[:r].double(), D.detach()[:r].double())
+            err = _rel(y[:2, :r], y64)
+            err_base = _rel(yb[:2, :r], y64)
             del y, yb, y64
         t_kernel = None
-        if plan is not None:
+        if path == "triton":
             # the fused kernel alone, its spectrum precomputed (what a layer with a fixed k pays)
             with torch.no_grad():
                 K = tf._spectrum(k, plan[0], plan[1], True, two_d=False)
                 yk = torch.empty_like(u)
                 geom = (plan[0], plan[1], True, plan[0], plan[1], plan[1], L)
                 t_kernel = time_ms(lambda: tf._launch_fwd(u.detach(), K, D.detach(), yk, geom, False), reps=reps)["median_ms"]
+        elif path == "long":
+            with torch.no_grad():
+                Kt = tlong._spectrum_tiles(k, lplan, True)
+                yk = torch.empty_like(u)
+                t_kernel = time_ms(lambda: tlong.launch(u.detach(), Kt, D.detach(), yk, lplan, False), reps=reps)["median_ms"]
+                del Kt, yk
         with torch.no_grad():
             t_ours = time_ms(lambda: ours(u, k, D), reps=reps)["median_ms"]
             t_base = time_ms(lambda: torch_fftconv(u, k, D), reps=reps)["median_ms"]
@@ -97,7 +127,7 @@ def bench_conv(B, H, L, dtype, bw, force_triton=False, reps=20):
             mem_base = peak_memory(lambda: torch_fftconv(u, k, D))
         tb_ours = time_ms(_fwd_bwd(ours, u, k, D, g), reps=reps)["median_ms"]
         tb_torchdk = None
-        if plan is not None:
+        if path == "triton":
             # the same with the kernel gradient through torch.fft instead of the fused dK kernel
             tf.BWD_K = "torch"
             try:
@@ -105,6 +135,8 @@ def bench_conv(B, H, L, dtype, bw, force_triton=False, reps=20):
             finally:
                 tf.BWD_K = "triton"
         tb_base = time_ms(_fwd_bwd(torch_fftconv, u, k, D, g), reps=reps)["median_ms"]
+        mem_b_ours = peak_memory(_fwd_bwd(ours, u, k, D, g))
+        mem_b_base = peak_memory(_fwd_bwd(torch_fftconv, u, k, D, g))
         # gradient agreement with the baseline's autograd
         grads = []
         for fn in (ours, torch_fftconv):
@@ -114,16 +146,18 @@ def bench_conv(B, H, L, dtype, bw, force_triton=False, reps=20):
             grads.append([x.grad.clone() for x in (u, k, D)])
         gerr = max(_rel(a, b) for a, b in zip(*grads))
     finally:
-        tf.MAX_FUSED_N = old
+        _set_force(None)
     nbytes = 2 * B * H * L * u.element_size()
     gbs = nbytes / t_ours / 1e6
     return {
         "B": B, "H": H, "L": L, "dtype": str(dtype).replace("torch.", ""),
-        "path": path + (" (forced)" if force_triton else ""),
+        "path": path + (" (forced)" if force is not None else ""),
+        "split": list(lplan) if path == "long" else (list(plan) if path == "triton" else None),
         "fwd_ms": t_ours, "kernel_ms": t_kernel, "torch_fwd_ms": t_base, "fwd_speedup": t_base / t_ours,
         "fwdbwd_ms": tb_ours, "fwdbwd_ms_torch_dk": tb_torchdk, "torch_fwdbwd_ms": tb_base, "fwdbwd_speedup": tb_base / tb_ours,
         "GB/s": gbs, "copy_frac": gbs / bw, "torch_copy_frac": nbytes / t_base / 1e6 / bw,
         "peak_MB": mem_ours / 2**20, "torch_peak_MB": mem_base / 2**20,
+        "peak_fwdbwd_MB": mem_b_ours / 2**20, "torch_peak_fwdbwd_MB": mem_b_base / 2**20,
         "rel_err": err, "torch_rel_err": err_base, "grad_rel_diff": gerr,
     }
 
@@ -199,12 +233,64 @@ def sweep(bw):
     return rows
 
 
+SWEEP_LONG = [  # (dtype, L, (N1, P, Q), tile, warps, programs per SM, bf16 dots)
+    *[("float32", 4096, (32, 16, 16), t, w, p, False) for t, w in ((4096, 8), (2048, 4), (4096, 4), (2048, 8)) for p in (1, 2)],
+    *[("float32", 16384, s, t, w, 2, False) for s in ((32, 32, 32), (64, 32, 16)) for t, w in ((4096, 8), (2048, 4))],
+    *[("float32", 65536, s, t, w, 2, False) for s in ((128, 32, 32), (64, 64, 32)) for t, w in ((4096, 8), (2048, 4))],
+    *[("bfloat16", L, s, 4096, 8, 2, b) for L, s in ((4096, (32, 16, 16)), (16384, (32, 32, 32))) for b in (False, True)],
+]
+
+
+def sweep_long(bw, B=8, H=768):
+    """Kernel-only forward time of the three-level kernel over splits, tiles, warps, grid; vs torch.fft."""
+    rows, best = [], {}
+    saved = (dict(tlong.SPLITS), tlong.TILE, tlong.WARPS, tlong.PROGS_PER_SM, tlong.BF16_DOTS)
+    for dt, L, split, tile, warps, pps, bdots in SWEEP_LONG:
+        dtype = getattr(torch, dt)
+        torch.manual_seed(0)
+        u = torch.randn(B, H, L, device="cuda").to(dtype)
+        t = torch.arange(L, device="cuda", dtype=torch.float32)
+        k = torch.randn(H, L, device="cuda") * torch.exp(-t / (L / 8)) / (L / 8) ** 0.5
+        D = torch.randn(H, device="cuda")
+        y = torch.empty_like(u)
+        t_torch = time_ms(lambda: torch_fftconv(u, k, D))["median_ms"]
+        ref = torch_fftconv(u[:2].double(), k.double(), D.double())
+        tlong.TILE, tlong.WARPS, tlong.PROGS_PER_SM, tlong.BF16_DOTS = tile, warps, pps, bdots
+        try:
+            Kt = tlong._spectrum_tiles(k, split, True)
+            tlong.launch(u, Kt, D, y, split, False)
+            err = _rel(y[:2], ref)
+            ms = time_ms(lambda: tlong.launch(u, Kt, D, y, split, False))["median_ms"]
+            t_spec = time_ms(lambda: tlong._spectrum_tiles(k, split, True))["median_ms"]
+        except Exception as e:  # noqa: BLE001 - out of resources etc.: record and go on
+            print(f"{dt} L={L} {split} tile {tile} warps {warps}: {type(e).__name__}: {str(e)[:200]}")
+            err = ms = t_spec = None
+        r = {"dtype": dt, "L": L, "split": list(split), "tile": tile, "warps": warps, "progs_per_sm": pps,
+             "bf16_dots": bdots, "kernel_ms": ms, "spectrum_ms": t_spec, "torch_ms": t_torch,
+             "kernel_speedup": None if ms is None else t_torch / ms, "rel_err": err,
+             "copy_frac": None if ms is None else 2 * u.numel() * u.element_size() / ms / 1e6 / bw}
+        rows.append(r)
+        print_table([r], list(r.keys()))
+        key = (dt, L)
+        if ms is not None and err is not None and err < 2e-2 and (key not in best or ms < best[key]["kernel_ms"]):
+            best[key] = r
+        del u, y, ref
+        torch.cuda.empty_cache()
+    tlong.SPLITS, tlong.TILE, tlong.WARPS, tlong.PROGS_PER_SM, tlong.BF16_DOTS = saved
+    return rows, best
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a few sizes only (smoke test)")
     ap.add_argument("--no-vandermonde", action="store_true")
     ap.add_argument("--no-long", action="store_true", help="skip B=1, L >= 256K")
-    ap.add_argument("--sweep", action="store_true", help="only the tile/warps sweep of the fused kernel")
+    ap.add_argument("--lengths", type=str, default=None, help="comma-separated L at B=8 (default 256..64K)")
+    ap.add_argument("--dtypes", type=str, default="float32,bfloat16")
+    ap.add_argument("--sweep", action="store_true", help="only the tile/warps sweep of the one-tile kernel")
+    ap.add_argument("--sweep-long", action="store_true",
+                    help="sweep the three-level kernel first, then run the table with the fastest config per length")
+    ap.add_argument("--name", type=str, default=None, help="results file name (default fftconv)")
     args = ap.parse_args()
     bw = copy_bandwidth()
     print(f"device {device_name()}  copy {bw:.0f} GB/s  fp32 dot mode {tf.FP32_PRECISION}", flush=True)
@@ -214,13 +300,33 @@ def main():
         print_table(rows, list(rows[0].keys()))
         print("compile stats:", tf.COMPILE_STATS)
         return
-    shapes = [(8, 768, 256), (8, 768, 1024), (8, 768, 2048), (8, 768, 4096), (8, 768, 16384), (8, 768, 65536)]
+    sweep_rows, chosen = [], {}
+    if args.sweep_long:
+        sweep_rows, best = sweep_long(bw)
+        write_json((args.name or "fftconv") + "_sweep_long", {"device": device_name(), "copy_GBps": bw, "rows": sweep_rows})
+        # adopt the fastest fp32 config per length for the table below (one global tile/warps/grid:
+        # that of the fastest at the shortest swept length; splits per length)
+        fp32 = sorted((r for (dt, _), r in best.items() if dt == "float32"), key=lambda r: r["L"])
+        if fp32:
+            tlong.TILE, tlong.WARPS, tlong.PROGS_PER_SM = fp32[0]["tile"], fp32[0]["warps"], fp32[0]["progs_per_sm"]
+            for r in fp32:
+                tlong.SPLITS[(2 * r["L"]).bit_length() - 1] = tuple(r["split"])
+        bf = [r for (dt, _), r in best.items() if dt == "bfloat16"]
+        if bf:
+            tlong.BF16_DOTS = min(bf, key=lambda r: r["L"])["bf16_dots"]
+        chosen = {"tile": tlong.TILE, "warps": tlong.WARPS, "progs_per_sm": tlong.PROGS_PER_SM,
+                  "bf16_dots": tlong.BF16_DOTS, "splits": {str(k): v for k, v in tlong.SPLITS.items()}}
+        print("adopted:", chosen, flush=True)
+    lengths = [256, 1024, 2048, 4096, 16384, 65536]
+    if args.lengths:
+        lengths = [int(x) for x in args.lengths.split(",")]
+    shapes = [(8, 768, L) for L in lengths]
     if not args.no_long:
         shapes += [(1, 768, 262144), (1, 768, 524288), (1, 768, 1048576)]
     if args.quick:
         shapes = [(8, 768, 1024), (8, 768, 2048)]
     rows = []
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in [getattr(torch, d) for d in args.dtypes.split(",")]:
         for B, H, L in shapes:
             torch.cuda.empty_cache()
             try:
@@ -231,11 +337,21 @@ def main():
                 continue
             rows.append(r)
             print_table([r], list(r.keys()))
-            if r["path"] == "torch.fft" and 2 * L <= 8192:
+            # the other fused path where it applies, to show where the dispatch thresholds come from
+            others = []
+            if r["path"] != "triton" and 2 * L <= 8192:
+                others.append("triton")
+            if r["path"] != "long" and 8192 <= 2 * L <= (1 << 19):
+                others.append("long")
+            if r["path"] != "torch.fft":
+                others.append("torch")
+            for force in others:
+                torch.cuda.empty_cache()
                 try:
-                    rf = bench_conv(B, H, L, dtype, bw, force_triton=True)
-                except Exception as e:  # noqa: BLE001 - e.g. out of registers: report, go on
-                    print(f"forced triton at L={L} {dtype}: {type(e).__name__}: {str(e)[:200]}")
+                    rf = bench_conv(B, H, L, dtype, bw, force=force)
+                except Exception as e:  # noqa: BLE001 - e.g. out of registers or memory: report, go on
+                    print(f"forced {force} at L={L} {dtype}: {type(e).__name__}: {str(e)[:200]}")
+                    torch.cuda.empty_cache()
                     rf = None
                 if rf is not None:
                     rows.append(rf)
@@ -248,13 +364,19 @@ def main():
             print_table([v], list(v.keys()))
     payload = {
         "device": device_name(), "copy_GBps": bw, "fp32_dot": tf.FP32_PRECISION, "torch": torch.__version__,
+        "long_config": chosen or {"tile": tlong.TILE, "warps": tlong.WARPS, "progs_per_sm": tlong.PROGS_PER_SM,
+                                  "bf16_dots": tlong.BF16_DOTS, "splits": {str(k): v for k, v in tlong.SPLITS.items()}},
         "compile_stats": tf.COMPILE_STATS, "fftconv": rows, "vandermonde": vrows,
     }
-    path = write_json("fftconv_quick" if args.quick else "fftconv", payload)
+    path = write_json(args.name or ("fftconv_quick" if args.quick else "fftconv"), payload)
     print("\n## fftconv (causal, k of length L, D skip)")
-    print_table(rows, ["B", "H", "L", "dtype", "path", "fwd_ms", "kernel_ms", "torch_fwd_ms", "fwd_speedup", "fwdbwd_ms",
-                       "fwdbwd_ms_torch_dk", "torch_fwdbwd_ms", "fwdbwd_speedup", "copy_frac", "torch_copy_frac", "peak_MB",
-                       "torch_peak_MB", "rel_err", "grad_rel_diff"])
+    print_table(rows, ["B", "H", "L", "dtype", "path", "split", "fwd_ms", "kernel_ms", "torch_fwd_ms", "fwd_speedup",
+                       "fwdbwd_ms", "fwdbwd_ms_torch_dk", "torch_fwdbwd_ms", "fwdbwd_speedup", "copy_frac",
+                       "torch_copy_frac", "peak_MB", "torch_peak_MB", "peak_fwdbwd_MB", "torch_peak_fwdbwd_MB",
+                       "rel_err", "grad_rel_diff"])
+    if sweep_rows:
+        print("\n## three-level kernel sweep (kernel only, B=8, H=768)")
+        print_table(sweep_rows, list(sweep_rows[0].keys()))
     if vrows:
         print("\n## vandermonde (H=768, N=64)")
         print_table(vrows, list(vrows[0].keys()))

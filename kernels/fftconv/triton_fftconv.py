@@ -582,6 +582,11 @@ def fftconv_triton(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = No
         return fftconv_ref(u, k, D, causal)
     plan = plan_1d(L, Lk, u.dtype)
     if plan is None:
+        from .triton_long import fftconv_long, plan_long
+
+        lplan = plan_long(L, Lk, u.dtype)
+        if lplan is not None:
+            return fftconv_long(u, k, D, causal, lplan)
         return fftconv_ref(u, k, D, causal)
     N1, N2 = plan
     K = _spectrum(k, N1, N2, causal, two_d=False)

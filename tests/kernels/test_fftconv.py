@@ -216,3 +216,32 @@ def test_triton_paths_that_fall_back(monkeypatch):
     k1 = torch.randn(2, 9, generator=g)
     assert _rel(fftconv_nd(u1, k1, circular=True), fftconv_nd_ref(u1.double(), k1.double(), circular=True)) < 1e-5
     assert _rel(fftconv(u1.double(), k1.double()), fftconv_ref(u1.double(), k1.double())) < 1e-12
+
+
+@pytest.mark.parametrize("B,L,Lk,causal,has_d", [
+    (3, 2100, 1990, True, True),  # odd B: the last row pair holds one real row
+    (2, 1500, 1500, False, False),  # centred kernel; n = 4096 with most of the outer column empty
+])
+def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d):
+    """The three-level kernel (n = N1 * P * Q) against the reference, forward and all gradients.
+
+    Its production range starts at n = 8192; here the one-tile kernel is switched off and the
+    long kernel takes n = 4096 = 16 x 16 x 16 (the smallest split tl.dot allows), so the
+    interpreter runs it in seconds."""
+    from kernels.fftconv import triton_fftconv as tf
+    from kernels.fftconv import triton_long as tl_
+
+    monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    monkeypatch.setattr(tf, "MAX_FUSED_N", 0)
+    monkeypatch.setattr(tl_, "LONG_N", {torch.float32: (4096, 4096)})
+    assert tl_.plan_long(L, Lk, torch.float32) == (16, 16, 16)
+    calls = []
+    launch = tl_.launch
+    monkeypatch.setattr(tl_, "launch", lambda *a, **kw: calls.append(1) or launch(*a, **kw))
+    g = torch.Generator().manual_seed(L)
+    u = torch.randn(B, 2, L, generator=g, dtype=torch.float64)
+    k = torch.randn(2, Lk, generator=g, dtype=torch.float64) * torch.exp(-torch.arange(Lk) / 200.0) / 10
+    D = torch.randn(2, generator=g, dtype=torch.float64) if has_d else None
+    _check(lambda a, b, c: fftconv(a, b, c, causal), lambda a, b, c: fftconv_ref(a, b, c, causal),
+           u, k, D, torch.float32, 1e-5, 1e-5)
+    assert len(calls) == 2  # forward and the input gradient ran in the long kernel
