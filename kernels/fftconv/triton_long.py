@@ -39,9 +39,10 @@ import triton.language as tl
 from .triton_fftconv import _dot, _prec, _pow2_at_least
 
 # (min n, max n) of the padded transform given to this kernel per input dtype; outside it the
-# dispatcher uses the one-tile kernel (smaller n) or torch.fft. Set from the H100 runs in
-# bench/README.md.
-LONG_N = {torch.float32: (8192, 1 << 19), torch.bfloat16: (8192, 1 << 19), torch.float16: (8192, 1 << 19)}
+# dispatcher uses the one-tile kernel (smaller n) or torch.fft. Measured on an H200
+# (bench/results/fftconv_long_h200.json): 1.0-1.25x torch.fft forward for n = 8K ... 128K
+# (L = 4K ... 64K), 0.42x at n = 512K (L = 256K, B = 1), hence the upper bound.
+LONG_N = {torch.float32: (8192, 1 << 17), torch.bfloat16: (8192, 1 << 17), torch.float16: (8192, 1 << 17)}
 
 # default (N1, P, Q) per log2 n; bench/fftconv.py --sweep-long tries others via SPLITS
 SPLITS = {
