@@ -212,3 +212,24 @@ def test_layer_gradients_reach_every_parameter():
     for name, p in list(layer.named_parameters()) + list(dec.named_parameters()):
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
+
+
+def test_shared_denominator_paths_match_separate_calls():
+    """Stacked readouts and a precomputed 1/Den give what separate calls give (the decoder's
+    forward with open_loop=True shares one Newton inverse between the lookback state and both
+    open-loop kernels)."""
+    from tsmodels.layers.companion import inverse_denominator
+
+    torch.manual_seed(3)
+    H, N, L = 4, 8, 50
+    a, b, c, k = (torch.randn(H, N, dtype=torch.float64) / N for _ in range(4))
+    both = companion_kernel(a, b, torch.stack([c, k]), L, inverse_denominator(a, L + 5))
+    torch.testing.assert_close(both[0], companion_kernel(a, b, c, L))
+    torch.testing.assert_close(both[1], companion_kernel(a, b, k, L))
+    u = torch.randn(2, H, L, dtype=torch.float64)
+    torch.testing.assert_close(companion_state(a, b, u, inverse_denominator(a, L)), companion_state(a, b, u))
+    dec = ClosedLoopCompanionSSM(H, 2, N).double()
+    y, (y_open, u_next) = dec(u, 7, open_loop=True)
+    torch.testing.assert_close(y, dec(u, 7))
+    for got, want in zip((y_open, u_next), dec.open_loop(u)):
+        torch.testing.assert_close(got, want)

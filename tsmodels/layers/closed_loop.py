@@ -32,6 +32,7 @@ from .companion import (
     companion_kernel,
     companion_state,
     correlate,
+    inverse_denominator,
     l1_normalize,
     polymul,
     series_inverse,
@@ -98,12 +99,26 @@ class ClosedLoopCompanionSSM(nn.Module):
             ps = tuple(l1_normalize(p) for p in ps)
         return tuple(_heads_to_channels(p, self.d_model) for p in ps)
 
-    def forward(self, u: torch.Tensor, horizon: int, return_inputs: bool = False):
-        """u (B, H, L) lookback -> y (B, H, horizon) [, û (B, H, horizon)] in one pass."""
+    def forward(self, u: torch.Tensor, horizon: int, return_inputs: bool = False, open_loop: bool = False):
+        """u (B, H, L) lookback -> y (B, H, horizon) [, û (B, H, horizon)] in one pass.
+
+        open_loop=True also returns :meth:`open_loop`'s two (B, H, L) outputs, as a last tuple
+        element; the lookback state and the open-loop kernels then share one denominator inverse.
+        """
         a, b, c, k = (p.to(u.dtype) for p in self.params())
-        x = companion_state(a, b, u)
+        L = u.shape[-1]
+        inv = inverse_denominator(a, L) if open_loop else None
+        x = companion_state(a, b, u, inv)
         outs = closed_loop_rollout(x, a, b, k, [c, k] if return_inputs else [c], horizon)
-        return tuple(outs) if return_inputs else outs[0]
+        if open_loop:
+            outs = [*outs, self._open_loop(u, a, b, c, k, inv)]
+        return tuple(outs) if len(outs) > 1 else outs[0]
+
+    @staticmethod
+    def _open_loop(u, a, b, c, k, inv=None) -> tuple[torch.Tensor, torch.Tensor]:
+        # both readouts in one kernel computation (one shared denominator)
+        K = companion_kernel(a, b, torch.stack([c, k]), u.shape[-1], inv).to(u.dtype)
+        return fftconv(u, K[0]), fftconv(u, K[1])
 
     def open_loop(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Open-loop outputs over the lookback, for the official auxiliary losses.
@@ -111,11 +126,7 @@ class ClosedLoopCompanionSSM(nn.Module):
         u (B, H, L) -> (C x_t, K x_t), each (B, H, L): at step t the layer's forecast of step t + 1
         and its prediction of its own next input u_{t+1} (two causal convolutions).
         """
-        a, b, c, k = self.params()
-        L = u.shape[-1]
-        y = fftconv(u, companion_kernel(a, b, c, L).to(u.dtype))
-        u_next = fftconv(u, companion_kernel(a, b, k, L).to(u.dtype))
-        return y, u_next
+        return self._open_loop(u, *(p.to(u.dtype) for p in self.params()))
 
     def forward_recurrent(self, u: torch.Tensor, horizon: int, return_inputs: bool = False):
         """Reference: the same outputs by stepping the recurrence (loop over L + horizon)."""

@@ -48,6 +48,7 @@ __all__ = [
     "l1_normalize",
     "companion_matrix",
     "companion_kernel",
+    "inverse_denominator",
     "companion_state",
     "CompanionSSM",
 ]
@@ -123,26 +124,39 @@ def _denominator(a: torch.Tensor) -> torch.Tensor:
     return torch.cat([one, -a.flip(-1)], dim=-1)
 
 
-def companion_kernel(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, L: int) -> torch.Tensor:
+def inverse_denominator(a: torch.Tensor, n: int) -> torch.Tensor:
+    """First n coefficients of 1 / det(I - zA) for A = S + a e_N^T: (H, N) -> (H, n).
+
+    Shared by :func:`companion_kernel` and :func:`companion_state` (pass it as ``inv``), so a
+    layer that needs both computes the Newton iteration once."""
+    return series_inverse(_denominator(a), n)
+
+
+def companion_kernel(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, L: int,
+                     inv: torch.Tensor | None = None) -> torch.Tensor:
     """K[l] = c^T A^l b, l < L, for A = S + a e_N^T, in O(N log N + L log L).
 
-    Args: a, b, c (H, N) (a already normalised if wanted); L >= 1.
-    Returns: K (H, L).
+    Args: a, b (H, N) (a already normalised if wanted); c (..., H, N): leading dims give several
+    readouts of the same SSM at the cost of one denominator; L >= 1; inv: optional
+    ``inverse_denominator(a, n)`` with n >= L.
+    Returns: K (..., H, L).
     """
     den = _denominator(a)
     cb, ca = correlate(c, b), correlate(c, a)
-    num = polymul(cb, den)  # (H, 2N)
+    num = polymul(cb, den)  # (..., H, 2N)
     num = num + nn.functional.pad(polymul(ca, b.flip(-1)), (1, 0))
-    return polymul(num, series_inverse(den, L), L)
+    inv = series_inverse(den, L) if inv is None else inv[..., :L]
+    return polymul(num, inv, L)
 
 
-def companion_state(a: torch.Tensor, b: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+def companion_state(a: torch.Tensor, b: torch.Tensor, u: torch.Tensor, inv: torch.Tensor | None = None) -> torch.Tensor:
     """Final state x_{L-1} = Σ_i A^{L-1-i} b u_i of the recurrence (zero initial state).
 
     A acts on coefficient vectors as multiplication by x modulo the characteristic polynomial
     χ(x) = x^N - Σ_j a_j x^j, so x_{L-1} = (Σ_i u_i x^{L-1-i}) b(x) mod χ(x): one FFT product and
     one fast polynomial division (quotient from a reversed power-series division by Den).
-    Args: a, b (H, N); u (B, H, L). Returns: (B, H, N).
+    Args: a, b (H, N); u (B, H, L); inv: optional ``inverse_denominator(a, n)`` with n >= L - 1.
+    Returns: (B, H, N).
     """
     N = a.shape[-1]
     f = polymul(u.flip(-1), b)  # (B, H, L + N - 1)
@@ -150,7 +164,8 @@ def companion_state(a: torch.Tensor, b: torch.Tensor, u: torch.Tensor) -> torch.
     if n <= N:
         return nn.functional.pad(f, (0, N - n))
     nq = n - N
-    q = polymul(f.flip(-1)[..., :nq], series_inverse(_denominator(a), nq), nq).flip(-1)
+    inv = series_inverse(_denominator(a), nq) if inv is None else inv[..., :nq]
+    q = polymul(f.flip(-1)[..., :nq], inv, nq).flip(-1)
     chi = torch.cat([-a, torch.ones_like(a[..., :1])], dim=-1)
     return f[..., :N] - polymul(q, chi, N)
 

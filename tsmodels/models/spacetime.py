@@ -168,10 +168,10 @@ class SpaceTime(nn.Module):
         x, mean = self._center(x)
         z = self.encode(x)
         zt = z.transpose(1, 2)
-        y = self._finish(self.decoder(zt, horizon).transpose(1, 2), mean)
         if not return_aux:
-            return y
-        y_open, u_next = self.decoder.open_loop(zt)
+            return self._finish(self.decoder(zt, horizon).transpose(1, 2), mean)
+        y, (y_open, u_next) = self.decoder(zt, horizon, open_loop=True)
+        y = self._finish(y.transpose(1, 2), mean)
         aux = {
             "lookback": self._finish(y_open.transpose(1, 2), mean),
             "next_input": u_next.transpose(1, 2),
