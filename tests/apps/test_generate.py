@@ -17,14 +17,6 @@ TINY = ["model.d_model=8", "model.n_layers=1", "model.d_state=8", "model.mlp_exp
         "data.length=256", "data.limit=4", "data.batch_size=2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):
     if not (data_dir / "fsdd" / "recordings").is_dir():

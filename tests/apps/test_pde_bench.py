@@ -6,21 +6,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import typer
 from typer.testing import CliRunner
 
 from apps.data import data_navier_stokes_command, navier_stokes
 from apps.pde_bench import parse_models, pde_bench, pde_bench_command
 from tsmodels.errors import UserInputError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

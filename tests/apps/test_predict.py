@@ -22,14 +22,6 @@ MITDB = data_root() / "ecg" / "mitdb"
 TINY = ["trainer=smoke", "model.d_model=16", "model.encoder.n_layers=1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _train(tmp_path_factory, overrides):
     from apps.train import train
 

@@ -12,15 +12,6 @@ import torch
 from tsmodels.layers.s4d import S4D, diagonal_init, hippo_legs, hippo_legs_nplr
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # per-step ops are tiny: thread hand-offs cost more than the work on a loaded 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_hippo_legs_closed_form():
     N = 7
     A, B = hippo_legs(N)

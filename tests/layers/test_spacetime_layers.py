@@ -22,16 +22,6 @@ from tsmodels.layers.spacetime_block import SpaceTimeLayer
 f64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # these tests run many tiny FFTs; on a loaded 2-core runner MKL's thread hand-off costs
-    # ~20 ms per call, 100x the work, so run them single-threaded and restore afterwards
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def powers_kernel(A, b, c, L):
     """Oracle: K[h, l] = c_h^T A_h^l b_h with the dense powers A^l (P <- A P)."""
     P = torch.eye(A.shape[-1], dtype=A.dtype).expand_as(A)

@@ -11,15 +11,6 @@ from tsmodels.models.sashimi import DownPool, SaShiMi, UpPool
 from tsmodels.tasks.audio_generation import AudioGenerationTask
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny per-sample ops: thread hand-offs cost more than the work on a loaded 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tiny(**kw):
     torch.manual_seed(0)
     cfg = dict(n_classes=256, d_model=8, n_layers=1, d_state=8, mlp_expand=1)

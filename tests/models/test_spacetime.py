@@ -10,15 +10,6 @@ from tsmodels.errors import UserInputError
 from tsmodels.models.spacetime import SpaceTime, SpaceTimeConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # many tiny FFTs: MKL's thread hand-off dominates on a loaded 2-core runner
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 COMBOS = [
     # lookback, horizon, C_in, C_out, extra
     (1, 5, 1, 1, {}),

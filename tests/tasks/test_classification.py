@@ -18,15 +18,6 @@ from tsmodels.models.classifiers import CNNEncoder, S4DEncoder, SequenceClassifi
 from tsmodels.tasks.classification import ClassificationTask
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the models here are tiny: thread start-up costs more than it saves on a shared 2-core box
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Oracle(nn.Module):
     """Returns the logits stored in x[:, 0, :K] (x (B, 1, K)); lets a test choose the predictions."""
 
