@@ -10,14 +10,11 @@ atomically.
 from __future__ import annotations
 
 import math
-import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
@@ -25,15 +22,13 @@ import torch
 from datamodules.csv import CSVDataModule, check_length, future_index, load_series
 from tsmodels.errors import UserInputError
 from tsmodels.io import atomic_path
-from tsmodels.models.spacetime import SpaceTime
+from tsmodels.tasks import fitting
 from tsmodels.tasks.forecasting import ForecastingTask
 
 BUNDLED_SAMPLE = "etth1_sample.csv"
 VAL_FRACTION = 0.15
 HOLDOUT_FRACTION = 0.15
-# An "epoch" of `tsm forecast` is this many random training batches (not a full pass), so the
-# default run stays within about a minute on a 2-core CPU whatever the series length.
-BATCHES_PER_EPOCH = 25
+BATCHES_PER_EPOCH = fitting.BATCHES_PER_EPOCH  # an "epoch" is this many random training batches
 
 
 @dataclass
@@ -78,12 +73,9 @@ def _check_options(opt: ForecastOptions) -> None:
 
 
 def default_lookback(n_rows: int, horizon: int) -> int:
-    """max(horizon, 96) capped at 336 and at what the series allows (the training part, 70% of
-    the rows, must hold the window plus the horizon several times over). On the bundled ETTh1
-    sample at H = 96 a 96-step window fits best in the one-minute budget (hold-out MSE 0.307 vs
-    0.320 at 168 and 0.332 at 336, measured 2026-11-22)."""
-    n_train = int(n_rows * (1 - VAL_FRACTION - HOLDOUT_FRACTION))
-    return max(1, min(max(horizon, 96), 336, (n_train - horizon) // 2))
+    """:func:`tsmodels.tasks.fitting.default_lookback` for the training part of ``n_rows`` rows
+    (70%: validation and hold-out take 15% each)."""
+    return fitting.default_lookback(int(n_rows * (1 - VAL_FRACTION - HOLDOUT_FRACTION)), horizon)
 
 
 def conformal_halfwidth(residuals: np.ndarray, level: float) -> np.ndarray:
@@ -117,27 +109,10 @@ def run_forecast(opt: ForecastOptions) -> dict:
     # The default model is small: one intra-op thread is as fast, deterministic, and immune to
     # the oversubscription that makes small CPU FFTs orders of magnitude slower on a busy machine.
     torch.set_num_threads(1)
-    pl.seed_everything(opt.seed, workers=True)
     dm = CSVDataModule(series=series, lookback=lookback, horizon=opt.horizon, val_fraction=VAL_FRACTION,
                        test_fraction=HOLDOUT_FRACTION, batch_size=32)
-    dm.setup("fit")
-    n_ch = dm.n_channels_out
-    model = SpaceTime(lookback=lookback, horizon=opt.horizon, n_channels_in=dm.n_channels_in, n_channels_out=n_ch)
-    task = ForecastingTask(model, lr=3e-3, weight_decay=1e-4, scheduler="cosine")
-    with tempfile.TemporaryDirectory() as ckpt_dir:
-        ckpt = pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, monitor="val/loss", mode="min")
-        trainer = pl.Trainer(
-            max_epochs=opt.max_epochs, limit_train_batches=BATCHES_PER_EPOCH, accelerator="cpu", devices=1,
-            logger=False, deterministic=True,
-            callbacks=[ckpt, pl.callbacks.EarlyStopping(monitor="val/loss", mode="min", patience=3)],
-            enable_progress_bar=opt.progress, enable_model_summary=False, num_sanity_val_steps=0,
-            gradient_clip_val=1.0,
-        )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*does not have many workers.*")
-            trainer.fit(task, datamodule=dm)
-        task.load_state_dict(torch.load(ckpt.best_model_path, weights_only=False)["state_dict"])
-    task.eval()
+    task, trainer = fitting.fit_spacetime(dm, max_epochs=opt.max_epochs, seed=opt.seed,
+                                          batches_per_epoch=BATCHES_PER_EPOCH, progress=opt.progress)
 
     dm.setup("test")
     summary: dict = {"csv": str(csv), "targets": list(series.columns), "lookback": lookback, "horizon": opt.horizon,
