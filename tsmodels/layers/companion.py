@@ -87,15 +87,35 @@ def correlate(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return polymul(u, v.flip(-1))[..., N - 1 : 2 * N - 1]
 
 
+# Newton's doubling starts from this many terms found by one triangular solve: the first
+# doublings are tiny FFT products whose launch count, not arithmetic, dominates.
+_DIRECT_TERMS = 32
+
+
+def _series_inverse_direct(d: torch.Tensor, n: int) -> torch.Tensor:
+    """First n coefficients of 1 / d(z) as the first column of the inverse of the lower-triangular
+    Toeplitz matrix T[i, j] = d[i - j]: one solve. d (..., m) -> (..., n)."""
+    dn = d[..., :n]
+    if dn.shape[-1] < n:
+        dn = nn.functional.pad(dn, (0, n - dn.shape[-1]))
+    i = torch.arange(n, device=d.device)
+    lag = i[:, None] - i[None, :]
+    T = dn[..., lag.clamp_min(0)] * (lag >= 0)
+    e0 = torch.zeros(n, 1, dtype=d.dtype, device=d.device)
+    e0[0] = 1
+    return torch.linalg.solve_triangular(T, e0.expand(*T.shape[:-1], 1), upper=False)[..., 0]
+
+
 def series_inverse(d: torch.Tensor, n: int) -> torch.Tensor:
     """First n coefficients of the power series 1 / d(z), by Newton's iteration (FFT products).
 
     Args: d (..., m) with d[..., 0] != 0; n >= 1. Returns (..., n).
-    Each step doubles the number of exact coefficients and keeps the ones already found, so the
-    low-order terms are not recomputed (and not re-rounded).
+    The first terms come from one triangular solve; each Newton step then doubles the number of
+    exact coefficients and keeps the ones already found, so the low-order terms are not
+    recomputed (and not re-rounded).
     """
-    g = 1.0 / d[..., :1]
-    k = 1
+    k = min(n, _DIRECT_TERMS)
+    g = _series_inverse_direct(d, k)
     while k < n:
         k2 = min(2 * k, n)
         e = polymul(d[..., :k2], g, k2)  # = 1 + z^k e_hi(z) + O(z^k2)
