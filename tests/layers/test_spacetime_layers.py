@@ -58,7 +58,7 @@ def test_series_inverse():
     g = torch.Generator().manual_seed(1)
     d = 0.2 * torch.randn(2, 9, generator=g, dtype=f64)
     d[:, 0] = 1.0
-    for n in (1, 2, 7, 50, 200):  # the triangular solve alone, then with Newton steps
+    for n in (1, 2, 7, 50):  # <= 32: the triangular solve alone; 50: then a Newton step
         inv = series_inverse(d, n)
         target = torch.zeros(2, n, dtype=f64)
         target[:, 0] = 1.0
