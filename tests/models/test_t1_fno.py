@@ -157,3 +157,22 @@ def test_task_rollout_and_one_step_shapes_and_training_lowers_loss():
     # the frequency-domain objective gives the same number
     task_f = OperatorTask(model, loss_domain="frequency")
     torch.testing.assert_close(task_f._objective(x, y), task._objective(x, y), rtol=1e-3, atol=1e-4)
+
+
+def test_t1_input_skip_starts_as_persistence():
+    # with the head's last layer at zero, a stepper returns its last input frame (band-limited inputs)
+    m = T1Operator2d(3, 1, resolution=16, width=8, modes=4, n_layers=2, head_width=16, head_init=0.0).eval()
+    assert m.input_skip
+    x = _bandlimited(2, 3, 16, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), x[:, -1:], atol=1e-5, rtol=0)
+    # auto: off when there are more outputs than inputs; asking for it then is a user error
+    assert not T1Operator2d(1, 2, resolution=16, width=4, modes=4, n_layers=1, head_width=4).input_skip
+    with pytest.raises(UserInputError, match="input_skip"):
+        T1Operator2d(1, 2, resolution=16, width=4, modes=4, n_layers=1, head_width=4, input_skip=True)
+
+
+def test_t1_coef_scale_defaults_to_ortho_units_and_is_checked():
+    assert T1Operator2d(1, 1, resolution=16, width=4, modes=4, n_layers=1, head_width=4).coef_scale == 16.0
+    with pytest.raises(UserInputError, match="coef_scale"):
+        T1Operator2d(1, 1, resolution=16, width=4, modes=4, n_layers=1, head_width=4, coef_scale=0.0)

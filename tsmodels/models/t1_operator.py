@@ -18,7 +18,23 @@ rollout length; FNO does two FFTs per layer per step.
 The transforms use norm="forward", so the coefficients are those of the Fourier series of the field
 and do not depend on the grid size: a model trained at one resolution evaluates at another
 (band-limited output, same modes). The head's last layer starts small (``head_init``), as in the
-paper's code, so an untrained stepper predicts almost nothing instead of an amplified field.
+paper's code.
+
+Coefficient scale (``coef_scale``, default: the training resolution X): the blocks see the retained
+coefficients multiplied by a constant, the output is divided by it. With coef_scale = X on an X x X
+grid these are the paper's norm="ortho" coefficients. It matters because the activations are
+pointwise on the coefficients: Fourier-series coefficients of a vorticity field are tiny (NS at 32 x
+32: median |c| ~ 2e-6, 99th percentile 0.06), where GELU is linear to first order and its quadratic
+term is noise, so the network stays ~linear. The constant is fixed at construction, so evaluating at
+another grid keeps the same units (resolution invariance holds).
+
+Input skip (``input_skip``, on by default for time steppers): the output is the last ``out_channels``
+input fields plus the head's prediction, so an untrained stepper is persistence rather than zero and
+the network learns the per-step change. Trained on the 10-step rollout loss, T1 without it learned a
+one-step map worse than persistence (CPU run, notes/t1_investigation.md: one-step rel. L2 0.098,
+persistence 0.088; 0.038 with the skip). A likely reason: each mode's weights must learn the
+identity on their own from a random start, while FNO starts from tiny spectral weights around a
+pointwise path shared by all modes.
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ import math
 import torch
 from torch import nn
 
+from tsmodels.errors import UserInputError
 from tsmodels.layers.fno import check_modes, gather_modes, hermitian_columns, scatter_modes
 from tsmodels.layers.t1 import T1Block2d, complex_act, crandn
 from tsmodels.models.fno import grid_channels
@@ -47,16 +64,31 @@ class T1Operator2d(nn.Module):
         mode_mixing: include the blocks' mode-mixing step.
         grid: append the (x, y) coordinate channels to the input (FNO's practice). Without them the
             model is exactly resolution invariant on band-limited inputs.
+        input_skip: add the retained spectrum of the last ``out_channels`` input fields to the output, so
+            the network predicts the change of the fields (a time stepper starts as persistence). None
+            (default): on when ``out_channels <= in_channels``.
+        coef_scale: constant multiplying the coefficients inside the network (see the module docstring);
+            None (default): ``resolution``, i.e. norm="ortho" units at the training grid.
     Shapes: x (B, in_channels, X, Y) -> (B, out_channels, X, Y) for any X, Y holding the modes.
     """
 
     def __init__(self, in_channels: int, out_channels: int, resolution: int, width: int = 32, modes: int = 12,
                  n_layers: int = 4, head_width: int = 128, act: str = "gelu", init: str = "fan_in",
-                 head_init: float = 0.01, mode_mixing: bool = True, grid: bool = True):
+                 head_init: float = 0.01, mode_mixing: bool = True, grid: bool = True,
+                 input_skip: bool | None = None, coef_scale: float | None = None):
         super().__init__()
         check_modes(modes, modes, (resolution, resolution))
         self.in_channels, self.out_channels, self.modes, self.act = in_channels, out_channels, modes, act
         self.grid = grid
+        if input_skip is None:
+            input_skip = out_channels <= in_channels
+        self.input_skip = bool(input_skip)
+        if input_skip and out_channels > in_channels:
+            raise UserInputError(f"input_skip adds the last {out_channels} input fields to the output, but there are "
+                                 f"only {in_channels}", "pass input_skip=False (model.input_skip=false)")
+        self.coef_scale = float(resolution if coef_scale is None else coef_scale)
+        if not self.coef_scale > 0:
+            raise UserInputError(f"coef_scale must be positive, got {coef_scale}", "pass coef_scale > 0 or None")
         c = in_channels + (2 if grid else 0)
         self.lift_weight = nn.Parameter(torch.randn(c, width) / math.sqrt(c))
         self.lift_bias = nn.Parameter(torch.zeros(width))
@@ -94,10 +126,14 @@ class T1Operator2d(nn.Module):
         const = e0 * self.lift_bias.to(zx.dtype)
         if self.grid:
             const = const + grid_modes @ w[C:]
-        h = torch.matmul(zx.permute(2, 3, 0, 1), w[:C]) + const  # (2m, m, B, W)
+        # the blocks work in units of coef_scale x the Fourier-series coefficients (module docstring)
+        h = torch.matmul(zx.permute(2, 3, 0, 1) * self.coef_scale, w[:C]) + const  # (2m, m, B, W)
         for block in self.blocks:
             h = block(h)
-        out = complex_act(h @ self.head1, self.act) @ self.head2  # (2m, m, B, C_out)
+        out = complex_act(h @ self.head1, self.act) @ self.head2 / self.coef_scale  # (2m, m, B, C_out)
+        if self.input_skip:
+            # the head predicts the change of the last out_channels input fields (see the module docstring)
+            out = out + zx[:, C - self.out_channels:].permute(2, 3, 0, 1)
         return hermitian_columns(out.permute(2, 3, 0, 1), size)
 
     def forward_spectrum(self, x: torch.Tensor) -> torch.Tensor:
