@@ -200,6 +200,18 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
     x_test, y_test = dm.test_dataset.tensors
 
     results, preds = [], {}
+    report: dict[str, Any] = {
+        "benchmark": "navier_stokes_2d", "device": device_name, "torch": torch.__version__,
+        "dataset": {"path": str(dataset), **{k: (v.item() if hasattr(v, "item") else v) for k, v in dm.attrs.items()},
+                    "generation_seconds": gen_seconds},
+        "setup": {"mode": "autoregressive", "t_in": dm.t_in, "t_out": dm.t_out, "resolution": res,
+                  "n_train": dm.n_train, "n_val": dm.n_val, "n_test": dm.n_test, "epochs": epochs,
+                  "batch_size": batch_size, "lr": lr, "optimizer": "AdamW(wd=1e-4), cosine", "width": width,
+                  "modes": modes, "n_layers": n_layers, "loss": "relative L2 over the 10-step rollout",
+                  "seed": seed, "smoke": smoke},
+        "results": results,
+    }
+    json_path, png_path = out_dir / "pde_bench.json", out_dir / "pde_bench.png"
     for name in names:
         pl.seed_everything(seed, workers=True, verbose=False)
         model = build_model(name, dm.in_channels, dm.out_channels, res, width, modes, n_layers)
@@ -229,28 +241,18 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
             "test_loss": float(metrics["test/loss"]),
         }
         results.append(row)
-        if progress:
-            print(f"{name}: {row['seconds_per_epoch']:.3g} s/epoch, test rel L2 {row['test_rel_l2']:.4g}, "
-                  f"rollout {row['test_rollout_rel_l2']:.4g}", flush=True)
+        # written after every model: a run cut off by a time limit keeps what finished
+        write_atomic_text(json_path, json.dumps(report, indent=2))
+        rollout = row["test_rollout_rel_l2"]
+        print(f"{name}: {row['seconds_per_epoch'] or float('nan'):.3g} s/epoch, test rel L2 {row['test_rel_l2']:.4g}"
+              + (f", rollout {rollout:.4g}" if rollout is not None else ""), flush=True)
 
-    report: dict[str, Any] = {
-        "benchmark": "navier_stokes_2d", "device": device_name, "torch": torch.__version__,
-        "dataset": {"path": str(dataset), **{k: (v.item() if hasattr(v, "item") else v) for k, v in dm.attrs.items()},
-                    "generation_seconds": gen_seconds},
-        "setup": {"mode": "autoregressive", "t_in": dm.t_in, "t_out": dm.t_out, "resolution": res,
-                  "n_train": dm.n_train, "n_val": dm.n_val, "n_test": dm.n_test, "epochs": epochs,
-                  "batch_size": batch_size, "lr": lr, "optimizer": "AdamW(wd=1e-4), cosine", "width": width,
-                  "modes": modes, "n_layers": n_layers, "loss": "relative L2 over the 10-step rollout",
-                  "seed": seed, "smoke": smoke},
-        "results": results,
-    }
     by = {r["model"]: r for r in results}
     if "t1" in by and "fno" in by and by["t1"]["seconds_per_epoch"] and by["fno"]["seconds_per_epoch"]:
         report["t1_speedup_per_epoch_vs_fno"] = by["fno"]["seconds_per_epoch"] / by["t1"]["seconds_per_epoch"]
         report["t1_rel_l2_change_vs_fno"] = by["t1"]["test_rel_l2"] / by["fno"]["test_rel_l2"] - 1.0
         if by["t1"]["test_rollout_rel_l2"] and by["fno"]["test_rollout_rel_l2"]:
             report["t1_rollout_rel_l2_change_vs_fno"] = by["t1"]["test_rollout_rel_l2"] / by["fno"]["test_rollout_rel_l2"] - 1.0
-    json_path, png_path = out_dir / "pde_bench.json", out_dir / "pde_bench.png"
     write_atomic_text(json_path, json.dumps(report, indent=2))
     t_last = float(dm.attrs.get("record_dt", 1.0)) * (dm.t_in + dm.t_out)
     _plot(png_path, y_test[0, -1].numpy(), x_test[0, -1].numpy(), preds,
