@@ -94,6 +94,8 @@ def main(argv=None) -> dict:
         companion._DIRECT_TERMS = terms
         row = {"variant": name, "direct_terms": terms}
         model.load_state_dict(init)  # every variant starts from the same weights: same first loss
+        # the first GPU step JIT-compiles the Triton fftconv kernels for these lengths (tens of s)
+        print(f"{name}: warming up", flush=True)
         try:
             with torch.no_grad():
                 row["loss"] = float((fn or _loss)(model, x, y, separate))
