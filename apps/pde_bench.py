@@ -5,11 +5,17 @@ Every model runs through :class:`tsmodels.tasks.operator.OperatorTask` (same los
 schedule, epochs, batches and seed). Columns: parameters (real numbers; a complex weight counts
 two), median seconds per training epoch, inference milliseconds per sample (one model call,
 test batch), test one-step relative L2 and autoregressive-rollout relative L2.
+
+Two tasks (``mode``): ``"autoregressive"`` (default), FNO's 10 -> 10 time stepper trained on the
+rollout; ``"direct"``, the T1 paper's setting (Poli et al. 2022, where it reports > 20% lower error
+than FNO): initial vorticity -> the field at one recorded frame (default the last), one call, no
+rollout (the table's rollout column shows "-").
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -19,8 +25,17 @@ import typer
 from tsmodels.errors import UserInputError
 
 KNOWN_MODELS = ("t1", "fno", "neuralop-fno")
+MODES = ("autoregressive", "direct")
 SMOKE = dict(n=24, res=16, steps=6, t_in=3, t_out=3, record_dt=0.25, dt=1e-2, width=8, modes=4, n_layers=2,
              epochs=1, batch_size=8)
+
+
+def parse_mode(mode: str) -> str:
+    """``"Direct"`` -> "direct"; anything but one of MODES raises UserInputError."""
+    m = mode.strip().lower() if isinstance(mode, str) else mode
+    if m not in MODES:
+        raise UserInputError(f"unknown mode {mode!r}", f"use --mode {' or --mode '.join(MODES)}")
+    return m
 
 
 def neuralop_available() -> bool:
@@ -102,7 +117,8 @@ def _inference_ms(model, x, reps: int = 10) -> float:
     return 1000.0 * times[len(times) // 2] / x.shape[0]
 
 
-def _plot(path: Path, truth, inputs_last, preds: dict[str, Any], title: str) -> None:
+def _plot(path: Path, truth, inputs_last, preds: dict[str, Any], title: str,
+          input_label: str = "input (last frame)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,7 +126,7 @@ def _plot(path: Path, truth, inputs_last, preds: dict[str, Any], title: str) -> 
 
     from tsmodels.io import atomic_path
 
-    panels = [("input (last frame)", inputs_last), ("truth", truth)] + [(k, v) for k, v in preds.items()]
+    panels = [(input_label, inputs_last), ("truth", truth)] + [(k, v) for k, v in preds.items()]
     panels += [(f"|{k} - truth|", abs(v - truth)) for k, v in preds.items()]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.2), squeeze=False)
     vmin, vmax = float(truth.min()), float(truth.max())
@@ -134,7 +150,7 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
               width: int = 32, modes: int = 12, n_layers: int = 4, batch_size: int = 20, lr: float = 1e-3,
               n: int = 1200, steps: int = 20, viscosity: float = 1e-3, t_in: int = 10, t_out: int = 10,
               seed: int = 0, loss_domain: str = "space", max_minutes_per_model: float | None = None,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, mode: str = "autoregressive", target_frame: int | None = None) -> dict[str, Any]:
     """Train and compare neural operators on one Navier-Stokes data set; returns the results dict.
 
     Args:
@@ -146,8 +162,12 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
         smoke: a tiny generated set and tiny models, 1 epoch: under a minute on CPU.
         out_dir: where results.json, the PNG (and generated data) go.
         width, modes, n_layers: shared model size. batch_size, lr: shared optimization.
-        t_in, t_out: FNO's autoregressive setup (10 -> 10).
+        t_in, t_out: FNO's autoregressive setup (10 -> 10); unused in direct mode.
         max_minutes_per_model: optional wall-clock cap per model (Lightning max_time).
+        mode: "autoregressive" (x (B, t_in, R, R) -> y (B, t_out, R, R) by rollout) or "direct"
+            (initial vorticity x (B, 1, R, R) -> y (B, 1, R, R) at ``target_frame``, one call).
+        target_frame: direct mode only: 0-based index of the recorded frame to predict (negative
+            counts from the end); None: the last frame (the paper's pairing).
     Output: ``out_dir``/pde_bench.json and ``out_dir``/pde_bench.png; a rich table on stdout.
     """
     import lightning.pytorch as pl
@@ -158,6 +178,14 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
     from tsmodels.tasks.callbacks import EpochTimer
     from tsmodels.tasks.operator import OperatorTask
 
+    mode = parse_mode(mode)
+    if target_frame is not None and mode != "direct":
+        raise UserInputError("--target-frame only applies to the direct task", "add --mode direct or drop --target-frame")
+    if isinstance(target_frame, bool) or not (target_frame is None or isinstance(target_frame, numbers.Integral)):
+        raise UserInputError(f"target frame must be an integer frame index, got {target_frame!r}",
+                             "pass --target-frame K (0-based; -1 is the last frame)")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or lr == float("inf"):
+        raise UserInputError(f"learning rate must be a positive number, got {lr!r}", "pass e.g. --lr 1e-3")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = parse_models(models if not (smoke and models is None) else "t1,fno")
@@ -189,8 +217,10 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
         resolution = None
     else:
         gen_seconds = None
-    dm = NavierStokesDataModule(path=dataset, mode="autoregressive", t_in=t_in, t_out=t_out, resolution=resolution,
-                                batch_size=batch_size)
+    # checked before the datamodule so that a bad index is reported in the CLI's words
+    target = _target_frame_time(dataset, target_frame) if mode == "direct" else None
+    dm = NavierStokesDataModule(path=dataset, mode=mode, t_in=t_in, t_out=t_out, t_final=target_frame,
+                                resolution=resolution, batch_size=batch_size)
     res = dm.resolution
     from tsmodels.layers.fno import check_modes
 
@@ -204,13 +234,19 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
         "benchmark": "navier_stokes_2d", "device": device_name, "torch": torch.__version__,
         "dataset": {"path": str(dataset), **{k: (v.item() if hasattr(v, "item") else v) for k, v in dm.attrs.items()},
                     "generation_seconds": gen_seconds},
-        "setup": {"mode": "autoregressive", "t_in": dm.t_in, "t_out": dm.t_out, "resolution": res,
+        "setup": {"mode": mode, "t_in": dm.t_in, "t_out": dm.t_out, "resolution": res,
                   "n_train": dm.n_train, "n_val": dm.n_val, "n_test": dm.n_test, "epochs": epochs,
                   "batch_size": batch_size, "lr": lr, "optimizer": "AdamW(wd=1e-4), cosine", "width": width,
-                  "modes": modes, "n_layers": n_layers, "loss": "relative L2 over the 10-step rollout",
+                  "modes": modes, "n_layers": n_layers,
+                  "loss": (f"relative L2 over the {dm.t_out}-step rollout" if mode == "autoregressive"
+                           else "relative L2 of the one-call prediction"),
                   "seed": seed, "smoke": smoke},
         "results": results,
     }
+    if target is not None:
+        # the paper's pairing: initial vorticity (t = 0) -> this recorded frame
+        report["setup"].update(task="initial vorticity -> one frame, one call", target_frame=target[0],
+                               target_time=target[1])
     json_path, png_path = out_dir / "pde_bench.json", out_dir / "pde_bench.png"
     for name in names:
         pl.seed_everything(seed, workers=True, verbose=False)
@@ -254,12 +290,43 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
         if by["t1"]["test_rollout_rel_l2"] and by["fno"]["test_rollout_rel_l2"]:
             report["t1_rollout_rel_l2_change_vs_fno"] = by["t1"]["test_rollout_rel_l2"] / by["fno"]["test_rollout_rel_l2"] - 1.0
     write_atomic_text(json_path, json.dumps(report, indent=2))
-    t_last = float(dm.attrs.get("record_dt", 1.0)) * (dm.t_in + dm.t_out)
-    _plot(png_path, y_test[0, -1].numpy(), x_test[0, -1].numpy(), preds,
-          f"test sample 0, t = {t_last:g} ({dm.t_out}-step rollout), {res}x{res}, nu = {dm.attrs.get('viscosity')}")
+    if mode == "autoregressive":
+        t_last = float(dm.attrs.get("record_dt", 1.0)) * (dm.t_in + dm.t_out)
+        title = f"test sample 0, t = {t_last:g} ({dm.t_out}-step rollout), {res}x{res}, nu = {dm.attrs.get('viscosity')}"
+        input_label = "input (last frame)"
+    else:
+        t_txt = f"t = {target[1]:g}" if target[1] is not None else f"frame {target[0]}"
+        title = (f"test sample 0, direct task: initial vorticity -> {t_txt} (one call), {res}x{res}, "
+                 f"nu = {dm.attrs.get('viscosity')}")
+        input_label = "input (initial vorticity)"
+    _plot(png_path, y_test[0, -1].numpy(), x_test[0, -1].numpy(), preds, title, input_label)
     report["files"] = {"json": str(json_path), "png": str(png_path)}
     print_table(report)
     return report
+
+
+def _target_frame_time(path: str | Path, target_frame: int | None) -> tuple[int, float | None]:
+    """Direct mode: the 0-based index of the target frame (None: the last) and its time (the file's
+    ``time`` coordinate, else record_dt * (index + 1), else None); UserInputError when out of range."""
+    from datamodules.navier_stokes import open_navier_stokes
+
+    ds = open_navier_stokes(path)
+    try:
+        n_time = ds.sizes["time"]
+        idx = n_time - 1 if target_frame is None else int(target_frame)
+        if not -n_time <= idx < n_time:
+            raise UserInputError(f"target frame {target_frame} is outside the file's {n_time} recorded frames",
+                                 f"pass --target-frame between 0 and {n_time - 1} (or -1 for the last)")
+        idx %= n_time
+        if "time" in ds.coords:
+            t = float(ds["time"].values[idx])
+        elif "record_dt" in ds.attrs:
+            t = float(ds.attrs["record_dt"]) * (idx + 1)
+        else:
+            t = None
+    finally:
+        ds.close()
+    return idx, t
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -268,9 +335,17 @@ def print_table(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     s = report["setup"]
-    table = Table(title=f"Navier-Stokes {s['resolution']}x{s['resolution']}, {s['t_in']}->{s['t_out']}, "
-                        f"{s['n_train']} train / {s['n_test']} test, {s['epochs']} epochs, {report['device']}")
-    for col in ("model", "params", "s / epoch", "inference ms / sample", "test rel. L2 (1 step)", "rollout rel. L2"):
+    direct = s.get("mode", "autoregressive") == "direct"
+    if direct:
+        t = s.get("target_time")
+        task = f"direct w0 -> {f't = {t:g}' if t is not None else 'frame ' + str(s.get('target_frame'))}"
+    else:
+        task = f"{s['t_in']}->{s['t_out']}"
+    table = Table(title=f"Navier-Stokes {s['resolution']}x{s['resolution']}, {task}, "
+                        f"{s['n_train']} train / {s['n_test']} test, {s['epochs']} epochs, lr {s.get('lr', 1e-3):g}, "
+                        f"{report['device']}")
+    l2_col = "test rel. L2 (1 call)" if direct else "test rel. L2 (1 step)"
+    for col in ("model", "params", "s / epoch", "inference ms / sample", l2_col, "rollout rel. L2"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in report["results"]:
         table.add_row(r["model"], f"{r['params']:,}", f"{r['seconds_per_epoch']:.3g}" if r["seconds_per_epoch"] else "-",
@@ -279,7 +354,7 @@ def print_table(report: dict[str, Any]) -> None:
     Console().print(table)
     if "t1_speedup_per_epoch_vs_fno" in report:
         Console().print(f"T1 vs FNO: {report['t1_speedup_per_epoch_vs_fno']:.2f}x faster per epoch, "
-                        f"one-step rel. L2 {100 * report['t1_rel_l2_change_vs_fno']:+.1f}%")
+                        f"{'test' if direct else 'one-step'} rel. L2 {100 * report['t1_rel_l2_change_vs_fno']:+.1f}%")
 
 
 def pde_bench_command(
@@ -294,11 +369,16 @@ def pde_bench_command(
     modes: int = typer.Option(12, help="Retained Fourier modes per axis of every model."),
     n_layers: int = typer.Option(4, "--layers", help="Operator layers / blocks."),
     batch_size: int = typer.Option(20, "--batch-size", help="Batch size."),
+    lr: float = typer.Option(1e-3, help="Learning rate (AdamW, cosine schedule), the same for every model."),
+    mode: str = typer.Option("autoregressive", help="Task: autoregressive (FNO's 10 -> 10 rollout) or direct "
+                                                    "(initial vorticity -> one frame, one call: the T1 paper's task)."),
+    target_frame: Optional[int] = typer.Option(None, "--target-frame", help="With --mode direct: 0-based index of the "
+                                               "recorded frame to predict (-1 = last). Default: the last frame."),
     n: int = typer.Option(1200, help="With --generate: trajectories (1000 train / 100 val / 100 test for 1200)."),
     viscosity: float = typer.Option(1e-3, help="With --generate: viscosity."),
     seed: int = typer.Option(0, help="Seed for data generation and training."),
 ) -> None:
     """Train T1 and FNO on the same Navier-Stokes data and budget; print a table, write JSON and a PNG."""
     pde_bench(dataset=dataset, generate=generate, models=models, epochs=epochs, resolution=resolution, smoke=smoke,
-              out_dir=out_dir, width=width, modes=modes, n_layers=n_layers, batch_size=batch_size, n=n,
-              viscosity=viscosity, seed=seed)
+              out_dir=out_dir, width=width, modes=modes, n_layers=n_layers, batch_size=batch_size, lr=lr, n=n,
+              viscosity=viscosity, seed=seed, mode=mode, target_frame=target_frame)

@@ -34,6 +34,62 @@ def test_pde_bench_smoke_end_to_end(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_pde_bench_direct_smoke_end_to_end(tmp_path, capsys):
+    # the T1 paper's task: initial vorticity -> last recorded frame (smoke data: 6 frames, record_dt 0.25)
+    report = pde_bench(smoke=True, out_dir=tmp_path, progress=False, mode="direct", lr=3e-3)
+    assert [r["model"] for r in report["results"]] == ["t1", "fno"]
+    for r in report["results"]:
+        assert r["params"] > 0 and np.isfinite(r["test_rel_l2"]) and np.isfinite(r["test_loss"])
+        assert r["test_rollout_rel_l2"] is None
+    saved = json.loads((tmp_path / "pde_bench.json").read_text())
+    s = saved["setup"]
+    assert s["mode"] == "direct" and s["lr"] == 3e-3 and s["t_in"] == 1 and s["t_out"] == 1
+    assert s["target_frame"] == 5 and s["target_time"] == pytest.approx(1.5)
+    assert "t1_rollout_rel_l2_change_vs_fno" not in saved
+    assert (tmp_path / "pde_bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = capsys.readouterr().out
+    assert "direct w0 -> t = 1.5" in out
+    # the rollout column shows "-" for both rows
+    rows = [line for line in out.splitlines() if line.strip("│ ").startswith(("t1 ", "fno "))]
+    assert len(rows) == 2 and all(line.rstrip(" │").endswith("-") for line in rows), out
+
+
+def test_pde_bench_direct_target_frame_and_default_lr(tmp_path, tiny_file):
+    report = pde_bench(dataset=tiny_file, models="fno", epochs=1, width=4, modes=2, n_layers=1, batch_size=8,
+                       out_dir=tmp_path, progress=False, mode="direct", target_frame=1)
+    s = report["setup"]
+    assert s["lr"] == 1e-3 and s["target_frame"] == 1 and s["target_time"] == pytest.approx(0.5)
+    assert report["results"][0]["test_rollout_rel_l2"] is None
+
+
+def test_pde_bench_bad_mode_lr_target(tmp_path, tiny_file):
+    with pytest.raises(UserInputError, match="unknown mode 'rollout'"):
+        pde_bench(dataset=tiny_file, out_dir=tmp_path, mode="rollout", progress=False)
+    with pytest.raises(UserInputError, match="learning rate"):
+        pde_bench(dataset=tiny_file, out_dir=tmp_path, lr=0.0, progress=False)
+    with pytest.raises(UserInputError, match="only applies to the direct task"):
+        pde_bench(dataset=tiny_file, out_dir=tmp_path, target_frame=2, progress=False)
+    with pytest.raises(UserInputError, match="outside the file's 6 recorded frames"):
+        pde_bench(dataset=tiny_file, out_dir=tmp_path, mode="direct", target_frame=6, progress=False)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--mode", "rollout"], "unknown mode 'rollout'"),
+    (["--lr", "-1"], "learning rate must be a positive number"),
+    (["--mode", "direct", "--target-frame", "99"], "outside the file's 6 recorded frames"),
+])
+def test_cli_bad_mode_exit_2_one_error_line(tmp_path, tiny_file, capsys, args, needle):
+    from apps.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["pde-bench", "--dataset", str(tiny_file), "--out-dir", str(tmp_path / "out"), *args])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
+    assert not (tmp_path / "out" / "pde_bench.json").exists()
+
+
 def test_pde_bench_bad_inputs(tmp_path, tiny_file):
     import xarray as xr
 
