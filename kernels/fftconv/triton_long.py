@@ -29,14 +29,13 @@ batch row at a time so the workspace stays O(H n).
 
 from __future__ import annotations
 
-import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-from .triton_fftconv import _dot, _prec, _pow2_at_least
+from .triton_fftconv import _dft_matrix as _dft
+from .triton_fftconv import _dot, _pow2_at_least, _prec, _twiddle
 
 # (min n, max n) of the padded transform given to this kernel per input dtype; outside it the
 # dispatcher uses the one-tile kernel (smaller n) or torch.fft. Measured on an H200
@@ -182,30 +181,6 @@ def _long_kernel(
 
 # ----------------------------------------------------------------------------------------------
 # host side
-
-_CONSTS: dict = {}
-
-
-def _dft(n: int, device):
-    key = ("F", n, str(device))
-    if key not in _CONSTS:
-        j = torch.arange(n, dtype=torch.int64)
-        ang = (-2 * math.pi / n) * ((j[:, None] * j[None, :]) % n).double()
-        _CONSTS[key] = (torch.cos(ang).float().to(device), torch.sin(ang).float().to(device))
-    return _CONSTS[key]
-
-
-def _twiddle(rows: int, cols: int, device):
-    """w_(rows*cols)^(r c), (rows, cols), the exponent reduced in integers so large n stay exact."""
-    key = ("T", rows, cols, str(device))
-    if key not in _CONSTS:
-        n = rows * cols
-        r = torch.arange(rows, dtype=torch.int64)[:, None]
-        c = torch.arange(cols, dtype=torch.int64)[None, :]
-        ang = (-2 * math.pi / n) * ((r * c) % n).double()
-        _CONSTS[key] = (torch.cos(ang).float().contiguous().to(device), torch.sin(ang).float().contiguous().to(device))
-    return _CONSTS[key]
-
 
 def plan_long(L: int, Lk: int, dtype=torch.float32) -> tuple[int, int, int] | None:
     """(N1, P, Q) of the long kernel for a length-L input and length-Lk kernel, or None."""
