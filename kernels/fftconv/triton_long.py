@@ -29,7 +29,6 @@ batch row at a time so the workspace stays O(H n).
 
 from __future__ import annotations
 
-
 import torch
 import triton
 import triton.language as tl
