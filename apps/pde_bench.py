@@ -300,7 +300,7 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
                  f"nu = {dm.attrs.get('viscosity')}")
         input_label = "input (initial vorticity)"
     _plot(png_path, y_test[0, -1].numpy(), x_test[0, -1].numpy(), preds, title, input_label)
-    report["files"] = {"json": str(json_path), "png": str(png_path)}
+    report["files"] = {"json": json_path.name, "png": png_path.name}  # inside out_dir; no machine paths in results
     print_table(report)
     return report
 

@@ -5,7 +5,7 @@
 # reported are under that sharing; summaries are copied to OUTDIR.
 set -u
 out=${1:?out dir}; max_time=${2:-00:00:02:00}
-runs=${RUNS_ROOT:-/tmp/ett_runs}
+runs=${RUNS_ROOT:-runs/ett_informer_bench}
 mkdir -p "$out" "$runs"
 for model in spacetime_paper dlinear; do
   for ds in ETTh1 ETTh2; do
