@@ -217,8 +217,6 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
         resolution = None
     else:
         gen_seconds = None
-    # checked before the datamodule so that a bad index is reported in the CLI's words
-    target = _target_frame_time(dataset, target_frame) if mode == "direct" else None
     dm = NavierStokesDataModule(path=dataset, mode=mode, t_in=t_in, t_out=t_out, t_final=target_frame,
                                 resolution=resolution, batch_size=batch_size)
     res = dm.resolution
@@ -243,10 +241,10 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
                   "seed": seed, "smoke": smoke},
         "results": results,
     }
-    if target is not None:
+    if mode == "direct":
         # the paper's pairing: initial vorticity (t = 0) -> this recorded frame
-        report["setup"].update(task="initial vorticity -> one frame, one call", target_frame=target[0],
-                               target_time=target[1])
+        report["setup"].update(task="initial vorticity -> one frame, one call", target_frame=dm.target_frame,
+                               target_time=dm.target_time)
     json_path, png_path = out_dir / "pde_bench.json", out_dir / "pde_bench.png"
     for name in names:
         pl.seed_everything(seed, workers=True, verbose=False)
@@ -295,7 +293,7 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
         title = f"test sample 0, t = {t_last:g} ({dm.t_out}-step rollout), {res}x{res}, nu = {dm.attrs.get('viscosity')}"
         input_label = "input (last frame)"
     else:
-        t_txt = f"t = {target[1]:g}" if target[1] is not None else f"frame {target[0]}"
+        t_txt = f"t = {dm.target_time:g}" if dm.target_time is not None else f"frame {dm.target_frame}"
         title = (f"test sample 0, direct task: initial vorticity -> {t_txt} (one call), {res}x{res}, "
                  f"nu = {dm.attrs.get('viscosity')}")
         input_label = "input (initial vorticity)"
@@ -303,30 +301,6 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
     report["files"] = {"json": json_path.name, "png": png_path.name}  # inside out_dir; no machine paths in results
     print_table(report)
     return report
-
-
-def _target_frame_time(path: str | Path, target_frame: int | None) -> tuple[int, float | None]:
-    """Direct mode: the 0-based index of the target frame (None: the last) and its time (the file's
-    ``time`` coordinate, else record_dt * (index + 1), else None); UserInputError when out of range."""
-    from datamodules.navier_stokes import open_navier_stokes
-
-    ds = open_navier_stokes(path)
-    try:
-        n_time = ds.sizes["time"]
-        idx = n_time - 1 if target_frame is None else int(target_frame)
-        if not -n_time <= idx < n_time:
-            raise UserInputError(f"target frame {target_frame} is outside the file's {n_time} recorded frames",
-                                 f"pass --target-frame between 0 and {n_time - 1} (or -1 for the last)")
-        idx %= n_time
-        if "time" in ds.coords:
-            t = float(ds["time"].values[idx])
-        elif "record_dt" in ds.attrs:
-            t = float(ds.attrs["record_dt"]) * (idx + 1)
-        else:
-            t = None
-    finally:
-        ds.close()
-    return idx, t
 
 
 def print_table(report: dict[str, Any]) -> None:

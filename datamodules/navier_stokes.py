@@ -380,11 +380,15 @@ class NavierStokesDataModule(pl.LightningDataModule):
             else:
                 idx = n_time - 1 if t_final is None else int(t_final)
                 if not -n_time <= idx < n_time:
-                    raise UserInputError(f"t_final={t_final} is outside the file's {n_time} time steps",
-                                         f"pick an index in 0..{n_time - 1}")
+                    raise UserInputError(f"target frame {t_final} is outside the file's {n_time} recorded frames",
+                                         f"pick a frame index in 0..{n_time - 1} (or -1 for the last)")
+                idx %= n_time
                 x = ds["initial_vorticity"][:, ::stride, ::stride].values[:, None].astype(np.float32)
-                y = ds["vorticity"][:, idx: idx + 1 if idx != -1 else None, ::stride, ::stride].values.astype(np.float32)
+                y = ds["vorticity"][:, idx: idx + 1, ::stride, ::stride].values.astype(np.float32)
                 self.in_channels, self.out_channels, self.t_out = 1, 1, 1
+                # the target's 0-based frame index and its time (the file's time coordinate)
+                self.target_frame = idx
+                self.target_time = float(ds["time"].values[idx]) if "time" in ds.coords else None
         finally:
             ds.close()
         self.t_in = int(t_in) if mode == "autoregressive" else 1
