@@ -28,7 +28,6 @@ from tsmodels.tasks.forecasting import ForecastingTask
 BUNDLED_SAMPLE = "etth1_sample.csv"
 VAL_FRACTION = 0.15
 HOLDOUT_FRACTION = 0.15
-BATCHES_PER_EPOCH = fitting.BATCHES_PER_EPOCH  # an "epoch" is this many random training batches
 
 
 @dataclass
@@ -112,7 +111,7 @@ def run_forecast(opt: ForecastOptions) -> dict:
     dm = CSVDataModule(series=series, lookback=lookback, horizon=opt.horizon, val_fraction=VAL_FRACTION,
                        test_fraction=HOLDOUT_FRACTION, batch_size=32)
     task, trainer = fitting.fit_spacetime(dm, max_epochs=opt.max_epochs, seed=opt.seed,
-                                          batches_per_epoch=BATCHES_PER_EPOCH, progress=opt.progress)
+                                          progress=opt.progress)
 
     dm.setup("test")
     summary: dict = {"csv": str(csv), "targets": list(series.columns), "lookback": lookback, "horizon": opt.horizon,
