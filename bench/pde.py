@@ -4,10 +4,11 @@ relative L2 (Poli et al. 2022 report > 20% lower error).
 
 One GPU run does everything:
 1. generate the data set with our solver on the GPU (``--n`` trajectories, FNO recipe), NetCDF;
-2. micro-benchmark: one training step (10-step rollout, forward + backward) and one inference
-   call per model, CUDA events, median of >= 20 reps, at 64 x 64 and 128 x 128 (random fields);
-3. ``apps.pde_bench.pde_bench``: every model trained with the same task, data, epochs, seed;
-   table, JSON and PNG.
+2. micro-benchmark: one training step (10-step rollout, forward + backward + AdamW), eager and as
+   CUDA graphs, and one inference call per model, CUDA events, median of 20 reps, at 64 x 64 and
+   128 x 128 (random fields);
+3. ``apps.pde_bench.pde_bench``: every model trained with the same task, data, epochs, seed, data
+   on the GPU and CUDA-graphed training steps (``--no-cuda-graphs``: eager); table, JSON and PNG.
 
 ``--mode direct`` runs the paper's own task instead (initial vorticity -> the last recorded frame,
 or ``--target-frame K``, one call, no rollout); its micro-benchmark times that one-call operator.
@@ -37,28 +38,36 @@ from tsmodels.tasks.operator import OperatorTask  # noqa: E402
 
 
 def micro(models: list[str], res: int, batch: int, width: int, modes: int, n_layers: int, t_in: int, t_out: int) -> list[dict]:
-    """Training-step and inference times (ms) per model on random fields at ``res``."""
+    """Training-step times (ms; forward + backward + AdamW step), eager and through CUDA graphs, and
+    inference times per model on random fields at ``res``."""
     rows = []
     x = torch.randn(batch, t_in, res, res, device="cuda")
     y = torch.randn(batch, t_out, res, res, device="cuda")
     for name in models:
-        torch.manual_seed(0)
-        model = build_model(name, t_in, 1, res, width, modes, n_layers).cuda()
-        task = OperatorTask(model).cuda()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        row = {"model": name, "resolution": res, "batch": batch}
+        for graphs in (False, True):
+            torch.manual_seed(0)
+            model = build_model(name, t_in, 1, res, width, modes, n_layers).cuda()
+            task = OperatorTask(model, cuda_graphs=graphs).cuda().train()
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-        def step():
-            opt.zero_grad(set_to_none=True)
-            task._objective(x, y).backward()
-            opt.step()
+            def step():
+                opt.zero_grad(set_to_none=True)
+                task.objective(x, y).backward()
+                opt.step()
 
-        train = time_ms(step, warmup=3, reps=20, flush_l2=False)
+            t = time_ms(step, warmup=3, reps=20, flush_l2=False)
+            row["train_step_ms_graphed" if graphs else "train_step_ms"] = t["median_ms"]
+            if graphs:
+                row["graph_captured"] = task.graphed
+        row["params"] = count_params(model)
         with torch.no_grad():
             infer = time_ms(lambda: model(x), warmup=3, reps=20, flush_l2=False)
-        rows.append({"model": name, "resolution": res, "batch": batch, "params": count_params(model),
-                     "train_step_ms": train["median_ms"], "inference_ms": infer["median_ms"],
-                     "inference_ms_per_sample": infer["median_ms"] / batch})
-        print(f"micro {name} {res}x{res} b{batch}: step {train['median_ms']:.2f} ms, infer {infer['median_ms']:.2f} ms", flush=True)
+        row.update(inference_ms=infer["median_ms"], inference_ms_per_sample=infer["median_ms"] / batch)
+        rows.append(row)
+        print(f"micro {name} {res}x{res} b{batch}: step {row['train_step_ms']:.2f} ms eager, "
+              f"{row['train_step_ms_graphed']:.2f} ms graphed ({row['graph_captured']}), infer {infer['median_ms']:.2f} ms",
+              flush=True)
     return rows
 
 
@@ -82,6 +91,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--mode", choices=MODES, default="autoregressive")
     p.add_argument("--target-frame", type=int, default=None, help="--mode direct: 0-based frame index (default last)")
+    p.add_argument("--no-cuda-graphs", action="store_true", help="train eagerly (autograd launches every kernel)")
     a = p.parse_args()
     # fail before the data generation and micro-benchmark, not after them
     if a.target_frame is not None and a.mode != "direct":
@@ -114,7 +124,8 @@ def main() -> None:
 
     res = pde_bench(dataset=data, models=models, epochs=a.epochs, out_dir=a.out_dir, width=a.width, modes=a.modes,
                     n_layers=a.layers, batch_size=a.batch_size, lr=a.lr, max_minutes_per_model=a.max_minutes_per_model,
-                    progress=False, mode=a.mode, target_frame=a.target_frame)
+                    progress=False, mode=a.mode, target_frame=a.target_frame,
+                    cuda_graphs=not a.no_cuda_graphs)
     report["pde_bench"] = res
     path = write_json(result_name, report)
     print(f"wrote {path}")

@@ -27,7 +27,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from datamodules._paths import data_root
 from tsmodels.errors import UserInputError
@@ -333,6 +333,8 @@ class NavierStokesDataModule(pl.LightningDataModule):
         n_train, n_val, n_test: sample counts (the first samples train, then val, then test);
             None: n_test = n_val = round(n / 12), n_train the rest (1000/100/100 for 1200 samples).
         batch_size, num_workers: DataLoader settings.
+        device: keep the splits on this device (e.g. "cuda": a 1000-trajectory 64 x 64 set is ~0.3 GB), so a
+            batch is one gather on the GPU instead of a host-to-device copy; None keeps them on the CPU.
 
     Batches: (x, y) float32, x (B, in_channels, R, R), y (B, T_y, R, R) with T_y = t_out or 1.
     Attributes filled into model ``???`` keys: ``in_channels``, ``out_channels``, ``resolution``,
@@ -342,7 +344,8 @@ class NavierStokesDataModule(pl.LightningDataModule):
     def __init__(self, path: str | os.PathLike | None = None, mode: str = "autoregressive", t_in: int = 10,
                  t_out: int = 10, t_final: int | None = None, resolution: int | None = None,
                  n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
-                 batch_size: int = 20, num_workers: int = 0, generate: dict[str, Any] | None = None):
+                 batch_size: int = 20, num_workers: int = 0, generate: dict[str, Any] | None = None,
+                 device: str | torch.device | None = None):
         super().__init__()
         if mode not in ("autoregressive", "direct"):
             raise UserInputError(f"unknown mode {mode!r}", "use mode=autoregressive or mode=direct")
@@ -403,6 +406,9 @@ class NavierStokesDataModule(pl.LightningDataModule):
                                  "lower n_train/n_val/n_test or generate more samples")
         self.n_train, self.n_val, self.n_test = int(n_train), int(n_val), int(n_test)
         xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+        if device is not None:
+            xt, yt = xt.to(device), yt.to(device)
+            self.num_workers = 0  # worker processes cannot share CUDA tensors
         a, b, c = self.n_train, self.n_train + self.n_val, self.n_train + self.n_val + self.n_test
         self.train_dataset = TensorDataset(xt[:a], yt[:a])
         self.val_dataset = TensorDataset(xt[a:b], yt[a:b])
@@ -410,8 +416,11 @@ class NavierStokesDataModule(pl.LightningDataModule):
         self.split_indices = {"train": range(0, a), "val": range(a, b), "test": range(b, c)}
 
     def _loader(self, ds, shuffle: bool) -> DataLoader:
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          drop_last=False, persistent_workers=self.num_workers > 0)
+        # whole batches of indices: TensorDataset answers a list index with one gather per tensor,
+        # instead of batch_size single-sample reads and a stack
+        order = RandomSampler(ds) if shuffle else SequentialSampler(ds)
+        return DataLoader(ds, sampler=BatchSampler(order, self.batch_size, drop_last=False), batch_size=None,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, True)

@@ -115,6 +115,11 @@ def test_datamodule_pairs_splits_and_attributes(tiny_nc):
     idx = {k: set(r) for k, r in dm.split_indices.items()}
     assert not (idx["train"] & idx["val"]) and not (idx["train"] & idx["test"]) and not (idx["val"] & idx["test"])
     assert [len(dm.train_dataset), len(dm.val_dataset), len(dm.test_dataset)] == [8, 2, 2]
+    # an epoch of shuffled batches covers every training pair once (batches of 4, 4)
+    batches = list(dm.train_dataloader())
+    assert [b[0].shape[0] for b in batches] == [4, 4]
+    seen = sorted(map(tuple, torch.cat([b[0][:, 0, 0, :2] for b in batches]).tolist()))
+    assert seen == sorted(map(tuple, torch.from_numpy(v[:8, 0, 0, :2]).tolist()))
     # coarser evaluation grid by striding, direct mode (initial -> last frame)
     dm2 = NavierStokesDataModule(path=path, mode="direct", resolution=8, n_train=8, n_val=2, n_test=2)
     x2, y2 = dm2.test_dataset.tensors
