@@ -17,7 +17,8 @@ Training-clip augmentation for classification (all off by default; validation an
 are never augmented): ``shift`` places a shorter clip at a random offset in the window instead of
 at its start, ``speed`` resamples it by a random factor in [1 - speed, 1 + speed] (pitch and tempo
 together), ``gain_db`` scales it by a random gain in +-gain_db dB, and ``noise`` adds white noise
-at a random level up to ``noise`` times the clip's RMS.
+at a random level up to ``noise`` times the clip's RMS, and ``time_mask`` zeroes one random span of
+up to that fraction of the clip (SpecAugment's time mask, on the waveform).
 
 Batches:
   - ``task="classification"``: ``(x, y)``, x (B, length, 1) float32 in [-1, 1], y (B,) int64.
@@ -157,7 +158,7 @@ class SpeechDataset(Dataset):
         return self._cache[i]
 
     def _augmented(self, x: np.ndarray) -> np.ndarray:
-        """Random speed / gain / noise of one clip x (T,) (see the module doc); a new array."""
+        """Random speed / gain / noise / time mask of one clip x (T,) (see the module doc); a new array."""
         rng, aug = self._worker_rng(), self.augment
         if aug.get("speed"):
             factor = 1 + rng.uniform(-aug["speed"], aug["speed"])
@@ -168,6 +169,11 @@ class SpeechDataset(Dataset):
         if aug.get("noise"):
             rms = float(np.sqrt(np.mean(x**2))) + 1e-8
             x = x + (rng.uniform(0, aug["noise"]) * rms * rng.standard_normal(len(x))).astype(np.float32)
+        if aug.get("time_mask"):
+            width = int(rng.uniform(0, aug["time_mask"]) * len(x))
+            start = int(rng.integers(0, len(x) - width + 1))
+            x = x.copy()
+            x[start:start + width] = 0.0
         return np.clip(x, -1, 1).astype(np.float32)
 
     def __getitem__(self, i: int):
@@ -200,7 +206,7 @@ class SpeechDataModule(pl.LightningDataModule):
         test_takes, val_takes: take numbers of the test / validation splits (flat layout).
         batch_size, num_workers, seed: loader settings (train shuffled).
         limit: use only the first ``limit`` files of each split (quick runs and tests).
-        shift, speed, gain_db, noise: training-clip augmentation for classification (see the
+        shift, speed, gain_db, noise, time_mask: training-clip augmentation for classification (see the
             module doc); ignored for generation.
 
     Attributes (for ``???`` model keys): ``n_classes`` (2^bits for generation, number of labels for
@@ -224,6 +230,7 @@ class SpeechDataModule(pl.LightningDataModule):
         speed: float = 0.0,
         gain_db: float = 0.0,
         noise: float = 0.0,
+        time_mask: float = 0.0,
     ):
         super().__init__()
         if task not in ("classification", "generation"):
@@ -260,10 +267,11 @@ class SpeechDataModule(pl.LightningDataModule):
                 raise UserInputError(f"cannot read audio file {items[0]['path']}: {e}", "check the file") from e
         self.sample_rate = int(sample_rate)
         self._resample = sample_rate  # always resample to this rate if a file differs
-        if not (0 <= speed < 1 and gain_db >= 0 and noise >= 0):
-            raise UserInputError(f"augmentation speed={speed}, gain_db={gain_db}, noise={noise} out of range",
-                                 "use 0 <= data.speed < 1, data.gain_db >= 0, data.noise >= 0")
-        augment = {"shift": shift, "speed": speed, "gain_db": gain_db, "noise": noise} if task == "classification" else None
+        if not (0 <= speed < 1 and gain_db >= 0 and noise >= 0 and 0 <= time_mask < 1):
+            raise UserInputError(f"augmentation speed={speed}, gain_db={gain_db}, noise={noise}, time_mask={time_mask} "
+                                 "out of range", "use 0 <= data.speed < 1, data.gain_db >= 0, data.noise >= 0, "
+                                                 "0 <= data.time_mask < 1")
+        augment = {"shift": shift, "speed": speed, "gain_db": gain_db, "noise": noise, "time_mask": time_mask} if task == "classification" else None
         self.datasets = {
             k: SpeechDataset(v, self.label_index, length, self._resample, task, bits, random_crop=(k == "train"), seed=seed,
                              augment=augment if k == "train" else None)

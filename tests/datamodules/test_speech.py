@@ -94,6 +94,19 @@ def test_training_augmentation_only_on_train_clips(fsdd):
     assert torch.equal(again.datasets["train"][0][0], xa)
     with pytest.raises(UserInputError, match="augmentation"):
         SpeechDataModule(**kw, speed=1.5)
+    with pytest.raises(UserInputError, match="time_mask"):
+        SpeechDataModule(**kw, time_mask=1.0)
+
+
+def test_time_mask_zeroes_one_span(fsdd):
+    kw = dict(root=fsdd, task="classification", length=8000, limit=4, seed=3)
+    plain = SpeechDataModule(**kw).datasets["train"]
+    masked = SpeechDataModule(**kw, time_mask=0.5).datasets["train"]
+    x, m = plain[0][0][:, 0], masked[0][0][:, 0]
+    changed = torch.nonzero(x != m).flatten()
+    # the changed samples are a zeroed run inside one span of at most half the clip
+    assert len(changed) > 0 and torch.all(m[changed] == 0)
+    assert changed[-1] - changed[0] < 4000
 
 
 def test_shift_moves_the_clip_inside_the_window(fsdd):
