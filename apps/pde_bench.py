@@ -266,7 +266,9 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
         trainer.fit(task, datamodule=dm)
         fit_s = time.perf_counter() - t0
         metrics = trainer.test(task, datamodule=dm, verbose=False)[0]
-        dev = task.device
+        # Lightning's teardown leaves the module on the CPU: time and predict on the training device
+        dev = torch.device("cuda" if on_gpu else "cpu")
+        task.to(dev)
         xb = x_test[:batch_size].to(dev)
         inf_ms = _inference_ms(task.model, xb)
         with torch.no_grad():

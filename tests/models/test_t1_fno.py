@@ -9,7 +9,7 @@ import torch
 
 from tsmodels.errors import UserInputError
 from tsmodels.layers.fno import SpectralConv2d, gather_modes, scatter_modes
-from tsmodels.layers.t1 import T1Block2d, vp_scale
+from tsmodels.layers.t1 import T1Block2d, complex_linear, vp_scale
 from tsmodels.models.fno import FNO2d
 from tsmodels.models.t1_operator import T1Operator2d
 from tsmodels.tasks.operator import OperatorTask, RelativeL2, rel_l2, rel_l2_parts, spectral_rel_l2_parts
@@ -234,3 +234,20 @@ def test_cuda_graphed_objective_matches_eager(name):
         torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-6)
         for a, b in zip(grads[1][1], grads[0][1]):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("weight", ["complex", "real"])
+def test_complex_linear_matches_complex_matmul(weight):
+    """The real-GEMM form of z @ w: same values and gradients as the complex matmul, for a strided z too."""
+    torch.manual_seed(0)
+    z = torch.randn(3, 5, 7, 4, dtype=torch.cdouble).permute(0, 2, 1, 3).requires_grad_()  # non-contiguous
+    w = (torch.randn(4, 6, dtype=torch.cdouble) if weight == "complex" else torch.randn(4, 6, dtype=torch.double))
+    w.requires_grad_()
+    g = torch.randn(3, 7, 5, 6, dtype=torch.cdouble)
+    ours = complex_linear(z, w)
+    ref = z @ (w if w.is_complex() else w.to(z.dtype))
+    torch.testing.assert_close(ours, ref)
+    grads = torch.autograd.grad((ours * g.conj()).real.sum(), (z, w))
+    grads_ref = torch.autograd.grad((ref * g.conj()).real.sum(), (z, w))
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b)

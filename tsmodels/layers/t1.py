@@ -56,6 +56,22 @@ def complex_act(z: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"unknown activation {kind!r}: use gelu, tanh, sin or identity")
 
 
+def complex_linear(z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """z @ w for complex z (..., K) and a complex or real weight w (K, N) -> (..., N) complex, computed as
+    one real matmul on the interleaved real view of z (no copy of z when its last axis is contiguous).
+
+    Why not ``z @ w``: for the weight gradient cuBLAS's complex GEMM sums over all rows (retained modes
+    times batch: 5,760 for a T1 at 64 x 64, batch 20) with a 2-block kernel: 0.46 ms per call on an H200,
+    43% of a T1 training step. The real GEMM on the same numbers splits that sum across the GPU.
+    """
+    K, N = w.shape
+    wr, wi = (w.real, w.imag) if w.is_complex() else (w, torch.zeros_like(w))
+    # rows (k, re/im of z) x columns (n, re/im of y): [[wr, wi], [-wi, wr]] per (k, n)
+    w_real = torch.stack([torch.stack([wr, wi], -1), torch.stack([-wi, wr], -1)], 1).reshape(2 * K, 2 * N)
+    y = torch.view_as_real(z).reshape(*z.shape[:-1], 2 * K) @ w_real
+    return torch.view_as_complex(y.view(*z.shape[:-1], N, 2))
+
+
 def vp_scale(signal_size: int, fan_in: int, n_modes: int) -> float:
     """Standard deviation |w| of the paper's variance-preserving init for a reduced-order layer that keeps
     ``n_modes`` half-spectrum modes of a ``signal_size``-point real signal: sqrt(N / (2 fan_in M))."""

@@ -46,7 +46,7 @@ from torch import nn
 
 from tsmodels.errors import UserInputError
 from tsmodels.layers.fno import check_modes, gather_modes, hermitian_columns, scatter_modes
-from tsmodels.layers.t1 import T1Block2d, complex_act, crandn
+from tsmodels.layers.t1 import T1Block2d, complex_act, complex_linear, crandn
 from tsmodels.models.fno import grid_channels
 
 
@@ -119,18 +119,19 @@ class T1Operator2d(nn.Module):
     def step_modes(self, zx: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """The operator on retained spectra: zx (B, C_in, 2 m, m) -> (B, C_out, 2 m, m) complex, the Fourier
         coefficients of a real field on an ``size`` = (X, Y) grid (projected so that irfft2 keeps them all)."""
-        w = self.lift_weight.to(zx.dtype)
+        w = self.lift_weight
         C = self.in_channels
         grid_modes, e0 = self._constants(size, zx.device)
         # the coordinate channels and the bias are the same for every sample; a constant lives in mode (0, 0)
         const = e0 * self.lift_bias.to(zx.dtype)
         if self.grid:
-            const = const + grid_modes @ w[C:]
+            const = const + complex_linear(grid_modes, w[C:])
         # the blocks work in units of coef_scale x the Fourier-series coefficients (module docstring)
-        h = torch.matmul(zx.permute(2, 3, 0, 1) * self.coef_scale, w[:C]) + const  # (2m, m, B, W)
+        h = complex_linear(zx.permute(2, 3, 0, 1) * self.coef_scale, w[:C]) + const  # (2m, m, B, W)
         for block in self.blocks:
             h = block(h)
-        out = complex_act(h @ self.head1, self.act) @ self.head2 / self.coef_scale  # (2m, m, B, C_out)
+        # (2m, m, B, C_out)
+        out = complex_linear(complex_act(complex_linear(h, self.head1), self.act), self.head2) / self.coef_scale
         if self.input_skip:
             # the head predicts the change of the last out_channels input fields (see the module docstring)
             out = out + zx[:, C - self.out_channels:].permute(2, 3, 0, 1)
