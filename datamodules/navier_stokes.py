@@ -27,7 +27,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from datamodules._paths import data_root
 from tsmodels.errors import UserInputError
@@ -319,6 +319,33 @@ def default_cache_path(n: int, res: int, steps: int, viscosity: float, seed: int
 # --------------------------------------------------------------------------------------------
 
 
+class IndexBatches(Sampler):
+    """Batches of sample indices as int64 tensors on ``device`` (the data's), for a TensorDataset.
+
+    One host-to-device copy of the epoch's order instead of one per batch: a copy from pageable host
+    memory waits for the GPU, so a per-batch copy would stall the host behind every training step
+    (nothing queued ahead), and the loop's Python overhead would add to the GPU time instead of
+    overlapping it. Shuffled orders come from torch's global generator, as RandomSampler's do.
+
+    Args: n samples, batch_size (the last batch may be short), shuffle, device.
+    Yields: (batch,) int64 index tensors; ``len`` is the number of batches.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, device: torch.device | str = "cpu"):
+        self.n, self.batch_size, self.shuffle, self.device = int(n), int(batch_size), shuffle, torch.device(device)
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+            order = torch.randperm(self.n, generator=gen)
+        else:
+            order = torch.arange(self.n)
+        yield from order.to(self.device).split(self.batch_size)
+
+
 class NavierStokesDataModule(pl.LightningDataModule):
     """Operator-learning pairs from a Navier-Stokes NetCDF file, split by sample (no leakage).
 
@@ -415,12 +442,11 @@ class NavierStokesDataModule(pl.LightningDataModule):
         self.test_dataset = TensorDataset(xt[b:c], yt[b:c])
         self.split_indices = {"train": range(0, a), "val": range(a, b), "test": range(b, c)}
 
-    def _loader(self, ds, shuffle: bool) -> DataLoader:
-        # whole batches of indices: TensorDataset answers a list index with one gather per tensor,
+    def _loader(self, ds: TensorDataset, shuffle: bool) -> DataLoader:
+        # whole batches of indices: TensorDataset answers an index tensor with one gather per tensor,
         # instead of batch_size single-sample reads and a stack
-        order = RandomSampler(ds) if shuffle else SequentialSampler(ds)
-        return DataLoader(ds, sampler=BatchSampler(order, self.batch_size, drop_last=False), batch_size=None,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return DataLoader(ds, sampler=IndexBatches(len(ds), self.batch_size, shuffle, ds.tensors[0].device),
+                          batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, True)

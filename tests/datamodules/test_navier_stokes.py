@@ -154,3 +154,18 @@ def test_bad_files_and_settings_raise_user_errors(tiny_nc, tmp_path):
         NavierStokesDataModule(path=path, t_in=4, t_out=4)
     with pytest.raises(UserInputError, match="even"):
         generate_navier_stokes(n=2, res=15, steps=2)
+
+
+def test_index_batches_cover_every_sample_once_and_follow_the_seed():
+    from datamodules.navier_stokes import IndexBatches
+
+    sampler = IndexBatches(23, 5, shuffle=True)
+    torch.manual_seed(1)
+    first = list(sampler)
+    assert len(first) == len(sampler) == 5 and [len(b) for b in first] == [5, 5, 5, 5, 3]
+    assert sorted(torch.cat(first).tolist()) == list(range(23))
+    assert all(b.dtype == torch.int64 for b in first)
+    torch.manual_seed(1)
+    assert all(torch.equal(a, b) for a, b in zip(first, sampler))  # same seed, same order
+    assert not torch.equal(torch.cat(first), torch.cat(list(sampler)))  # a new order each epoch
+    assert torch.equal(torch.cat(list(IndexBatches(7, 3, shuffle=False))), torch.arange(7))
