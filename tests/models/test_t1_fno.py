@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tsmodels.errors import UserInputError
-from tsmodels.layers.fno import SpectralConv2d, gather_modes, scatter_modes
+from tsmodels.layers.fno import SpectralConv2d, gather_modes, hermitian_columns, scatter_modes
 from tsmodels.layers.t1 import T1Block2d, complex_linear, vp_scale
 from tsmodels.models.fno import FNO2d
 from tsmodels.models.t1_operator import T1Operator2d
@@ -251,3 +251,22 @@ def test_complex_linear_matches_complex_matmul(weight):
     grads_ref = torch.autograd.grad((ref * g.conj()).real.sum(), (z, w))
     for a, b in zip(grads, grads_ref):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("size,m", [((16, 16), 4), ((8, 8), 4), ((8, 10), 4), ((12, 8), 5)])
+def test_hermitian_columns_gives_the_coefficients_of_the_real_field(size, m):
+    """The projection returns the retained coefficients of the real field that irfft2 makes of the
+    spectrum, except that a row whose partner frequency is not retained (-m1 when X > 2 m1) is zeroed
+    in the self-conjugate columns; the projected spectrum is then exactly that of its own field."""
+    torch.manual_seed(0)
+    m2 = min(m, size[1] // 2 + 1)
+    zm = torch.randn(2, 3, 2 * m, m2, dtype=torch.cdouble)
+    field = torch.fft.irfft2(scatter_modes(zm, size), s=size)
+    expected = gather_modes(torch.fft.rfft2(field), m, m2)
+    if size[0] > 2 * m:
+        cols = [0] + ([m2 - 1] if size[1] % 2 == 0 and m2 == size[1] // 2 + 1 else [])
+        expected[..., m, cols] = 0
+    projected = hermitian_columns(zm, size)
+    torch.testing.assert_close(projected, expected)
+    own = gather_modes(torch.fft.rfft2(torch.fft.irfft2(scatter_modes(projected, size), s=size)), m, m2)
+    torch.testing.assert_close(own, projected)

@@ -11,6 +11,8 @@ This is per-mode channel mixing, not a per-channel convolution, so it uses torch
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -42,6 +44,18 @@ def scatter_modes(zm: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _hermitian_constants(m1: int, unpaired: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For rows ordered [0, m1) then [-m1, 0): the row of each row's negative frequency, (-row) mod 2 m1,
+    and the weights 1/2 (0 at frequency -m1 when ``unpaired``: its partner +m1 is not retained).
+    Cached: a rollout projects every step and should not rebuild them."""
+    partner = (-torch.arange(2 * m1, device=device)) % (2 * m1)
+    half = torch.full((2 * m1,), 0.5, device=device)
+    if unpaired:
+        half[m1] = 0.0
+    return partner, half
+
+
 def hermitian_columns(zm: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Project a retained rfft2 spectrum onto spectra of real fields: zm (..., 2 m1, m2) -> same shape.
 
@@ -52,14 +66,10 @@ def hermitian_columns(zm: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """
     X, Y = size
     m1, m2 = zm.shape[-2] // 2, zm.shape[-1]
+    partner, half = _hermitian_constants(m1, X != 2 * m1, zm.device)
 
     def sym(col: torch.Tensor) -> torch.Tensor:
-        # rows are frequencies [0, m1) then [-m1, 0): flipping and rolling by one puts the row of -k at k
-        out = 0.5 * (col + torch.roll(torch.flip(col, (-1,)), 1, dims=-1).conj())
-        if X != 2 * m1:
-            # frequency -m1 has its partner +m1 outside the retained set
-            out = torch.cat([out[..., :m1], torch.zeros_like(out[..., m1:m1 + 1]), out[..., m1 + 1:]], dim=-1)
-        return out
+        return (col + col.index_select(-1, partner).conj()) * half
 
     cols = [sym(zm[..., 0]).unsqueeze(-1), zm[..., 1:]]
     if Y % 2 == 0 and m2 == Y // 2 + 1 and m2 > 1:
