@@ -46,7 +46,7 @@ from torch import nn
 
 from tsmodels.errors import UserInputError
 from tsmodels.layers.fno import check_modes, gather_modes, hermitian_columns, scatter_modes
-from tsmodels.layers.t1 import T1Block2d, complex_act, complex_linear, crandn
+from tsmodels.layers.t1 import T1Block2d, complex_act, complex_linear, crandn, real_form
 from tsmodels.models.fno import grid_channels
 
 
@@ -116,22 +116,31 @@ class T1Operator2d(nn.Module):
                 self._consts[key] = (g.permute(1, 2, 0).unsqueeze(2).contiguous(), e0)
         return self._consts[key]
 
-    def step_modes(self, zx: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """The operator on retained spectra: zx (B, C_in, 2 m, m) -> (B, C_out, 2 m, m) complex, the Fourier
-        coefficients of a real field on an ``size`` = (X, Y) grid (projected so that irfft2 keeps them all)."""
-        w = self.lift_weight
+    def step_weights(self, size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, ...]:
+        """What :meth:`step_modes` derives from the parameters alone, for an ``size`` grid: the lift as a real
+        matrix (2 C_in, 2 W), the constant lifted spectrum (2m, m, 1, W) complex (bias and coordinate
+        channels), the head's two layers as real matrices. A rollout builds them once, not once per step."""
         C = self.in_channels
-        grid_modes, e0 = self._constants(size, zx.device)
+        grid_modes, e0 = self._constants(size, device)
         # the coordinate channels and the bias are the same for every sample; a constant lives in mode (0, 0)
-        const = e0 * self.lift_bias.to(zx.dtype)
+        const = e0 * self.lift_bias.to(e0.dtype)
         if self.grid:
-            const = const + complex_linear(grid_modes, w[C:])
+            const = const + complex_linear(grid_modes, real_form(self.lift_weight[C:]))
+        return real_form(self.lift_weight[:C]), const, real_form(self.head1), real_form(self.head2)
+
+    def step_modes(self, zx: torch.Tensor, size: tuple[int, int], weights: tuple[torch.Tensor, ...] | None = None
+                   ) -> torch.Tensor:
+        """The operator on retained spectra: zx (B, C_in, 2 m, m) -> (B, C_out, 2 m, m) complex, the Fourier
+        coefficients of a real field on an ``size`` = (X, Y) grid (projected so that irfft2 keeps them all).
+        ``weights``: :meth:`step_weights` for this grid (built here when None)."""
+        C = self.in_channels
+        lift, const, head1, head2 = weights if weights is not None else self.step_weights(size, zx.device)
         # the blocks work in units of coef_scale x the Fourier-series coefficients (module docstring)
-        h = complex_linear(zx.permute(2, 3, 0, 1) * self.coef_scale, w[:C]) + const  # (2m, m, B, W)
+        h = complex_linear(zx.permute(2, 3, 0, 1) * self.coef_scale, lift) + const  # (2m, m, B, W)
         for block in self.blocks:
             h = block(h)
         # (2m, m, B, C_out)
-        out = complex_linear(complex_act(complex_linear(h, self.head1), self.act), self.head2) / self.coef_scale
+        out = complex_linear(complex_act(complex_linear(h, head1), self.act), head2) / self.coef_scale
         if self.input_skip:
             # the head predicts the change of the last out_channels input fields (see the module docstring)
             out = out + zx[:, C - self.out_channels:].permute(2, 3, 0, 1)

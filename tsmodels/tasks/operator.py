@@ -11,7 +11,7 @@ Metrics (per-sample relative L2, averaged over samples, the FNO convention):
                             preceding T_in frames (for direct operators: the prediction itself)
     test/rollout_rel_l2     time steppers only: the autoregressive rollout over all T_y frames
 
-Models that map retained spectra to retained spectra (``encode`` / ``step_modes`` /
+Models that map retained spectra to retained spectra (``encode`` / ``step_weights`` / ``step_modes`` /
 ``spectrum_to_grid``, T1) are rolled out in the frequency domain: one forward transform of the input
 window per batch, none inside the rollout, since every predicted frame is band-limited and its
 coefficients are exactly what the next step would compute from the grid. ``loss_domain="frequency"``
@@ -143,14 +143,15 @@ class OperatorTask(pl.LightningModule):
     @property
     def spectral_stepper(self) -> bool:
         """True when the model maps retained spectra to retained spectra (T1): rollouts stay in frequency domain."""
-        return all(hasattr(self.model, a) for a in ("encode", "step_modes", "spectrum_to_grid"))
+        return all(hasattr(self.model, a) for a in ("encode", "step_weights", "step_modes", "spectrum_to_grid"))
 
     def rollout_modes(self, zx: torch.Tensor, n_frames: int, size: tuple[int, int]) -> torch.Tensor:
         """Frequency-domain rollout of a spectral stepper: retained input spectra (B, T_in, 2m, m) ->
         predicted spectra (B, n_frames, 2m, m), with no transform inside the loop."""
         window, preds, t = zx, [], 0
+        weights = self.model.step_weights(size, zx.device)  # once per rollout, not per step
         while t < n_frames:
-            p = self.model.step_modes(window, size)
+            p = self.model.step_modes(window, size, weights)
             preds.append(p)
             t += p.shape[1]
             if t < n_frames:
