@@ -37,6 +37,22 @@ from datamodules.navier_stokes import generate_navier_stokes, write_netcdf  # no
 from tsmodels.tasks.operator import OperatorTask  # noqa: E402
 
 
+def training_step(name: str, x: torch.Tensor, y: torch.Tensor, width: int, modes: int, n_layers: int, graphs: bool):
+    """One model's training step on the batch (x, y) as a closure: the task's objective forward and
+    backward (through CUDA graphs when ``graphs``), then AdamW. Returns (task, step)."""
+    torch.manual_seed(0)
+    model = build_model(name, x.shape[1], 1, x.shape[-1], width, modes, n_layers).cuda()
+    task = OperatorTask(model, cuda_graphs=graphs).cuda().train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        task.objective(x, y).backward()
+        opt.step()
+
+    return task, step
+
+
 def micro(models: list[str], res: int, batch: int, width: int, modes: int, n_layers: int, t_in: int, t_out: int) -> list[dict]:
     """Training-step times (ms; forward + backward + AdamW step), eager and through CUDA graphs, and
     inference times per model on random fields at ``res``."""
@@ -46,16 +62,8 @@ def micro(models: list[str], res: int, batch: int, width: int, modes: int, n_lay
     for name in models:
         row = {"model": name, "resolution": res, "batch": batch}
         for graphs in (False, True):
-            torch.manual_seed(0)
-            model = build_model(name, t_in, 1, res, width, modes, n_layers).cuda()
-            task = OperatorTask(model, cuda_graphs=graphs).cuda().train()
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-            def step():
-                opt.zero_grad(set_to_none=True)
-                task.objective(x, y).backward()
-                opt.step()
-
+            task, step = training_step(name, x, y, width, modes, n_layers, graphs)
+            model = task.model
             t = time_ms(step, warmup=3, reps=20, flush_l2=False)
             row["train_step_ms_graphed" if graphs else "train_step_ms"] = t["median_ms"]
             if graphs:

@@ -20,9 +20,9 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from apps.pde_bench import build_model, parse_models  # noqa: E402
+from apps.pde_bench import parse_models  # noqa: E402
 from bench._timing import device_name, write_json  # noqa: E402
-from tsmodels.tasks.operator import OperatorTask  # noqa: E402
+from bench.pde import training_step  # noqa: E402
 
 
 def profile_step(name: str, res: int, batch: int, graphs: bool, reps: int, top: int) -> dict:
@@ -30,16 +30,7 @@ def profile_step(name: str, res: int, batch: int, graphs: bool, reps: int, top: 
     ``top`` kernels by total time."""
     x = torch.randn(batch, 10, res, res, device="cuda")
     y = torch.randn(batch, 10, res, res, device="cuda")
-    torch.manual_seed(0)
-    model = build_model(name, 10, 1, res, 32, 12, 4).cuda()
-    task = OperatorTask(model, cuda_graphs=graphs).cuda().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        task.objective(x, y).backward()
-        opt.step()
-
+    task, step = training_step(name, x, y, 32, 12, 4, graphs)  # pde-bench's default width, modes, layers
     for _ in range(5):
         step()
     torch.cuda.synchronize()
