@@ -34,6 +34,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
 
 from datamodules._paths import data_root
+from datamodules._splits import SplitLoaders
 from tsmodels.errors import UserInputError
 
 UCR_URL = "https://www.cs.ucr.edu/~eamonn/time_series_data_2018/"
@@ -107,7 +108,7 @@ def _fix_length(sig: np.ndarray, length: int) -> np.ndarray:
 # base datamodule
 
 
-class ECGClassificationDataModule(LightningDataModule):
+class ECGClassificationDataModule(SplitLoaders, LightningDataModule):
     """Base of the ECG datamodules: three (x, y) array splits, standardized per lead, and loaders.
 
     Subclasses read their source and call :meth:`_set_splits`. Attributes after construction:
@@ -180,17 +181,9 @@ class ECGClassificationDataModule(LightningDataModule):
         return DataLoader(self._dataset(name), batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
 
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
 
 
 # ----------------------------------------------------------------------------------------------

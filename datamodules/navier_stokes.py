@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from datamodules._paths import data_root
+from datamodules._splits import SplitLoaders
 from tsmodels.errors import UserInputError
 from tsmodels.io import atomic_path
 
@@ -346,7 +347,7 @@ class IndexBatches(Sampler):
         yield from order.to(self.device).split(self.batch_size)
 
 
-class NavierStokesDataModule(pl.LightningDataModule):
+class NavierStokesDataModule(SplitLoaders, pl.LightningDataModule):
     """Operator-learning pairs from a Navier-Stokes NetCDF file, split by sample (no leakage).
 
     Args:
@@ -442,17 +443,12 @@ class NavierStokesDataModule(pl.LightningDataModule):
         self.test_dataset = TensorDataset(xt[b:c], yt[b:c])
         self.split_indices = {"train": range(0, a), "val": range(a, b), "test": range(b, c)}
 
-    def _loader(self, ds: TensorDataset, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds = getattr(self, f"{split}_dataset")
         # whole batches of indices: TensorDataset answers an index tensor with one gather per tensor,
         # instead of batch_size single-sample reads and a stack
         return DataLoader(ds, sampler=IndexBatches(len(ds), self.batch_size, shuffle, ds.tensors[0].device),
                           batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, False)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, False)

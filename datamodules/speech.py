@@ -38,6 +38,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules._paths import data_root
+from datamodules._splits import SplitLoaders
 from tsmodels.errors import UserInputError
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -194,7 +195,7 @@ class SpeechDataset(Dataset):
         return mu_law_encode(wav, self.bits), y, n_valid
 
 
-class SpeechDataModule(pl.LightningDataModule):
+class SpeechDataModule(SplitLoaders, pl.LightningDataModule):
     """Spoken-digit (or any labelled speech) clips for classification or mu-law generation.
 
     Args:
@@ -286,11 +287,5 @@ class SpeechDataModule(pl.LightningDataModule):
         return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, generator=g,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)

@@ -14,6 +14,7 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules._splits import SplitLoaders
 from tsmodels.errors import UserInputError
 
 
@@ -129,7 +130,7 @@ class WindowDataset(Dataset):
         return x, y
 
 
-class ForecastingDataModule(LightningDataModule):
+class ForecastingDataModule(SplitLoaders, LightningDataModule):
     """Base of the forecasting datamodules: scaled (T, C) data, three window splits, loaders.
 
     Subclasses set ``self.data`` (T, C) in original units, ``self.input_cols``,
@@ -186,21 +187,14 @@ class ForecastingDataModule(LightningDataModule):
         """Original-unit targets (..., C_out) → scaled units; inverse of :meth:`inverse_transform`."""
         return self.scaler.transform(y, self.target_cols)
 
-    def _loader(self, ds: WindowDataset | None, shuffle: bool, name: str) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds: WindowDataset | None = getattr(self, f"{split}_dataset")
         if ds is None:
-            raise UserInputError(f"this datamodule has no {name} split",
-                                 f"set a {name} fraction > 0 to get {name} windows")
+            raise UserInputError(f"this datamodule has no {split} split",
+                                 f"set a {split} fraction > 0 to get {split} windows")
         return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, True, "train")
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, False, "val")
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, False, "test")
 
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
