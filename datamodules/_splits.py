@@ -6,12 +6,9 @@ from torch.utils.data import DataLoader
 
 
 class SplitLoaders:
-    """train / val / test / predict dataloaders of a LightningDataModule from its one
-    ``_loader(split, shuffle) -> DataLoader`` (split in "train", "val", "test"). Only the training split
+    """train / val / test / predict dataloaders of a LightningDataModule from the ``_loader(split, shuffle)
+    -> DataLoader`` that the datamodule defines (split in "train", "val", "test"). Only the training split
     is shuffled; predict serves the test split."""
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        raise NotImplementedError
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

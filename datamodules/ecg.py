@@ -182,10 +182,6 @@ class ECGClassificationDataModule(SplitLoaders, LightningDataModule):
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
 
-
-
-
-
 # ----------------------------------------------------------------------------------------------
 # UCR
 

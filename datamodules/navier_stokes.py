@@ -449,6 +449,3 @@ class NavierStokesDataModule(SplitLoaders, pl.LightningDataModule):
         # instead of batch_size single-sample reads and a stack
         return DataLoader(ds, sampler=IndexBatches(len(ds), self.batch_size, shuffle, ds.tensors[0].device),
                           batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-
-

@@ -286,6 +286,3 @@ class SpeechDataModule(SplitLoaders, pl.LightningDataModule):
         g = torch.Generator().manual_seed(self.seed)
         return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, generator=g,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-
-

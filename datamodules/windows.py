@@ -194,7 +194,3 @@ class ForecastingDataModule(SplitLoaders, LightningDataModule):
                                  f"set a {split} fraction > 0 to get {split} windows")
         return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-
-
-
