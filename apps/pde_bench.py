@@ -76,15 +76,24 @@ class NeuralopFNO:
         return model
 
 
-def build_model(name: str, in_channels: int, out_channels: int, resolution: int, width: int, modes: int, n_layers: int):
-    """One of KNOWN_MODELS at the given width and modes."""
+def build_model(name: str, in_channels: int, out_channels: int, resolution: int, width: int, modes: int, n_layers: int,
+                **options: Any):
+    """One of KNOWN_MODELS at the given width and modes; ``options``: further T1Operator2d arguments (t1 only)."""
     from tsmodels.layers.fno import check_modes
 
     check_modes(modes, modes, (resolution, resolution))
+    if options and name != "t1":
+        raise UserInputError(f"model options {sorted(options)} given for {name}", "options apply to t1 only")
     if name == "t1":
+        import inspect
+
         from tsmodels.models.t1_operator import T1Operator2d
 
-        return T1Operator2d(in_channels, out_channels, resolution, width=width, modes=modes, n_layers=n_layers)
+        unknown = set(options) - set(inspect.signature(T1Operator2d).parameters)
+        if unknown:
+            raise UserInputError(f"unknown T1 option(s) {sorted(unknown)}", "see T1Operator2d's arguments")
+        return T1Operator2d(in_channels, out_channels, resolution, width=width, modes=modes, n_layers=n_layers,
+                            **options)
     if name == "fno":
         from tsmodels.models.fno import FNO2d
 
@@ -151,7 +160,7 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
               n: int = 1200, steps: int = 20, viscosity: float = 1e-3, t_in: int = 10, t_out: int = 10,
               seed: int = 0, loss_domain: str = "space", max_minutes_per_model: float | None = None,
               progress: bool = True, mode: str = "autoregressive", target_frame: int | None = None,
-              cuda_graphs: bool | None = None) -> dict[str, Any]:
+              cuda_graphs: bool | None = None, t1_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and compare neural operators on one Navier-Stokes data set; returns the results dict.
 
     Args:
@@ -172,6 +181,7 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
         cuda_graphs: train every model through captured CUDA graphs (``OperatorTask(cuda_graphs=True)``,
             the data kept on the GPU); None (default): on when a GPU is used. Off, both models pay
             autograd's per-kernel CPU cost, which at these sizes exceeds their GPU time.
+        t1_options: further T1Operator2d arguments (e.g. {"learned_skip": True}), recorded in the JSON.
     Output: ``out_dir``/pde_bench.json and ``out_dir``/pde_bench.png; a rich table on stdout.
     """
     import lightning.pytorch as pl
@@ -243,7 +253,7 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
                   "modes": modes, "n_layers": n_layers,
                   "loss": (f"relative L2 over the {dm.t_out}-step rollout" if mode == "autoregressive"
                            else "relative L2 of the one-call prediction"),
-                  "seed": seed, "smoke": smoke, "cuda_graphs": graphs,
+                  "seed": seed, "smoke": smoke, "cuda_graphs": graphs, "t1_options": t1_options or {},
                   "data_on_device": on_gpu},
         "results": results,
     }
@@ -254,7 +264,8 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
     json_path, png_path = out_dir / "pde_bench.json", out_dir / "pde_bench.png"
     for name in names:
         pl.seed_everything(seed, workers=True, verbose=False)
-        model = build_model(name, dm.in_channels, dm.out_channels, res, width, modes, n_layers)
+        model = build_model(name, dm.in_channels, dm.out_channels, res, width, modes, n_layers,
+                            **((t1_options or {}) if name == "t1" else {}))
         task = OperatorTask(model, lr=lr, loss_domain=loss_domain if name == "t1" else "space", cuda_graphs=graphs)
         timer = EpochTimer()
         trainer = pl.Trainer(max_epochs=epochs, accelerator="gpu" if on_gpu else "cpu", devices=1, logger=False,

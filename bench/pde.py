@@ -37,11 +37,13 @@ from datamodules.navier_stokes import generate_navier_stokes, write_netcdf  # no
 from tsmodels.tasks.operator import OperatorTask  # noqa: E402
 
 
-def training_step(name: str, x: torch.Tensor, y: torch.Tensor, width: int, modes: int, n_layers: int, graphs: bool):
+def training_step(name: str, x: torch.Tensor, y: torch.Tensor, width: int, modes: int, n_layers: int, graphs: bool,
+                  t1_options: dict | None = None):
     """One model's training step on the batch (x, y) as a closure: the task's objective forward and
     backward (through CUDA graphs when ``graphs``), then AdamW. Returns (task, step)."""
     torch.manual_seed(0)
-    model = build_model(name, x.shape[1], 1, x.shape[-1], width, modes, n_layers).cuda()
+    options = (t1_options or {}) if name == "t1" else {}
+    model = build_model(name, x.shape[1], 1, x.shape[-1], width, modes, n_layers, **options).cuda()
     task = OperatorTask(model, cuda_graphs=graphs).cuda().train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -53,7 +55,23 @@ def training_step(name: str, x: torch.Tensor, y: torch.Tensor, width: int, modes
     return task, step
 
 
-def micro(models: list[str], res: int, batch: int, width: int, modes: int, n_layers: int, t_in: int, t_out: int) -> list[dict]:
+def parse_options(text: str) -> dict:
+    """"k=v,k=v" -> {k: v} with v a Python/JSON-style literal (true/false accepted) or else a string."""
+    import ast
+
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        value = {"true": "True", "false": "False", "none": "None"}.get(value.lower(), value)
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value
+    return out
+
+
+def micro(models: list[str], res: int, batch: int, width: int, modes: int, n_layers: int, t_in: int, t_out: int,
+          t1_options: dict | None = None) -> list[dict]:
     """Training-step times (ms; forward + backward + AdamW step), eager and through CUDA graphs, and
     inference times per model on random fields at ``res``."""
     rows = []
@@ -62,7 +80,7 @@ def micro(models: list[str], res: int, batch: int, width: int, modes: int, n_lay
     for name in models:
         row = {"model": name, "resolution": res, "batch": batch}
         for graphs in (False, True):
-            task, step = training_step(name, x, y, width, modes, n_layers, graphs)
+            task, step = training_step(name, x, y, width, modes, n_layers, graphs, t1_options)
             model = task.model
             t = time_ms(step, warmup=3, reps=20, flush_l2=False)
             row["train_step_ms_graphed" if graphs else "train_step_ms"] = t["median_ms"]
@@ -100,7 +118,9 @@ def main() -> None:
     p.add_argument("--mode", choices=MODES, default="autoregressive")
     p.add_argument("--target-frame", type=int, default=None, help="--mode direct: 0-based frame index (default last)")
     p.add_argument("--no-cuda-graphs", action="store_true", help="train eagerly (autograd launches every kernel)")
+    p.add_argument("--t1-options", default="", help="further T1Operator2d arguments, e.g. learned_skip=true,act=tanh")
     a = p.parse_args()
+    t1_options = parse_options(a.t1_options)
     # fail before the data generation and micro-benchmark, not after them
     if a.target_frame is not None and a.mode != "direct":
         p.error("--target-frame only applies to --mode direct")
@@ -109,6 +129,7 @@ def main() -> None:
     models = parse_models(a.models)
     direct = a.mode == "direct"
     report: dict = {"claim": "T1 >= 3x faster per epoch than FNO at equal width/modes, rel. L2 no worse",
+                    "t1_options": t1_options,
                     "device": device_name(), "torch": torch.__version__, "mode": a.mode, "lr": a.lr}
     # a direct run must not overwrite the autoregressive results
     result_name = "pde_ns_direct" if direct else "pde_ns"
@@ -127,13 +148,14 @@ def main() -> None:
     report["micro"] = []
     for r in [int(v) for v in a.micro_res.split(",") if v]:
         # direct: one field in, one out, one call (t_in = t_out = 1)
-        report["micro"] += micro(models, r, a.batch_size, a.width, a.modes, a.layers, *((1, 1) if direct else (10, 10)))
+        frames = (1, 1) if direct else (10, 10)
+        report["micro"] += micro(models, r, a.batch_size, a.width, a.modes, a.layers, *frames, t1_options)
     write_json(result_name, report)  # partial results survive a run cut short
 
     res = pde_bench(dataset=data, models=models, epochs=a.epochs, out_dir=a.out_dir, width=a.width, modes=a.modes,
                     n_layers=a.layers, batch_size=a.batch_size, lr=a.lr, max_minutes_per_model=a.max_minutes_per_model,
                     progress=False, mode=a.mode, target_frame=a.target_frame,
-                    cuda_graphs=not a.no_cuda_graphs)
+                    cuda_graphs=not a.no_cuda_graphs, t1_options=t1_options)
     report["pde_bench"] = res
     path = write_json(result_name, report)
     print(f"wrote {path}")

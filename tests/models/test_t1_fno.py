@@ -159,13 +159,32 @@ def test_task_rollout_and_one_step_shapes_and_training_lowers_loss():
     torch.testing.assert_close(task_f._objective(x, y), task._objective(x, y), rtol=1e-3, atol=1e-4)
 
 
-def test_t1_input_skip_starts_as_persistence():
+@pytest.mark.parametrize("learned", [False, True])
+def test_t1_input_skip_starts_as_persistence(learned):
     # with the head's last layer at zero, a stepper returns its last input frame (band-limited inputs)
-    m = T1Operator2d(3, 1, resolution=16, width=8, modes=4, n_layers=2, head_width=16, head_init=0.0).eval()
+    m = T1Operator2d(3, 1, resolution=16, width=8, modes=4, n_layers=2, head_width=16, head_init=0.0,
+                     learned_skip=learned).eval()
     assert m.input_skip
     x = _bandlimited(2, 3, 16, 3)
     with torch.no_grad():
         torch.testing.assert_close(m(x), x[:, -1:], atol=1e-5, rtol=0)
+
+
+def test_t1_learned_skip_is_a_per_mode_linear_map_of_the_inputs():
+    """The learned skip adds sum_c delta[k, c] * x_c at each retained mode k: setting delta to a copy of the
+    first input field at one mode changes the output by exactly that field's component there."""
+    torch.manual_seed(0)
+    m = T1Operator2d(3, 1, resolution=16, width=8, modes=4, n_layers=2, head_width=16, head_init=0.0,
+                     learned_skip=True).eval()
+    x = _bandlimited(2, 3, 16, 3)
+    with torch.no_grad():
+        base = m.forward_spectrum(x)
+        m.skip_delta[5, 0, 0] = 1.0  # mode 5 = row 1, column 1 of the (2m, m) retained grid
+        diff = m.forward_spectrum(x) - base
+    expected = torch.zeros_like(diff)
+    expected[:, 0, 1, 1] = m.encode(x)[:, 0, 1, 1]
+    torch.testing.assert_close(diff, expected, atol=1e-6, rtol=0)
+    assert T1Operator2d(3, 1, resolution=16, width=8, modes=4, n_layers=1, head_width=4).skip_delta is None
     # auto: off when there are more outputs than inputs; asking for it then is a user error
     assert not T1Operator2d(1, 2, resolution=16, width=4, modes=4, n_layers=1, head_width=4).input_skip
     with pytest.raises(UserInputError, match="input_skip"):
@@ -209,6 +228,13 @@ def test_cuda_graphs_option_is_eager_on_cpu():
     assert not task.graphed
 
 
+def _loss_and_grads(task, x, y):
+    task.model.zero_grad(set_to_none=True)
+    loss = task.objective(x, y)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in task.model.parameters()]
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", ["t1", "fno"])
 def test_cuda_graphed_objective_matches_eager(name):
@@ -224,15 +250,12 @@ def test_cuda_graphed_objective_matches_eager(name):
     for seed in range(3):
         x = _bandlimited(4, 3, 16, 2, seed=seed).cuda()
         y = _bandlimited(4, 2, 16, 2, seed=seed + 10).cuda()
-        grads = []
-        for task in (eager, graphed):
-            model.zero_grad(set_to_none=True)
-            loss = task.objective(x, y)
-            loss.backward()
-            grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+        # an eager autograd graph still alive during the capture (its gradient accumulators were made on
+        # another stream) invalidates the capture: each loss is computed and released inside the helper
+        grads = [_loss_and_grads(task, x, y) for task in (graphed, eager)]
         assert graphed.graphed
-        torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-6)
-        for a, b in zip(grads[1][1], grads[0][1]):
+        torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-6)
+        for a, b in zip(grads[0][1], grads[1][1]):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 

@@ -69,13 +69,17 @@ class T1Operator2d(nn.Module):
             (default): on when ``out_channels <= in_channels``.
         coef_scale: constant multiplying the coefficients inside the network (see the module docstring);
             None (default): ``resolution``, i.e. norm="ortho" units at the training grid.
+        learned_skip: with ``input_skip``, the skip is a learned linear map of all input fields per
+            retained mode (persistence at init: the identity on the last fields plus a learned change,
+            M1 * M2 * C_in * C_out complex weights), a per-mode linear autoregression, the frequency-domain
+            counterpart of FNO's pointwise linear path. False: a fixed copy of the last fields.
     Shapes: x (B, in_channels, X, Y) -> (B, out_channels, X, Y) for any X, Y holding the modes.
     """
 
     def __init__(self, in_channels: int, out_channels: int, resolution: int, width: int = 32, modes: int = 12,
                  n_layers: int = 4, head_width: int = 128, act: str = "gelu", init: str = "fan_in",
                  head_init: float = 0.01, mode_mixing: bool = True, grid: bool = True,
-                 input_skip: bool | None = None, coef_scale: float | None = None):
+                 input_skip: bool | None = None, coef_scale: float | None = None, learned_skip: bool = False):
         super().__init__()
         check_modes(modes, modes, (resolution, resolution))
         self.in_channels, self.out_channels, self.modes, self.act = in_channels, out_channels, modes, act
@@ -97,6 +101,9 @@ class T1Operator2d(nn.Module):
             for _ in range(n_layers))
         self.head1 = nn.Parameter(crandn(width, head_width, std=1.0 / math.sqrt(width)))
         self.head2 = nn.Parameter(crandn(head_width, out_channels, std=head_init / math.sqrt(head_width)))
+        # (mode, input field, output field): the learned skip's change from persistence, zero at init
+        self.skip_delta = (nn.Parameter(torch.zeros(2 * modes * modes, in_channels, out_channels, dtype=torch.cfloat))
+                           if self.input_skip and learned_skip else None)
         self._consts: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,6 +151,10 @@ class T1Operator2d(nn.Module):
         if self.input_skip:
             # the head predicts the change of the last out_channels input fields (see the module docstring)
             out = out + zx[:, C - self.out_channels:].permute(2, 3, 0, 1)
+            if self.skip_delta is not None:
+                M1, M2, B = out.shape[:3]
+                zin = zx.permute(2, 3, 0, 1).reshape(M1 * M2, B, C)
+                out = out + torch.bmm(zin, self.skip_delta).view(M1, M2, B, self.out_channels)
         return hermitian_columns(out.permute(2, 3, 0, 1), size)
 
     def forward_spectrum(self, x: torch.Tensor) -> torch.Tensor:

@@ -109,7 +109,9 @@ class OperatorTask(pl.LightningModule):
         loss_domain: "space" or "frequency" (for spectral steppers; others always use "space").
         warmup_epochs: linear warm-up before the cosine decay.
         cuda_graphs: on CUDA, run the training objective (forward + backward) as captured CUDA graphs
-            (module docstring); same loss and gradients as eager mode.
+            (module docstring); same loss and gradients as eager mode. The capture happens at the first
+            training batch of each shape; an eager autograd graph over the same parameters that is still
+            alive then (an unreleased loss) invalidates it, and training falls back to eager with a warning.
     """
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4,
