@@ -110,14 +110,17 @@ class T1Block2d(nn.Module):
         mode_mixing: mix along the mode axes after the activation (the paper's spatial mixing).
         residual: add the block input (z + f(z)).
         init: ``"vp"`` | ``"fan_in"`` | ``"fno"`` for the channel weights.
+        gain: None, or the initial value of a learned scalar multiplying the block's branch
+            (z + gain * f(z)): a small value starts a deep stack near the identity (ReZero-style).
     """
 
     def __init__(self, width: int, modes1: int, modes2: int, signal_size: int, act: str = "gelu",
-                 mode_mixing: bool = True, residual: bool = True, init: str = "fan_in"):
+                 mode_mixing: bool = True, residual: bool = True, init: str = "fan_in", gain: float | None = None):
         super().__init__()
         self.width, self.modes1, self.modes2 = width, modes1, modes2
         self.act, self.residual, self.mode_mixing = act, residual, mode_mixing
         M1, M2 = 2 * modes1, modes2
+        self.gain = None if gain is None else nn.Parameter(torch.tensor(float(gain)))
         std = init_std(init, width, signal_size, M1 * M2)
         # (mode, in, out): one W x W matrix per retained mode, laid out for torch.bmm
         self.channel = nn.Parameter(crandn(M1 * M2, width, width, std=std))
@@ -140,4 +143,6 @@ class T1Block2d(nn.Module):
             y = torch.bmm(y, self.mix2).view(W, M1, B, M2).permute(1, 3, 2, 0)
         else:
             y = y.view(M1, M2, B, W)
+        if self.gain is not None:
+            y = self.gain * y
         return z + y if self.residual else y

@@ -73,13 +73,15 @@ class T1Operator2d(nn.Module):
             retained mode (persistence at init: the identity on the last fields plus a learned change,
             M1 * M2 * C_in * C_out complex weights), a per-mode linear autoregression, the frequency-domain
             counterpart of FNO's pointwise linear path. False: a fixed copy of the last fields.
+        block_gain: None, or the initial value of a learned scalar on each block's residual branch.
     Shapes: x (B, in_channels, X, Y) -> (B, out_channels, X, Y) for any X, Y holding the modes.
     """
 
     def __init__(self, in_channels: int, out_channels: int, resolution: int, width: int = 32, modes: int = 12,
                  n_layers: int = 4, head_width: int = 128, act: str = "gelu", init: str = "fan_in",
                  head_init: float = 0.01, mode_mixing: bool = True, grid: bool = True,
-                 input_skip: bool | None = None, coef_scale: float | None = None, learned_skip: bool = False):
+                 input_skip: bool | None = None, coef_scale: float | None = None, learned_skip: bool = False,
+                 block_gain: float | None = None):
         super().__init__()
         check_modes(modes, modes, (resolution, resolution))
         self.in_channels, self.out_channels, self.modes, self.act = in_channels, out_channels, modes, act
@@ -97,7 +99,8 @@ class T1Operator2d(nn.Module):
         self.lift_weight = nn.Parameter(torch.randn(c, width) / math.sqrt(c))
         self.lift_bias = nn.Parameter(torch.zeros(width))
         self.blocks = nn.ModuleList(
-            T1Block2d(width, modes, modes, resolution * resolution, act=act, mode_mixing=mode_mixing, init=init)
+            T1Block2d(width, modes, modes, resolution * resolution, act=act, mode_mixing=mode_mixing, init=init,
+                      gain=block_gain)
             for _ in range(n_layers))
         self.head1 = nn.Parameter(crandn(width, head_width, std=1.0 / math.sqrt(width)))
         self.head2 = nn.Parameter(crandn(head_width, out_channels, std=head_init / math.sqrt(head_width)))
