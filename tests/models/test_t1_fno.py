@@ -170,6 +170,22 @@ def test_t1_input_skip_starts_as_persistence(learned):
         torch.testing.assert_close(m(x), x[:, -1:], atol=1e-5, rtol=0)
 
 
+def test_t1_block_gain_scales_the_residual_branch():
+    """block_gain=g: each block returns z + g * f(z) with g a learned scalar; g = 0 makes the block the identity."""
+    from tsmodels.layers.t1 import T1Block2d
+
+    torch.manual_seed(0)
+    z = torch.randn(8, 4, 3, 6, dtype=torch.cfloat)
+    plain = T1Block2d(6, 4, 4, 256)
+    gained = T1Block2d(6, 4, 4, 256, gain=0.25)
+    gained.load_state_dict({**plain.state_dict(), "gain": torch.tensor(0.25)})
+    torch.testing.assert_close(gained(z) - z, 0.25 * (plain(z) - z))
+    gained.gain.data.zero_()
+    torch.testing.assert_close(gained(z), z)
+    m = T1Operator2d(3, 1, resolution=16, width=8, modes=4, n_layers=2, head_width=8, block_gain=0.1)
+    assert all(float(b.gain) == pytest.approx(0.1) for b in m.blocks)
+
+
 def test_t1_learned_skip_is_a_per_mode_linear_map_of_the_inputs():
     """The learned skip adds sum_c delta[k, c] * x_c at each retained mode k: setting delta to a copy of the
     first input field at one mode changes the output by exactly that field's component there."""
