@@ -8,7 +8,9 @@ layer of 16 heads, in the same run for:
   - "separate":   decoder forecast and open-loop outputs computed by separate calls, and
                   series_inverse by Newton doubling from one term (the code before this change);
   - "shared":     the current code (one inverse shared; 32 terms by a triangular solve);
-  - "compiled":   the current code under torch.compile (skipped with the error if it fails).
+  - "compiled":   the current code under torch.compile (skipped with the error if it fails);
+  - "graphed":    (CUDA) ForecastingTask's objective (same three terms) replayed as a CUDA graph
+                  (tsmodels.tasks.graphs), as `tsm train` runs it.
 Prints a table, writes bench/results/spacetime_step.json (or $BENCH_RESULTS_DIR) with the
 device, shapes, aten-op counts and ratios against "separate".
 
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._timing import device_name, print_table, time_ms, write_json  # noqa: E402
 from tsmodels.layers import companion  # noqa: E402
 from tsmodels.models.spacetime import SpaceTime  # noqa: E402
+from tsmodels.tasks.forecasting import ForecastingTask  # noqa: E402
 
 
 class _CountOps(TorchDispatchMode):
@@ -89,6 +92,9 @@ def main(argv=None) -> dict:
     variants = [("separate", True, 1, None), ("shared", False, direct, None)]
     if not args.no_compile:
         variants.append(("compiled", False, direct, torch.compile(_loss)))
+    task = ForecastingTask(model, aux_weights=(1.0, 1.0), cuda_graphs=True).train()
+    if dev == "cuda":
+        variants.append(("graphed", False, direct, lambda m, x, y, separate: task.objective(x, y)[0]))
     rows = []
     for name, separate, terms, fn in variants:
         companion._DIRECT_TERMS = terms
@@ -117,6 +123,8 @@ def main(argv=None) -> dict:
                 row["step_ms"] = timing["median_ms"]
         except Exception as e:  # compile failures are reported, not fatal
             row["error"] = f"{type(e).__name__}: {e}"[:300]
+        if name == "graphed":
+            row["graph_captured"] = task.graphed
         rows.append(row)
         print(row, flush=True)
     companion._DIRECT_TERMS = direct

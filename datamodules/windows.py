@@ -192,5 +192,6 @@ class ForecastingDataModule(SplitLoaders, LightningDataModule):
         if ds is None:
             raise UserInputError(f"this datamodule has no {split} split",
                                  f"set a {split} fraction > 0 to get {split} windows")
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle,
+        # pinned batches reach a GPU without a stream synchronization per batch (pageable copies wait)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, pin_memory=torch.cuda.is_available(),
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)

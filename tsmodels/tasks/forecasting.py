@@ -13,10 +13,11 @@ import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
+from tsmodels.tasks.graphs import GraphedObjective
 from tsmodels.tasks.optim import adamw_cosine
 
 
-class ForecastingTask(pl.LightningModule):
+class ForecastingTask(GraphedObjective, pl.LightningModule):
     """Lightning wrapper for a forecasting model.
 
     Args:
@@ -28,11 +29,13 @@ class ForecastingTask(pl.LightningModule):
             lookback, and its predictions of its own next input. Needs a model whose forward takes
             ``return_aux=True`` (see tsmodels.models.spacetime); the first state_dim steps, where the
             state is still filling, are skipped as in the reference code.
+        cuda_graphs: on CUDA, run the training objective (forward + backward) as captured CUDA graphs
+            (tsmodels.tasks.graphs): SpaceTime's step is thousands of small kernels.
     Batches are (x, y) with y (B, horizon, C_out); the targets are the last C_out input channels.
     """
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0, scheduler: str | None = "cosine",
-                 aux_weights: tuple[float, float] = (0.0, 0.0)):
+                 aux_weights: tuple[float, float] = (0.0, 0.0), cuda_graphs: bool = False):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
@@ -40,32 +43,39 @@ class ForecastingTask(pl.LightningModule):
         metrics = MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()})
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        self._init_graphs(cuda_graphs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, lookback, C_in) → (B, horizon, C_out), scaled units."""
         return self.model(x)
 
+    def _objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(training loss, lookback aux loss, next-input aux loss) for a batch; the aux terms are 0 when unused."""
+        if not self._aux:
+            zero = x.new_zeros(())
+            return nn.functional.mse_loss(self(x), y), zero, zero
+        w_look, w_next = self.hparams.aux_weights
+        pred, aux = self.model(x, return_aux=True)
+        look, nxt = self._aux_losses(x, y, aux)
+        return nn.functional.mse_loss(pred, y) + w_look * look + w_next * nxt, look, nxt
+
     def training_step(self, batch, batch_idx):
         x, y = batch
-        w_look, w_next = self.hparams.aux_weights
-        if self._aux:
-            pred, aux = self.model(x, return_aux=True)
-            loss = nn.functional.mse_loss(pred, y) + self._aux_loss(x, y, aux, w_look, w_next)
-        else:
-            loss = nn.functional.mse_loss(self(x), y)
+        loss, look, nxt = self.objective(x, y)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
+        if self._aux:
+            self.log_dict({"train/aux_lookback": look, "train/aux_next_input": nxt}, batch_size=x.shape[0])
         return loss
 
-    def _aux_loss(self, x, y, aux, w_look: float, w_next: float) -> torch.Tensor:
+    def _aux_losses(self, x, y, aux) -> tuple[torch.Tensor, torch.Tensor]:
         skip = getattr(getattr(self.model, "config", None), "state_dim", 1)
         L = x.shape[1]
         if L <= skip:
-            return x.new_zeros(())
+            return x.new_zeros(()), x.new_zeros(())
         targets = torch.cat([x[..., -y.shape[-1]:], y], dim=1)  # (B, L + H, C_out)
         look = nn.functional.mse_loss(aux["lookback"][:, skip - 1:], targets[:, skip:L + 1])
         nxt = nn.functional.mse_loss(aux["next_input"][:, skip - 1:-1], aux["decoder_input"][:, skip:])
-        self.log_dict({"train/aux_lookback": look, "train/aux_next_input": nxt}, batch_size=x.shape[0])
-        return w_look * look + w_next * nxt
+        return look, nxt
 
     def _eval_step(self, batch, metrics: MetricCollection, stage: str):
         x, y = batch

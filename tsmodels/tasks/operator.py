@@ -19,15 +19,13 @@ then takes the loss on the spectrum by Parseval (no inverse transform at all); `
 inverse transform of all predicted frames. Both equal the grid rollout's loss up to rounding.
 
 ``cuda_graphs=True`` replays the training objective's forward and backward as CUDA graphs
-(``torch.cuda.make_graphed_callables``, one graph per batch shape). At the sizes of the FNO
-benchmark (64 x 64, batch 20, width 32) both T1 and FNO are bound by kernel launches and autograd's
-CPU work, not by the GPU; a graph removes that, so epoch times measure the models' device work.
-Eager mode is kept for CPU tensors, other batch shapes, and models whose capture fails (a warning).
+(tsmodels.tasks.graphs). At the sizes of the FNO benchmark (64 x 64, batch 20, width 32) both T1 and
+FNO are bound by kernel launches and autograd's CPU work, not by the GPU; a graph removes that, so
+epoch times measure the models' device work.
 """
 
 from __future__ import annotations
 
-import warnings
 
 import lightning.pytorch as pl
 import torch
@@ -35,6 +33,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from tsmodels.layers.fno import gather_modes
+from tsmodels.tasks.graphs import GraphedObjective
 from tsmodels.tasks.optim import adamw_cosine, param_groups
 
 
@@ -100,7 +99,7 @@ class RelativeL2(Metric):
         return (self.total / self.count.clamp_min(1)).float()
 
 
-class OperatorTask(pl.LightningModule):
+class OperatorTask(GraphedObjective, pl.LightningModule):
     """Lightning wrapper for neural operators (T1, FNO, neuralop's FNO).
 
     Args:
@@ -109,9 +108,7 @@ class OperatorTask(pl.LightningModule):
         loss_domain: "space" or "frequency" (for spectral steppers; others always use "space").
         warmup_epochs: linear warm-up before the cosine decay.
         cuda_graphs: on CUDA, run the training objective (forward + backward) as captured CUDA graphs
-            (module docstring); same loss and gradients as eager mode. The capture happens at the first
-            training batch of each shape; an eager autograd graph over the same parameters that is still
-            alive then (an unreleased loss) invalidates it, and training falls back to eager with a warning.
+            (tsmodels.tasks.graphs); same loss and gradients as eager mode.
     """
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4,
@@ -126,10 +123,7 @@ class OperatorTask(pl.LightningModule):
         self.val_rel_l2 = RelativeL2()
         self.test_rel_l2 = RelativeL2()
         self.test_rollout = RelativeL2()
-        self.cuda_graphs = bool(cuda_graphs)
-        # batch shapes -> graphed objective (or None: capture failed, stay eager); kept in a plain
-        # dict so that the wrappers are not registered as submodules (no duplicate state_dict keys)
-        self._graphed: dict[tuple, nn.Module | None] = {}
+        self._init_graphs(cuda_graphs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T_in, X, Y) -> (B, C_out, X, Y): one model call."""
@@ -200,36 +194,6 @@ class OperatorTask(pl.LightningModule):
         out_ch = getattr(self.model, "out_channels", None)
         return out_ch is not None and out_ch < y.shape[1]
 
-    def objective(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The training loss for a batch, through a CUDA graph when ``cuda_graphs`` applies:
-        x (B, T_in, X, Y), y (B, T_y, X, Y) -> scalar."""
-        if not (self.cuda_graphs and x.is_cuda and torch.is_grad_enabled() and self.training):
-            return self._objective(x, y)
-        key = (tuple(x.shape), tuple(y.shape), x.dtype, y.dtype, x.device)
-        if key not in self._graphed:
-            self._graphed[key] = self._capture(x, y)
-        graphed = self._graphed[key]
-        # the graph's output buffer is overwritten by the next replay; the caller may keep the loss
-        return graphed(x, y).clone() if graphed is not None else self._objective(x, y)
-
-    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> nn.Module | None:
-        """Capture forward + backward of the objective at these shapes; None (with a warning) if the model
-        cannot be captured (e.g. it synchronizes with the host)."""
-        wrapper = _Objective(self)
-        try:
-            # warm-up iterations run on a side stream and must not leave gradients behind
-            return torch.cuda.make_graphed_callables(wrapper, (x.detach(), y.detach()), num_warmup_iters=3)
-        except Exception as e:  # noqa: BLE001 - any capture failure falls back to the eager objective
-            torch.cuda.synchronize()
-            warnings.warn(f"CUDA graph capture failed for {type(self.model).__name__} ({type(e).__name__}: {e}); "
-                          "training eagerly", stacklevel=2)
-            return None
-
-    @property
-    def graphed(self) -> bool:
-        """True when at least one batch shape trains through a captured CUDA graph."""
-        return any(g is not None for g in self._graphed.values())
-
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = self.objective(x, y)
@@ -262,16 +226,3 @@ class OperatorTask(pl.LightningModule):
         epochs = self.trainer.max_epochs if self._trainer is not None else None
         return adamw_cosine(param_groups(self.model, hp.weight_decay), hp.lr, hp.weight_decay, hp.scheduler, epochs,
                             hp.warmup_epochs)
-
-
-class _Objective(nn.Module):
-    """``OperatorTask._objective`` as a module of the task's model (what make_graphed_callables captures)."""
-
-    def __init__(self, task: OperatorTask):
-        super().__init__()
-        self.model = task.model
-        # the task itself is not a submodule: only the model's parameters are graph inputs
-        self._task = [task]
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._task[0]._objective(x, y)
