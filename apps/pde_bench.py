@@ -276,6 +276,8 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
         t0 = time.perf_counter()
         trainer.fit(task, datamodule=dm)
         fit_s = time.perf_counter() - t0
+        # the training objective over the last epoch, beside test/loss (the same objective): over- or under-fitting
+        train_loss = trainer.callback_metrics.get("train/loss_epoch")
         metrics = trainer.test(task, datamodule=dm, verbose=False)[0]
         # Lightning's teardown leaves the module on the CPU: time and predict on the training device
         dev = torch.device("cuda" if on_gpu else "cpu")
@@ -292,6 +294,7 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
             "test_rel_l2": float(metrics["test/rel_l2"]),
             "test_rollout_rel_l2": float(metrics["test/rollout_rel_l2"]) if "test/rollout_rel_l2" in metrics else None,
             "test_loss": float(metrics["test/loss"]),
+            "train_loss_last_epoch": float(train_loss) if train_loss is not None else None,
         }
         results.append(row)
         # written after every model: a run cut off by a time limit keeps what finished

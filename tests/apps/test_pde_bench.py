@@ -28,6 +28,7 @@ def test_pde_bench_smoke_end_to_end(tmp_path):
     for r in report["results"]:
         assert r["params"] > 0 and r["seconds_per_epoch"] > 0 and r["inference_ms_per_sample"] > 0
         assert np.isfinite(r["test_rel_l2"]) and np.isfinite(r["test_rollout_rel_l2"])
+        assert np.isfinite(r["train_loss_last_epoch"])
     saved = json.loads((tmp_path / "pde_bench.json").read_text())
     assert saved["setup"]["smoke"] is True and saved["dataset"]["seed"] == 0
     png = (tmp_path / "pde_bench.png").read_bytes()
