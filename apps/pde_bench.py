@@ -160,8 +160,7 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
               n: int = 1200, steps: int = 20, viscosity: float = 1e-3, t_in: int = 10, t_out: int = 10,
               seed: int = 0, loss_domain: str = "space", max_minutes_per_model: float | None = None,
               progress: bool = True, mode: str = "autoregressive", target_frame: int | None = None,
-              cuda_graphs: bool | None = None, t1_options: dict[str, Any] | None = None,
-              input_noise: float = 0.0) -> dict[str, Any]:
+              cuda_graphs: bool | None = None, t1_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and compare neural operators on one Navier-Stokes data set; returns the results dict.
 
     Args:
@@ -183,7 +182,6 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
             the data kept on the GPU); None (default): on when a GPU is used. Off, both models pay
             autograd's per-kernel CPU cost, which at these sizes exceeds their GPU time.
         t1_options: further T1Operator2d arguments (e.g. {"learned_skip": True}), recorded in the JSON.
-        input_noise: OperatorTask's training-input noise (relative std), the same for every model.
     Output: ``out_dir``/pde_bench.json and ``out_dir``/pde_bench.png; a rich table on stdout.
     """
     import lightning.pytorch as pl
@@ -256,7 +254,6 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
                   "loss": (f"relative L2 over the {dm.t_out}-step rollout" if mode == "autoregressive"
                            else "relative L2 of the one-call prediction"),
                   "seed": seed, "smoke": smoke, "cuda_graphs": graphs, "t1_options": t1_options or {},
-                  "input_noise": input_noise,
                   "data_on_device": on_gpu},
         "results": results,
     }
@@ -269,8 +266,7 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
         pl.seed_everything(seed, workers=True, verbose=False)
         model = build_model(name, dm.in_channels, dm.out_channels, res, width, modes, n_layers,
                             **((t1_options or {}) if name == "t1" else {}))
-        task = OperatorTask(model, lr=lr, loss_domain=loss_domain if name == "t1" else "space", cuda_graphs=graphs,
-                            input_noise=input_noise)
+        task = OperatorTask(model, lr=lr, loss_domain=loss_domain if name == "t1" else "space", cuda_graphs=graphs)
         timer = EpochTimer()
         trainer = pl.Trainer(max_epochs=epochs, accelerator="gpu" if on_gpu else "cpu", devices=1, logger=False,
                              enable_checkpointing=False, callbacks=[timer], num_sanity_val_steps=0,

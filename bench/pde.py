@@ -118,7 +118,6 @@ def main() -> None:
     p.add_argument("--mode", choices=MODES, default="autoregressive")
     p.add_argument("--target-frame", type=int, default=None, help="--mode direct: 0-based frame index (default last)")
     p.add_argument("--no-cuda-graphs", action="store_true", help="train eagerly (autograd launches every kernel)")
-    p.add_argument("--input-noise", type=float, default=0.0, help="training-input noise, relative std (every model)")
     p.add_argument("--t1-options", default="", help="further T1Operator2d arguments, e.g. learned_skip=true,act=tanh")
     a = p.parse_args()
     t1_options = parse_options(a.t1_options)
@@ -156,8 +155,7 @@ def main() -> None:
     res = pde_bench(dataset=data, models=models, epochs=a.epochs, out_dir=a.out_dir, width=a.width, modes=a.modes,
                     n_layers=a.layers, batch_size=a.batch_size, lr=a.lr, max_minutes_per_model=a.max_minutes_per_model,
                     progress=False, mode=a.mode, target_frame=a.target_frame,
-                    cuda_graphs=not a.no_cuda_graphs, t1_options=t1_options,
-                    input_noise=a.input_noise)
+                    cuda_graphs=not a.no_cuda_graphs, t1_options=t1_options)
     report["pde_bench"] = res
     path = write_json(result_name, report)
     print(f"wrote {path}")

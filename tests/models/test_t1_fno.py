@@ -309,25 +309,3 @@ def test_hermitian_columns_gives_the_coefficients_of_the_real_field(size, m):
     torch.testing.assert_close(projected, expected)
     own = gather_modes(torch.fft.rfft2(torch.fft.irfft2(scatter_modes(projected, size), s=size)), m, m2)
     torch.testing.assert_close(own, projected)
-
-
-def test_input_noise_perturbs_only_the_training_objective():
-    torch.manual_seed(0)
-    model = T1Operator2d(3, 1, resolution=16, width=8, modes=4, n_layers=1, head_width=8)
-    x, y = _bandlimited(4, 3, 16, 2, seed=1), _bandlimited(4, 2, 16, 2, seed=2)
-    clean = OperatorTask(model).train()._objective(x, y)
-    noisy = OperatorTask(model, input_noise=0.05)
-    assert not torch.allclose(noisy.train()._objective(x, y), clean)
-    torch.testing.assert_close(noisy.eval()._objective(x, y), clean)
-    with pytest.raises(ValueError, match="input_noise"):
-        OperatorTask(model, input_noise=-1.0)
-
-
-def test_t1_shared_init_starts_mode_independent():
-    from tsmodels.layers.t1 import T1Block2d
-
-    torch.manual_seed(0)
-    w = T1Block2d(16, 4, 4, 256, init="shared").channel.detach()  # (modes, in, out)
-    spread = (w - w.mean(0)).abs().square().mean().sqrt()
-    assert spread < 0.2 * w.mean(0).abs().square().mean().sqrt()  # per-mode part: a tenth of the shared scale
-    assert w.mean(0).imag.abs().max() < 0.1  # the shared part is real: a pointwise map in space

@@ -109,8 +109,7 @@ class T1Block2d(nn.Module):
         act: ``"gelu"`` | ``"tanh"`` | ``"sin"`` | ``"identity"``.
         mode_mixing: mix along the mode axes after the activation (the paper's spatial mixing).
         residual: add the block input (z + f(z)).
-        init: ``"vp"`` | ``"fan_in"`` | ``"fno"`` for the channel weights, or ``"shared"``: one real
-            fan-in matrix at every mode plus per-mode noise of a tenth of that scale.
+        init: ``"vp"`` | ``"fan_in"`` | ``"fno"`` for the channel weights.
         gain: None, or the initial value of a learned scalar multiplying the block's branch
             (z + gain * f(z)): a small value starts a deep stack near the identity (ReZero-style).
     """
@@ -122,16 +121,9 @@ class T1Block2d(nn.Module):
         self.act, self.residual, self.mode_mixing = act, residual, mode_mixing
         M1, M2 = 2 * modes1, modes2
         self.gain = None if gain is None else nn.Parameter(torch.tensor(float(gain)))
+        std = init_std(init, width, signal_size, M1 * M2)
         # (mode, in, out): one W x W matrix per retained mode, laid out for torch.bmm
-        if init == "shared":
-            # one real matrix at every mode (a pointwise linear map in space, like FNO's skip path) plus a
-            # small per-mode part: the block starts mode-independent and learns where modes differ
-            base = torch.randn(width, width) / math.sqrt(width)
-            channel = base.to(torch.cfloat).expand(M1 * M2, width, width) + crandn(M1 * M2, width, width,
-                                                                                  std=0.1 / math.sqrt(width))
-        else:
-            channel = crandn(M1 * M2, width, width, std=init_std(init, width, signal_size, M1 * M2))
-        self.channel = nn.Parameter(channel)
+        self.channel = nn.Parameter(crandn(M1 * M2, width, width, std=std))
         if mode_mixing:
             # (channel, in mode, out mode), near the identity
             self.mix1 = nn.Parameter(torch.eye(M1, dtype=torch.cfloat).expand(width, M1, M1)

@@ -59,7 +59,7 @@ class T1Operator2d(nn.Module):
         width: hidden channels W. modes: retained frequencies per axis (m1 = m2).
         n_layers: T1 blocks. head_width: hidden size of the frequency-domain head.
         act: activation (``"gelu"``/``"tanh"`` split real/imag, or ``"sin"``).
-        init: channel-weight init of the blocks, ``"fan_in"`` (default), ``"vp"`` (the paper's), ``"fno"`` or ``"shared"``.
+        init: channel-weight init of the blocks, ``"fan_in"`` (default), ``"vp"`` (the paper's) or ``"fno"``.
         head_init: std multiplier of the head's last layer (relative to fan-in scaling).
         mode_mixing: include the blocks' mode-mixing step.
         grid: append the (x, y) coordinate channels to the input (FNO's practice). Without them the

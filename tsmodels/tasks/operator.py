@@ -109,19 +109,14 @@ class OperatorTask(GraphedObjective, pl.LightningModule):
         warmup_epochs: linear warm-up before the cosine decay.
         cuda_graphs: on CUDA, run the training objective (forward + backward) as captured CUDA graphs
             (tsmodels.tasks.graphs); same loss and gradients as eager mode.
-        input_noise: training only: add Gaussian noise of this std, relative to each sample's RMS, to the
-            input window, so a time stepper learns to correct perturbed states, as it must along its own
-            rollout (the noise-injection remedy for error accumulation in learned simulators). 0: off.
     """
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4,
                  scheduler: str | None = "cosine", loss_domain: str = "space", warmup_epochs: int = 0,
-                 cuda_graphs: bool = False, input_noise: float = 0.0):
+                 cuda_graphs: bool = False):
         super().__init__()
         if loss_domain not in ("space", "frequency"):
             raise ValueError(f"loss_domain must be 'space' or 'frequency', got {loss_domain!r}")
-        if not input_noise >= 0:
-            raise ValueError(f"input_noise must be >= 0, got {input_noise!r}")
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.spectral_loss = loss_domain == "frequency" and self.spectral_stepper
@@ -176,9 +171,6 @@ class OperatorTask(GraphedObjective, pl.LightningModule):
 
     def _objective(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean per-sample relative L2 of the (rolled-out) prediction; on the spectrum when configured."""
-        if self.hparams.input_noise > 0 and self.training:
-            rms = x.square().mean(dim=tuple(range(1, x.dim())), keepdim=True).sqrt()
-            x = x + self.hparams.input_noise * rms * torch.randn_like(x)
         if not self.spectral_loss:
             return rel_l2(self.rollout(x, y.shape[1]), y).mean()
         zp = self.rollout_modes(self.model.encode(x), y.shape[1], (y.shape[-2], y.shape[-1]))
