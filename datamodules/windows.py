@@ -192,6 +192,8 @@ class ForecastingDataModule(SplitLoaders, LightningDataModule):
         if ds is None:
             raise UserInputError(f"this datamodule has no {split} split",
                                  f"set a {split} fraction > 0 to get {split} windows")
-        # pinned batches reach a GPU without a stream synchronization per batch (pageable copies wait)
+        # pinned batches reach a GPU without a stream synchronization per batch (pageable copies wait);
+        # training drops the ragged last batch (as the Informer loaders do): one batch shape, one CUDA graph
         return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, pin_memory=torch.cuda.is_available(),
+                          drop_last=shuffle and len(ds) > self.batch_size,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)

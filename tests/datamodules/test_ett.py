@@ -104,6 +104,14 @@ def test_batch_shapes(features, cin, cout):
 
 
 @needs_etth1
+def test_training_batches_have_one_shape_and_evaluation_keeps_every_window():
+    dm = ETTDataModule("ETTh1", lookback=48, horizon=24, batch_size=64)
+    assert {x.shape[0] for x, _ in dm.train_dataloader()} == {64}  # the ragged last batch is dropped
+    assert sum(x.shape[0] for x, _ in dm.val_dataloader()) == len(dm.val_dataset)
+    assert sum(x.shape[0] for x, _ in dm.test_dataloader()) == len(dm.test_dataset)
+
+
+@needs_etth1
 def test_ms_target_matches_s(dm_s):
     ms = ETTDataModule("ETTh1", lookback=L, horizon=H, features="MS")
     x_s, y_s = dm_s.test_dataset[7]
