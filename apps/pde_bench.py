@@ -77,10 +77,12 @@ class NeuralopFNO:
 
 
 def build_model(name: str, in_channels: int, out_channels: int, resolution: int, width: int, modes: int, n_layers: int,
-                **options: Any):
-    """One of KNOWN_MODELS at the given width and modes; ``options``: further T1Operator2d arguments (t1 only)."""
+                t1_options: dict[str, Any] | None = None):
+    """One of KNOWN_MODELS at the given width and modes; ``t1_options``: further T1Operator2d arguments (t1 only;
+    width, modes and n_layers there override the shared ones)."""
     from tsmodels.layers.fno import check_modes
 
+    options = dict(t1_options or {})
     check_modes(modes, modes, (resolution, resolution))
     if options and name != "t1":
         raise UserInputError(f"model options {sorted(options)} given for {name}", "options apply to t1 only")
@@ -92,8 +94,9 @@ def build_model(name: str, in_channels: int, out_channels: int, resolution: int,
         unknown = set(options) - set(inspect.signature(T1Operator2d).parameters)
         if unknown:
             raise UserInputError(f"unknown T1 option(s) {sorted(unknown)}", "see T1Operator2d's arguments")
-        return T1Operator2d(in_channels, out_channels, resolution, width=width, modes=modes, n_layers=n_layers,
-                            **options)
+        # options may override the shared size too (the paper compares a wider, deeper T1 against FNO)
+        return T1Operator2d(in_channels, out_channels, resolution, **{"width": width, "modes": modes,
+                                                                      "n_layers": n_layers, **options})
     if name == "fno":
         from tsmodels.models.fno import FNO2d
 
@@ -265,7 +268,7 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
     for name in names:
         pl.seed_everything(seed, workers=True, verbose=False)
         model = build_model(name, dm.in_channels, dm.out_channels, res, width, modes, n_layers,
-                            **((t1_options or {}) if name == "t1" else {}))
+                            t1_options if name == "t1" else None)
         task = OperatorTask(model, lr=lr, loss_domain=loss_domain if name == "t1" else "space", cuda_graphs=graphs)
         timer = EpochTimer()
         trainer = pl.Trainer(max_epochs=epochs, accelerator="gpu" if on_gpu else "cpu", devices=1, logger=False,

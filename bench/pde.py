@@ -42,8 +42,8 @@ def training_step(name: str, x: torch.Tensor, y: torch.Tensor, width: int, modes
     """One model's training step on the batch (x, y) as a closure: the task's objective forward and
     backward (through CUDA graphs when ``graphs``), then AdamW. Returns (task, step)."""
     torch.manual_seed(0)
-    options = (t1_options or {}) if name == "t1" else {}
-    model = build_model(name, x.shape[1], 1, x.shape[-1], width, modes, n_layers, **options).cuda()
+    model = build_model(name, x.shape[1], 1, x.shape[-1], width, modes, n_layers,
+                        t1_options if name == "t1" else None).cuda()
     task = OperatorTask(model, cuda_graphs=graphs).cuda().train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 

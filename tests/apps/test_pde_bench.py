@@ -136,3 +136,15 @@ def test_tsm_train_experiment_ns_t1_smoke(tmp_path, tiny_file):
     assert m["name"] == "ns_t1" and m["params"] > 0
     assert np.isfinite(m["test/rel_l2"]) and np.isfinite(m["test/rollout_rel_l2"])
     assert list(tmp_path.glob("ns_t1/*/metrics.json"))
+
+
+def test_build_model_t1_options():
+    from apps.pde_bench import build_model
+    from tsmodels.errors import UserInputError
+
+    m = build_model("t1", 1, 1, 32, 8, 4, 2, {"width": 12, "n_layers": 3, "learned_skip": True})
+    assert (m.blocks[0].width, len(m.blocks), m.skip_delta is not None) == (12, 3, True)
+    with pytest.raises(UserInputError, match="unknown T1 option"):
+        build_model("t1", 1, 1, 32, 8, 4, 2, {"widht": 12})
+    with pytest.raises(UserInputError, match="t1 only"):
+        build_model("fno", 1, 1, 32, 8, 4, 2, {"learned_skip": True})
