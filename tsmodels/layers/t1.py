@@ -4,7 +4,8 @@ Operator Learning in Frequency Domain").
 A T1 model transforms its input once (rfft2), keeps a reduced set of low modes, runs every block
 on those modes and transforms back once at the end (or never: the loss can be taken on the
 spectrum). Blocks here work on the retained spectrum in a *modes-major* layout
-z (M1, M2, B, W): M1 = 2 m1 rows (positive then negative first-axis frequencies), M2 = m2 columns,
+z (M1, M2, B, W): M1 = 2 m1 rows (positive then negative first-axis frequencies; m1 rows for the cosine
+transform, whose coefficients and weights are real), M2 = m2 columns,
 batch B, channels W. In that layout the per-mode channel mixing is one batched matmul over the
 M1 * M2 modes with no transposes, which is what the block spends most of its arithmetic on.
 
@@ -35,6 +36,7 @@ Mode-mixing matrices start at the identity plus a small complex perturbation, so
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -42,8 +44,10 @@ from torch import nn
 
 
 def complex_act(z: torch.Tensor, kind: str) -> torch.Tensor:
-    """Nonlinearity on complex coefficients: ``"gelu"``/``"tanh"`` (split real/imag), ``"sin"`` (complex sine),
-    ``"identity"``. z (...) complex -> same shape."""
+    """Nonlinearity on coefficients: ``"gelu"``/``"tanh"`` (split real/imag), ``"sin"`` (complex sine),
+    ``"identity"``. z (...) complex (or real: the plain function) -> same shape."""
+    if not z.is_complex() and kind in ("gelu", "tanh", "sin", "identity"):
+        return {"gelu": nn.functional.gelu, "tanh": torch.tanh, "sin": torch.sin, "identity": lambda t: t}[kind](z)
     if kind == "gelu":
         # on the (..., 2) real view: one kernel, no copies of the real and imaginary parts
         return torch.view_as_complex(nn.functional.gelu(torch.view_as_real(z)))
@@ -77,6 +81,21 @@ def complex_linear(z: torch.Tensor, w_real: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(y.view(*z.shape[:-1], N2 // 2, 2))
 
 
+@functools.lru_cache(maxsize=32)
+def cosine_basis(n: int, m: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first m terms of the cosine series on n cell-centred points t_j = (j + 1/2) / n of [0, 1]:
+    analysis A (n, m) and synthesis S (m, n), so that a = x @ A are the coefficients of
+    x(t) = sum_k a_k cos(pi k t) and x = a @ S (DCT-II / DCT-III pair, exact for m = n and for fields
+    made of the first m terms). Coefficients of a band-limited field do not depend on n.
+    Cached per (n, m, device): a rollout encodes every batch and should not rebuild them."""
+    j = torch.arange(n, dtype=torch.float64) + 0.5
+    k = torch.arange(m, dtype=torch.float64)
+    cos = torch.cos(math.pi * j[:, None] * k[None, :] / n)  # (n, m)
+    w = torch.full((m,), 2.0 / n, dtype=torch.float64)
+    w[0] = 1.0 / n
+    return (cos * w).float().to(device), cos.t().contiguous().float().to(device)
+
+
 def vp_scale(signal_size: int, fan_in: int, n_modes: int) -> float:
     """Standard deviation |w| of the paper's variance-preserving init for a reduced-order layer that keeps
     ``n_modes`` half-spectrum modes of a ``signal_size``-point real signal: sqrt(N / (2 fan_in M))."""
@@ -99,12 +118,17 @@ def crandn(*shape: int, std: float) -> torch.Tensor:
     return std * torch.randn(*shape, dtype=torch.cfloat)
 
 
+def rrandn(*shape: int, std: float) -> torch.Tensor:
+    """Real normal tensor with E w^2 = std^2 (:func:`crandn`'s real counterpart)."""
+    return std * torch.randn(*shape)
+
+
 class T1Block2d(nn.Module):
-    """One T1 block on retained modes, modes-major layout: z (M1, M2, B, W) complex -> same shape.
+    """One T1 block on retained modes, modes-major layout: z (M1, M2, B, W) complex (real with ``real``) -> same.
 
     Args:
         width: channels W.
-        modes1, modes2: retained frequencies (M1 = 2 modes1 rows, M2 = modes2 columns).
+        modes1, modes2: retained frequencies (M1 = 2 modes1 rows for the DFT, modes1 with ``real``; M2 = modes2 columns).
         signal_size: grid points N = X * Y of the training resolution (for the vp init).
         act: ``"gelu"`` | ``"tanh"`` | ``"sin"`` | ``"identity"``.
         mode_mixing: mix along the mode axes after the activation (the paper's spatial mixing).
@@ -112,24 +136,30 @@ class T1Block2d(nn.Module):
         init: ``"vp"`` | ``"fan_in"`` | ``"fno"`` for the channel weights.
         gain: None, or the initial value of a learned scalar multiplying the block's branch
             (z + gain * f(z)): a small value starts a deep stack near the identity (ReZero-style).
+        real: real coefficients and weights (the cosine transform): M1 = modes1 rows (no negative
+            frequencies) and the vp init without the conjugate-half factor.
     """
 
     def __init__(self, width: int, modes1: int, modes2: int, signal_size: int, act: str = "gelu",
-                 mode_mixing: bool = True, residual: bool = True, init: str = "fan_in", gain: float | None = None):
+                 mode_mixing: bool = True, residual: bool = True, init: str = "fan_in", gain: float | None = None,
+                 real: bool = False):
         super().__init__()
         self.width, self.modes1, self.modes2 = width, modes1, modes2
         self.act, self.residual, self.mode_mixing = act, residual, mode_mixing
-        M1, M2 = 2 * modes1, modes2
+        M1, M2 = (modes1 if real else 2 * modes1), modes2
         self.gain = None if gain is None else nn.Parameter(torch.tensor(float(gain)))
-        std = init_std(init, width, signal_size, M1 * M2)
+        # real vp: no conjugate half, so E w^2 = N / (W M) instead of N / (2 W M)
+        std = init_std(init, width, signal_size, M1 * M2) * (math.sqrt(2.0) if real and init == "vp" else 1.0)
+        randn = rrandn if real else crandn
+        dtype = torch.float32 if real else torch.cfloat
         # (mode, in, out): one W x W matrix per retained mode, laid out for torch.bmm
-        self.channel = nn.Parameter(crandn(M1 * M2, width, width, std=std))
+        self.channel = nn.Parameter(randn(M1 * M2, width, width, std=std))
         if mode_mixing:
             # (channel, in mode, out mode), near the identity
-            self.mix1 = nn.Parameter(torch.eye(M1, dtype=torch.cfloat).expand(width, M1, M1)
-                                     + crandn(width, M1, M1, std=0.1 / math.sqrt(M1)))
-            self.mix2 = nn.Parameter(torch.eye(M2, dtype=torch.cfloat).expand(width, M2, M2)
-                                     + crandn(width, M2, M2, std=0.1 / math.sqrt(M2)))
+            self.mix1 = nn.Parameter(torch.eye(M1, dtype=dtype).expand(width, M1, M1)
+                                     + randn(width, M1, M1, std=0.1 / math.sqrt(M1)))
+            self.mix2 = nn.Parameter(torch.eye(M2, dtype=dtype).expand(width, M2, M2)
+                                     + randn(width, M2, M2, std=0.1 / math.sqrt(M2)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z (M1, M2, B, W) complex -> (M1, M2, B, W)."""

@@ -46,7 +46,7 @@ from torch import nn
 
 from tsmodels.errors import UserInputError
 from tsmodels.layers.fno import check_modes, gather_modes, hermitian_columns, scatter_modes
-from tsmodels.layers.t1 import T1Block2d, complex_act, complex_linear, crandn, real_form
+from tsmodels.layers.t1 import T1Block2d, complex_act, complex_linear, cosine_basis, crandn, real_form, rrandn
 from tsmodels.models.fno import grid_channels
 
 
@@ -74,6 +74,11 @@ class T1Operator2d(nn.Module):
             M1 * M2 * C_in * C_out complex weights), a per-mode linear autoregression, the frequency-domain
             counterpart of FNO's pointwise linear path. False: a fixed copy of the last fields.
         block_gain: None, or the initial value of a learned scalar on each block's residual branch.
+        transform: ``"dft"`` (rfft2, complex coefficients and weights; the default) or ``"dct"``: the cosine
+            series (DCT-II, cell-centred), real coefficients and weights, ``modes`` x ``modes`` retained
+            (the paper's code uses it for Navier-Stokes). Its basis is not periodic, so on a periodic field it
+            needs more modes for the same accuracy, but all arithmetic is real (half the data, a quarter of
+            the multiplies per weight).
     Shapes: x (B, in_channels, X, Y) -> (B, out_channels, X, Y) for any X, Y holding the modes.
     """
 
@@ -81,9 +86,12 @@ class T1Operator2d(nn.Module):
                  n_layers: int = 4, head_width: int = 128, act: str = "gelu", init: str = "fan_in",
                  head_init: float = 0.01, mode_mixing: bool = True, grid: bool = True,
                  input_skip: bool | None = None, coef_scale: float | None = None, learned_skip: bool = False,
-                 block_gain: float | None = None):
+                 block_gain: float | None = None, transform: str = "dft"):
         super().__init__()
-        check_modes(modes, modes, (resolution, resolution))
+        if transform not in ("dft", "dct"):
+            raise UserInputError(f"unknown transform {transform!r}", "use transform=dft or transform=dct")
+        self.transform = transform
+        self._check_modes(modes, (resolution, resolution))
         self.in_channels, self.out_channels, self.modes, self.act = in_channels, out_channels, modes, act
         self.grid = grid
         if input_skip is None:
@@ -98,20 +106,36 @@ class T1Operator2d(nn.Module):
         c = in_channels + (2 if grid else 0)
         self.lift_weight = nn.Parameter(torch.randn(c, width) / math.sqrt(c))
         self.lift_bias = nn.Parameter(torch.zeros(width))
+        real = transform == "dct"
         self.blocks = nn.ModuleList(
             T1Block2d(width, modes, modes, resolution * resolution, act=act, mode_mixing=mode_mixing, init=init,
-                      gain=block_gain)
+                      gain=block_gain, real=real)
             for _ in range(n_layers))
-        self.head1 = nn.Parameter(crandn(width, head_width, std=1.0 / math.sqrt(width)))
-        self.head2 = nn.Parameter(crandn(head_width, out_channels, std=head_init / math.sqrt(head_width)))
+        randn = rrandn if real else crandn
+        self.head1 = nn.Parameter(randn(width, head_width, std=1.0 / math.sqrt(width)))
+        self.head2 = nn.Parameter(randn(head_width, out_channels, std=head_init / math.sqrt(head_width)))
         # (mode, input field, output field): the learned skip's change from persistence, zero at init
-        self.skip_delta = (nn.Parameter(torch.zeros(2 * modes * modes, in_channels, out_channels, dtype=torch.cfloat))
+        n_modes = (1 if real else 2) * modes * modes
+        self.skip_delta = (nn.Parameter(torch.zeros(n_modes, in_channels, out_channels,
+                                                    dtype=torch.float32 if real else torch.cfloat))
                            if self.input_skip and learned_skip else None)
         self._consts: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    def _check_modes(self, modes: int, size: tuple[int, int]) -> None:
+        if self.transform == "dft":
+            check_modes(modes, modes, size)
+        elif not 1 <= modes <= min(size):
+            raise UserInputError(f"{modes}x{modes} cosine modes do not fit a {size[0]}x{size[1]} grid",
+                                 f"lower the modes (model.modes <= {min(size)}) or use a finer resolution")
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Retained spectrum of fields (Fourier-series coefficients): x (B, C, X, Y) -> (B, C, 2 m, m) complex."""
-        check_modes(self.modes, self.modes, (x.shape[-2], x.shape[-1]))
+        """Retained spectrum of fields (series coefficients): x (B, C, X, Y) -> (B, C, 2 m, m) complex for the
+        DFT, (B, C, m, m) real for the DCT."""
+        X, Y = x.shape[-2:]
+        self._check_modes(self.modes, (X, Y))
+        if self.transform == "dct":
+            ax, ay = cosine_basis(X, self.modes, x.device)[0], cosine_basis(Y, self.modes, x.device)[0]
+            return ax.t() @ (x.float() @ ay)
         return gather_modes(torch.fft.rfft2(x.float(), norm="forward"), self.modes, self.modes)
 
     def _constants(self, size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +145,7 @@ class T1Operator2d(nn.Module):
         if key not in self._consts:
             with torch.no_grad():
                 g = self.encode(grid_channels(torch.zeros(1, 1, *size, device=device)))[0]
-                e0 = torch.zeros(2 * self.modes, self.modes, 1, 1, dtype=g.dtype, device=device)
+                e0 = torch.zeros(g.shape[1], self.modes, 1, 1, dtype=g.dtype, device=device)
                 e0[0, 0] = 1.0
                 self._consts[key] = (g.permute(1, 2, 0).unsqueeze(2).contiguous(), e0)
         return self._consts[key]
@@ -132,25 +156,31 @@ class T1Operator2d(nn.Module):
         channels), the head's two layers as real matrices. A rollout builds them once, not once per step."""
         C = self.in_channels
         grid_modes, e0 = self._constants(size, device)
+        # real coefficients (DCT) take the weights as they are; complex ones their real-GEMM form
+        form = (lambda w: w) if self.transform == "dct" else real_form
         # the coordinate channels and the bias are the same for every sample; a constant lives in mode (0, 0)
         const = e0 * self.lift_bias.to(e0.dtype)
         if self.grid:
-            const = const + complex_linear(grid_modes, real_form(self.lift_weight[C:]))
-        return real_form(self.lift_weight[:C]), const, real_form(self.head1), real_form(self.head2)
+            const = const + self._linear(grid_modes, form(self.lift_weight[C:]))
+        return form(self.lift_weight[:C]), const, form(self.head1), form(self.head2)
+
+    def _linear(self, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """z (..., K) @ w for a weight from :meth:`step_weights` (real, or complex in real-GEMM form)."""
+        return z @ w if self.transform == "dct" else complex_linear(z, w)
 
     def step_modes(self, zx: torch.Tensor, size: tuple[int, int], weights: tuple[torch.Tensor, ...] | None = None
                    ) -> torch.Tensor:
-        """The operator on retained spectra: zx (B, C_in, 2 m, m) -> (B, C_out, 2 m, m) complex, the Fourier
-        coefficients of a real field on an ``size`` = (X, Y) grid (projected so that irfft2 keeps them all).
+        """The operator on retained spectra: zx (B, C_in, M1, m) -> (B, C_out, M1, m) (:meth:`encode`'s layout),
+        the coefficients of a real field on an ``size`` = (X, Y) grid (DFT: projected so that irfft2 keeps them all).
         ``weights``: :meth:`step_weights` for this grid (built here when None)."""
         C = self.in_channels
         lift, const, head1, head2 = weights if weights is not None else self.step_weights(size, zx.device)
         # the blocks work in units of coef_scale x the Fourier-series coefficients (module docstring)
-        h = complex_linear(zx.permute(2, 3, 0, 1) * self.coef_scale, lift) + const  # (2m, m, B, W)
+        h = self._linear(zx.permute(2, 3, 0, 1) * self.coef_scale, lift) + const  # (M1, m, B, W)
         for block in self.blocks:
             h = block(h)
-        # (2m, m, B, C_out)
-        out = complex_linear(complex_act(complex_linear(h, head1), self.act), head2) / self.coef_scale
+        # (M1, m, B, C_out)
+        out = self._linear(complex_act(self._linear(h, head1), self.act), head2) / self.coef_scale
         if self.input_skip:
             # the head predicts the change of the last out_channels input fields (see the module docstring)
             out = out + zx[:, C - self.out_channels:].permute(2, 3, 0, 1)
@@ -158,15 +188,18 @@ class T1Operator2d(nn.Module):
                 M1, M2, B = out.shape[:3]
                 zin = zx.permute(2, 3, 0, 1).reshape(M1 * M2, B, C)
                 out = out + torch.bmm(zin, self.skip_delta).view(M1, M2, B, self.out_channels)
-        return hermitian_columns(out.permute(2, 3, 0, 1), size)
+        out = out.permute(2, 3, 0, 1)
+        return out if self.transform == "dct" else hermitian_columns(out, size)
 
     def forward_spectrum(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C_in, X, Y) -> retained output spectrum (B, C_out, 2 m, m) complex (Fourier-series coefficients)."""
         return self.step_modes(self.encode(x), (x.shape[-2], x.shape[-1]))
 
-    @staticmethod
-    def spectrum_to_grid(zm: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Retained spectrum (B, C, 2 m, m) -> field (B, C, X, Y): the one inverse transform."""
+    def spectrum_to_grid(self, zm: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Retained spectrum (B, C, M1, m) (:meth:`encode`'s layout) -> field (B, C, X, Y): the one inverse transform."""
+        if self.transform == "dct":
+            sx, sy = cosine_basis(size[0], self.modes, zm.device)[1], cosine_basis(size[1], self.modes, zm.device)[1]
+            return sx.t() @ zm @ sy
         return torch.fft.irfft2(scatter_modes(zm, size), s=size, norm="forward")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

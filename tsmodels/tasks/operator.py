@@ -120,6 +120,8 @@ class OperatorTask(GraphedObjective, pl.LightningModule):
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.spectral_loss = loss_domain == "frequency" and self.spectral_stepper
+        if self.spectral_loss and getattr(model, "transform", "dft") != "dft":
+            raise ValueError("loss_domain='frequency' takes the loss on DFT coefficients; use 'space' for this model")
         self.val_rel_l2 = RelativeL2()
         self.test_rel_l2 = RelativeL2()
         self.test_rollout = RelativeL2()
