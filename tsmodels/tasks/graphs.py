@@ -19,7 +19,8 @@ Loss = torch.Tensor | tuple[torch.Tensor, ...]
 
 
 class GraphedObjective:
-    """Mixin for a LightningModule with a ``model`` and an ``_objective(x, y)``.
+    """Mixin for a LightningModule with a ``model`` and an ``_objective(x, y) -> Loss`` (the training loss
+    of a batch; the task defines it, as OperatorTask and ForecastingTask do).
 
     ``cuda_graphs`` (set by :meth:`_init_graphs`): on CUDA, in training mode with gradients enabled,
     run the objective through captured graphs; eager otherwise (CPU tensors, evaluation), and when the
@@ -32,9 +33,6 @@ class GraphedObjective:
         # batch shapes -> graphed objective (or None: capture failed, stay eager); a plain dict, so the
         # wrappers are not registered as submodules (no duplicate state_dict keys)
         self._graphed: dict[tuple, nn.Module | None] = {}
-
-    def _objective(self, x: torch.Tensor, y: torch.Tensor) -> Loss:
-        raise NotImplementedError
 
     def objective(self, x: torch.Tensor, y: torch.Tensor) -> Loss:
         """The training loss for a batch (x, y), through a CUDA graph when ``cuda_graphs`` applies."""
