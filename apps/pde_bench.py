@@ -83,7 +83,6 @@ def build_model(name: str, in_channels: int, out_channels: int, resolution: int,
     from tsmodels.layers.fno import check_modes
 
     options = dict(t1_options or {})
-    check_modes(modes, modes, (resolution, resolution))
     if options and name != "t1":
         raise UserInputError(f"model options {sorted(options)} given for {name}", "options apply to t1 only")
     if name == "t1":
@@ -94,9 +93,11 @@ def build_model(name: str, in_channels: int, out_channels: int, resolution: int,
         unknown = set(options) - set(inspect.signature(T1Operator2d).parameters)
         if unknown:
             raise UserInputError(f"unknown T1 option(s) {sorted(unknown)}", "see T1Operator2d's arguments")
-        # options may override the shared size too (the paper compares a wider, deeper T1 against FNO)
+        # options may override the shared size too (the paper compares a wider, deeper T1 against FNO); the
+        # model checks its modes against the grid for its own transform
         return T1Operator2d(in_channels, out_channels, resolution, **{"width": width, "modes": modes,
                                                                       "n_layers": n_layers, **options})
+    check_modes(modes, modes, (resolution, resolution))
     if name == "fno":
         from tsmodels.models.fno import FNO2d
 

@@ -43,21 +43,18 @@ import torch
 from torch import nn
 
 
+_ACTS = {"gelu": nn.functional.gelu, "tanh": torch.tanh, "sin": torch.sin, "identity": lambda t: t}
+
+
 def complex_act(z: torch.Tensor, kind: str) -> torch.Tensor:
     """Nonlinearity on coefficients: ``"gelu"``/``"tanh"`` (split real/imag), ``"sin"`` (complex sine),
     ``"identity"``. z (...) complex (or real: the plain function) -> same shape."""
-    if not z.is_complex() and kind in ("gelu", "tanh", "sin", "identity"):
-        return {"gelu": nn.functional.gelu, "tanh": torch.tanh, "sin": torch.sin, "identity": lambda t: t}[kind](z)
-    if kind == "gelu":
+    if kind not in _ACTS:
+        raise ValueError(f"unknown activation {kind!r}: use gelu, tanh, sin or identity")
+    if z.is_complex() and kind in ("gelu", "tanh"):
         # on the (..., 2) real view: one kernel, no copies of the real and imaginary parts
-        return torch.view_as_complex(nn.functional.gelu(torch.view_as_real(z)))
-    if kind == "tanh":
-        return torch.view_as_complex(torch.tanh(torch.view_as_real(z)))
-    if kind == "sin":
-        return torch.sin(z)
-    if kind == "identity":
-        return z
-    raise ValueError(f"unknown activation {kind!r}: use gelu, tanh, sin or identity")
+        return torch.view_as_complex(_ACTS[kind](torch.view_as_real(z)))
+    return _ACTS[kind](z)
 
 
 def real_form(w: torch.Tensor) -> torch.Tensor:

@@ -176,18 +176,18 @@ class T1Operator2d(nn.Module):
         C = self.in_channels
         lift, const, head1, head2 = weights if weights is not None else self.step_weights(size, zx.device)
         # the blocks work in units of coef_scale x the Fourier-series coefficients (module docstring)
-        h = self._linear(zx.permute(2, 3, 0, 1) * self.coef_scale, lift) + const  # (M1, m, B, W)
+        zm = zx.permute(2, 3, 0, 1)  # modes-major (M1, m, B, C_in)
+        h = self._linear(zm * self.coef_scale, lift) + const  # (M1, m, B, W)
         for block in self.blocks:
             h = block(h)
         # (M1, m, B, C_out)
         out = self._linear(complex_act(self._linear(h, head1), self.act), head2) / self.coef_scale
         if self.input_skip:
             # the head predicts the change of the last out_channels input fields (see the module docstring)
-            out = out + zx[:, C - self.out_channels:].permute(2, 3, 0, 1)
+            out = out + zm[..., C - self.out_channels:]
             if self.skip_delta is not None:
                 M1, M2, B = out.shape[:3]
-                zin = zx.permute(2, 3, 0, 1).reshape(M1 * M2, B, C)
-                out = out + torch.bmm(zin, self.skip_delta).view(M1, M2, B, self.out_channels)
+                out = out + torch.bmm(zm.reshape(M1 * M2, B, C), self.skip_delta).view(M1, M2, B, self.out_channels)
         out = out.permute(2, 3, 0, 1)
         return out if self.transform == "dct" else hermitian_columns(out, size)
 

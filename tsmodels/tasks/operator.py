@@ -26,7 +26,6 @@ epoch times measure the models' device work.
 
 from __future__ import annotations
 
-
 import lightning.pytorch as pl
 import torch
 from torch import nn
