@@ -1,4 +1,4 @@
-"""Forecasting task: any model mapping (B, lookback, C_in) → (B, horizon, C_out), trained with MSE.
+"""Forecasting task: any model mapping (B, lookback, C_in) → (B, horizon, C_out), trained with MSE (or RMSE).
 
 Metrics are computed on the scaled values (as the Informer-line papers report them); a
 datamodule's ``inverse_transform`` turns predictions back into original units for users.
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
+from tsmodels.errors import UserInputError
 from tsmodels.tasks.graphs import GraphedObjective
 from tsmodels.tasks.optim import adamw_cosine
 
@@ -23,7 +24,10 @@ class ForecastingTask(GraphedObjective, pl.LightningModule):
     Args:
         model: nn.Module, forward(x (B, lookback, C_in)) -> (B, horizon, C_out).
         lr, weight_decay: AdamW settings.
-        scheduler: "cosine" (decay to 0 over trainer.max_epochs) or None.
+        scheduler: "cosine" (decay to 0 over trainer.max_epochs, after ``warmup_epochs`` of linear
+            warm-up) or None.
+        loss: "mse", or "rmse" (the square root of each term's MSE, the official SpaceTime
+            ``informer_rmse``: every term of the objective then has a gradient of unit scale).
         aux_weights: (w_lookback, w_next_input): SpaceTime's two auxiliary training losses (the
             official objective uses 1, 1): the decoder's open-loop one-step forecasts over the
             lookback, and its predictions of its own next input. Needs a model whose forward takes
@@ -35,8 +39,11 @@ class ForecastingTask(GraphedObjective, pl.LightningModule):
     """
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0, scheduler: str | None = "cosine",
-                 aux_weights: tuple[float, float] = (0.0, 0.0), cuda_graphs: bool = False):
+                 aux_weights: tuple[float, float] = (0.0, 0.0), cuda_graphs: bool = False, loss: str = "mse",
+                 warmup_epochs: int = 0):
         super().__init__()
+        if loss not in ("mse", "rmse"):
+            raise UserInputError(f"forecasting loss {loss!r}", "use task.loss=mse or task.loss=rmse")
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self._aux = any(aux_weights) and "return_aux" in inspect.signature(model.forward).parameters
@@ -53,11 +60,15 @@ class ForecastingTask(GraphedObjective, pl.LightningModule):
         """(training loss, lookback aux loss, next-input aux loss) for a batch; the aux terms are 0 when unused."""
         if not self._aux:
             zero = x.new_zeros(())
-            return nn.functional.mse_loss(self(x), y), zero, zero
+            return self._term(self(x), y), zero, zero
         w_look, w_next = self.hparams.aux_weights
         pred, aux = self.model(x, return_aux=True)
         look, nxt = self._aux_losses(x, y, aux)
-        return nn.functional.mse_loss(pred, y) + w_look * look + w_next * nxt, look, nxt
+        return self._term(pred, y) + w_look * look + w_next * nxt, look, nxt
+
+    def _term(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        mse = nn.functional.mse_loss(pred, target)
+        return mse.sqrt() if self.hparams.loss == "rmse" else mse
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -73,8 +84,8 @@ class ForecastingTask(GraphedObjective, pl.LightningModule):
         if L <= skip:
             return x.new_zeros(()), x.new_zeros(())
         targets = torch.cat([x[..., -y.shape[-1]:], y], dim=1)  # (B, L + H, C_out)
-        look = nn.functional.mse_loss(aux["lookback"][:, skip - 1:], targets[:, skip:L + 1])
-        nxt = nn.functional.mse_loss(aux["next_input"][:, skip - 1:-1], aux["decoder_input"][:, skip:])
+        look = self._term(aux["lookback"][:, skip - 1:], targets[:, skip:L + 1])
+        nxt = self._term(aux["next_input"][:, skip - 1:-1], aux["decoder_input"][:, skip:])
         return look, nxt
 
     def _eval_step(self, batch, metrics: MetricCollection, stage: str):
@@ -97,4 +108,4 @@ class ForecastingTask(GraphedObjective, pl.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         epochs = self.trainer.max_epochs if self._trainer is not None else None
-        return adamw_cosine(self.parameters(), hp.lr, hp.weight_decay, hp.scheduler, epochs)
+        return adamw_cosine(self.parameters(), hp.lr, hp.weight_decay, hp.scheduler, epochs, hp.warmup_epochs)
