@@ -118,6 +118,7 @@ def main() -> None:
     p.add_argument("--mode", choices=MODES, default="autoregressive")
     p.add_argument("--target-frame", type=int, default=None, help="--mode direct: 0-based frame index (default last)")
     p.add_argument("--no-cuda-graphs", action="store_true", help="train eagerly (autograd launches every kernel)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (the data are generated with seed 0)")
     p.add_argument("--t1-options", default="", help="further T1Operator2d arguments, e.g. learned_skip=true,act=tanh")
     a = p.parse_args()
     t1_options = parse_options(a.t1_options)
@@ -130,7 +131,7 @@ def main() -> None:
     direct = a.mode == "direct"
     report: dict = {"claim": "T1 >= 3x faster per epoch than FNO at equal width/modes, rel. L2 no worse",
                     "t1_options": t1_options,
-                    "device": device_name(), "torch": torch.__version__, "mode": a.mode, "lr": a.lr}
+                    "device": device_name(), "torch": torch.__version__, "mode": a.mode, "lr": a.lr, "seed": a.seed}
     # a direct run must not overwrite the autoregressive results
     result_name = "pde_ns_direct" if direct else "pde_ns"
 
@@ -154,7 +155,7 @@ def main() -> None:
 
     res = pde_bench(dataset=data, models=models, epochs=a.epochs, out_dir=a.out_dir, width=a.width, modes=a.modes,
                     n_layers=a.layers, batch_size=a.batch_size, lr=a.lr, max_minutes_per_model=a.max_minutes_per_model,
-                    progress=False, mode=a.mode, target_frame=a.target_frame,
+                    progress=False, mode=a.mode, target_frame=a.target_frame, seed=a.seed,
                     cuda_graphs=not a.no_cuda_graphs, t1_options=t1_options)
     report["pde_bench"] = res
     path = write_json(result_name, report)
