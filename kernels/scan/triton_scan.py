@@ -28,7 +28,12 @@ import triton.language as tl
 
 # Tunables, read at call time (tests monkeypatch them to tiny values).
 # tile: elements per program; defaults from bench/results/scan_sweep.json (H100, fp32).
-LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024, "bwd_tile": 4096, "bwd_num_warps": 4}
+# num_stages: software-pipelining depth of the block loop (0: Triton's default).
+LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "num_stages": 0,
+              "bwd_block_l": 1024, "bwd_tile": 4096, "bwd_num_warps": 4, "bwd_num_stages": 0}
+# Overrides of LINEAR_CFG for 2-byte inputs (bf16/fp16): half the bytes per element, so a program
+# needs more elements in flight to cover the same HBM latency (bench/scan.py --sweep-16bit).
+LINEAR_CFG_16BIT: dict = {}
 # impl / bwd_impl: "chunk" (associative scan over (block_d, N, chunk) tiles), "seq" (one time step
 # per iteration) or, forward only, "auto": "seq" when there are at least seq_min_programs programs of
 # seq_block_d channels to fill the GPU (latency-bound otherwise), else "chunk". Both keep the state at
@@ -247,35 +252,39 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
         tl.store(GH0 + 2 * rows + 1, a0r * ci + a0i * cr, mask=rmask)
 
 
-def _linear_blocks(R: int, L: int, pre: str = "") -> tuple[int, int, int]:
-    tile = LINEAR_CFG[pre + "tile"]
-    block_l = min(LINEAR_CFG[pre + "block_l"], triton.next_power_of_2(max(L, 1)))
-    block_r = max(1, min(tile // block_l, triton.next_power_of_2(R)))
-    return block_r, block_l, LINEAR_CFG[pre + "num_warps"]
+def _linear_blocks(R: int, L: int, itemsize: int, pre: str = "") -> tuple[int, int, dict]:
+    """(rows per program, block length, launch options) for R rows of length L."""
+    cfg = {**LINEAR_CFG, **LINEAR_CFG_16BIT} if itemsize == 2 else LINEAR_CFG
+    block_l = min(cfg[pre + "block_l"], triton.next_power_of_2(max(L, 1)))
+    block_r = max(1, min(cfg[pre + "tile"] // block_l, triton.next_power_of_2(R)))
+    launch = {"num_warps": cfg[pre + "num_warps"]}
+    if cfg.get(pre + "num_stages"):
+        launch["num_stages"] = cfg[pre + "num_stages"]
+    return block_r, block_l, launch
 
 
 def _linear_fwd(a, b, h0, reverse):
     Bsz, Dm, L = a.shape
     R = Bsz * Dm
-    block_r, block_l, nw = _linear_blocks(R, L)
+    block_r, block_l, launch = _linear_blocks(R, L, a.element_size())
     grid = (triton.cdiv(R, block_r),)
     if a.is_complex():
         h = torch.empty_like(b)
         h0v = torch.view_as_real(h0.contiguous()) if h0 is not None else h
         _linear_fwd_kernel_c[grid](torch.view_as_real(a), torch.view_as_real(b), h0v, torch.view_as_real(h), R, L,
                                    HAS_H0=h0 is not None, REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l,
-                                   num_warps=nw)
+                                   **launch)
     else:
         h = torch.empty_like(b)
         _linear_fwd_kernel[grid](a, b, h0 if h0 is not None else h, h, R, L, HAS_H0=h0 is not None,
-                                 REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=nw)
+                                 REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l, **launch)
     return h
 
 
 def _linear_bwd(a, h, h0, g, reverse):
     Bsz, Dm, L = a.shape
     R = Bsz * Dm
-    block_r, block_l, nw = _linear_blocks(R, L, "bwd_")
+    block_r, block_l, launch = _linear_blocks(R, L, a.element_size(), "bwd_")
     grid = (triton.cdiv(R, block_r),)
     g = g.contiguous()
     ga = torch.empty_like(a)
@@ -285,11 +294,11 @@ def _linear_bwd(a, h, h0, g, reverse):
         vr = torch.view_as_real
         _linear_bwd_kernel_c[grid](vr(a), vr(h), vr(h0) if h0 is not None else vr(h), vr(g), vr(ga), vr(gb),
                                    vr(gh0) if h0 is not None else vr(gb), R, L, HAS_H0=h0 is not None,
-                                   REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=nw)
+                                   REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r, BLOCK_L=block_l, **launch)
     else:
         _linear_bwd_kernel[grid](a, h, h0 if h0 is not None else h, g, ga, gb, gh0 if h0 is not None else gb,
                                  R, L, HAS_H0=h0 is not None, REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r,
-                                 BLOCK_L=block_l, num_warps=nw)
+                                 BLOCK_L=block_l, **launch)
     return ga, gb, gh0
 
 

@@ -36,7 +36,7 @@ def _rel(x, r):
 
 @pytest.fixture
 def tiny_triton(monkeypatch):
-    """Force the Triton path with blocks of 4 steps (2 rows per linear-scan program)."""
+    """Force the Triton path with blocks of 4 steps (2 rows per linear-scan program, 4 for bf16)."""
     from kernels.scan import triton_scan
 
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
@@ -44,6 +44,8 @@ def tiny_triton(monkeypatch):
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "tile", 8)  # 2 rows of 4
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "bwd_block_l", 4)
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "bwd_tile", 8)
+    # 2-byte inputs: their own forward tiling (4 rows of 4) and an explicit pipelining depth
+    monkeypatch.setattr(triton_scan, "LINEAR_CFG_16BIT", {"tile": 16, "num_stages": 2})
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "block_d", 4)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "bwd_block_d", 2)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "chunk", 4)
