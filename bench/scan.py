@@ -9,7 +9,8 @@ Prints a Markdown table and writes bench/results/scan.json ($BENCH_RESULTS_DIR o
 
     python bench/scan.py [--quick] [--sweep] [--cfg block_l=1024,tile=4096,num_warps=4]
     python bench/scan.py --sweep-16bit             # bf16 forward tiling at 2^26 and 2^28 -> scan_sweep_16bit.json
-    python bench/scan.py --cfg16-from bench/results/scan_sweep_16bit.json   # benchmark with that tiling
+    python bench/scan.py --cfg16-from bench/results/scan_sweep_16bit.json --sweep-16bit-bwd   # then the backward's
+    python bench/scan.py --cfg16-from bench/results/scan_sweep_16bit_bwd.json  # benchmark with both tilings
 """
 
 from __future__ import annotations
@@ -132,28 +133,43 @@ def check_small():
     return errs
 
 
-def sweep_16bit(bw: float) -> None:
-    """bf16 forward: rows per program x block length x warps x pipelining depth, at B*D*L = 2^26 and
-    2^28 (B=8, D=1024); the best is the config whose worse fraction of copy bandwidth is highest."""
+def sweep_16bit(bw: float, backward: bool = False) -> None:
+    """bf16 tilings at B*D*L = 2^26 and 2^28 (B=8, D=1024); the best is the config whose worse
+    fraction of copy bandwidth is highest. Forward: rows per program x block length x warps x
+    pipelining depth. backward=True: the backward's block length x tile x warps, timing forward +
+    backward with the forward tiling already in LINEAR_CFG_16BIT."""
     import itertools
 
     sizes = (8192, 32768)
     inputs = {}
     for L in sizes:
         torch.manual_seed(0)
-        inputs[L] = ((torch.rand(8, 1024, L, device="cuda") * 0.5 + 0.5).bfloat16(),
+        inputs[L] = ((torch.rand(8, 1024, L, device="cuda") * 0.5 + 0.5).bfloat16().requires_grad_(backward),
+                     torch.randn(8, 1024, L, device="cuda").bfloat16().requires_grad_(backward),
                      torch.randn(8, 1024, L, device="cuda").bfloat16())
+    fwd_cfg = dict(triton_scan.LINEAR_CFG_16BIT)
+    if backward:
+        grid = [dict(bwd_block_l=bl, bwd_tile=tile, bwd_num_warps=nw)
+                for bl, tile, nw in itertools.product((4096, 2048, 1024, 512, 256), (16384, 8192, 4096), (8, 4, 16))
+                if tile >= bl]
+        n_tensors, name = 8, "scan_sweep_16bit_bwd"
+    else:
+        grid = [dict(block_l=bl, tile=tile, num_warps=nw, num_stages=ns)
+                for bl, tile, nw, ns in itertools.product((4096, 2048, 1024, 512), (16384, 8192), (8, 16, 4), (0, 1, 4))
+                if tile >= bl]
+        n_tensors, name = 3, "scan_sweep_16bit"
     rows, best_row = [], None
-    for bl, tile, nw, ns in itertools.product((4096, 2048, 1024, 512), (16384, 8192), (8, 16, 4), (0, 1, 4)):
-        if tile < bl:
-            continue
-        triton_scan.LINEAR_CFG_16BIT = {"block_l": bl, "tile": tile, "num_warps": nw, "num_stages": ns}
-        row = {"block_l": bl, "tile": tile, "num_warps": nw, "num_stages": ns}
+    for cfg in grid:
+        triton_scan.LINEAR_CFG_16BIT = {**fwd_cfg, **cfg}
+        row = dict(cfg)
         try:
             for L in sizes:
-                a, b = inputs[L]
-                ms = time_ms(lambda: triton_scan.linear_scan_triton(a, b))["median_ms"]
-                row[f"fwd_frac_L{L}"] = 3 * a.numel() * 2 / (ms * 1e-3) / 1e9 / bw
+                a, b, g = inputs[L]
+                if backward:
+                    ms = time_ms(lambda: torch.autograd.grad(triton_scan.linear_scan_triton(a, b), (a, b), g))["median_ms"]
+                else:
+                    ms = time_ms(lambda: triton_scan.linear_scan_triton(a, b))["median_ms"]
+                row[f"frac_L{L}"] = n_tensors * a.numel() * 2 / (ms * 1e-3) / 1e9 / bw
         except Exception as e:  # noqa: BLE001 - a tiling the compiler rejects (e.g. out of resources)
             row["error"] = repr(e)[:120]
         rows.append(row)
@@ -162,10 +178,11 @@ def sweep_16bit(bw: float) -> None:
         if not ok:
             continue
         # rewritten after every config, so a sweep cut short still leaves its best so far
-        best_row = max(ok, key=lambda r: min(r[f"fwd_frac_L{L}"] for L in sizes))
-        best = {k: best_row[k] for k in ("block_l", "tile", "num_warps", "num_stages")}
-        write_json("scan_sweep_16bit", {"device": device_name(), "copy_GBs": bw, "shapes": [[8, 1024, L] for L in sizes],
-                                        "dtype": "bfloat16", "rows": rows, "best": best, "best_row": best_row})
+        best_row = max(ok, key=lambda r: min(r[f"frac_L{L}"] for L in sizes))
+        best = {**fwd_cfg, **{k: best_row[k] for k in cfg}}
+        write_json(name, {"device": device_name(), "copy_GBs": bw, "shapes": [[8, 1024, L] for L in sizes],
+                          "dtype": "bfloat16", "timed": "forward+backward" if backward else "forward",
+                          "bytes_model": f"{n_tensors} tensors", "rows": rows, "best": best, "best_row": best_row})
     print("best:", best_row, flush=True)
 
 
@@ -180,6 +197,8 @@ def main():
     p.add_argument("--cfg", default=None, help="override LINEAR_CFG, e.g. block_l=1024,tile=4096,num_warps=4")
     p.add_argument("--sweep-16bit", action="store_true",
                    help="time bf16 forward tilings at 2^26 and 2^28, keep the best worst-case one, and exit")
+    p.add_argument("--sweep-16bit-bwd", action="store_true",
+                   help="time bf16 backward tilings (forward from --cfg16-from) and exit -> scan_sweep_16bit_bwd.json")
     p.add_argument("--cfg16-from", default=None, help="take LINEAR_CFG_16BIT from a scan_sweep_16bit.json's 'best'")
     args = p.parse_args()
     triton_scan.LINEAR_CFG.update(_parse_cfg(args.cfg))
@@ -202,6 +221,9 @@ def main():
 
     if args.sweep_16bit:
         sweep_16bit(bw)
+        return
+    if args.sweep_16bit_bwd:
+        sweep_16bit(bw, backward=True)
         return
 
     if args.sweep:
