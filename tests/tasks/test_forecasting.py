@@ -29,3 +29,19 @@ def test_rmse_objective_is_the_root_of_each_mse_term():
 def test_unknown_loss_is_a_user_error():
     with pytest.raises(UserInputError, match="task.loss=mse"):
         ForecastingTask(SpaceTime(lookback=8, horizon=4), loss="mae")
+
+
+def test_warmup_epochs_reach_the_scheduler():
+    """warmup_epochs=3: the lr ramps 1/4, 2/4, 3/4 of lr over the first epochs, then the cosine decay."""
+    from types import SimpleNamespace
+
+    task = ForecastingTask(SpaceTime(lookback=8, horizon=4), lr=1e-3, warmup_epochs=3)
+    task._trainer = SimpleNamespace(max_epochs=20)  # configure_optimizers reads only max_epochs
+    cfg = task.configure_optimizers()
+    opt, sched = cfg["optimizer"], cfg["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(4):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.25e-3, 0.5e-3, 0.75e-3, 1e-3])
