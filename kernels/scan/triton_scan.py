@@ -28,9 +28,7 @@ import triton.language as tl
 
 # Tunables, read at call time (tests monkeypatch them to tiny values).
 # tile: elements per program; defaults from bench/results/scan_sweep.json (H100, fp32).
-# num_stages: software-pipelining depth of the block loop (0: Triton's default).
-LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "num_stages": 0,
-              "bwd_block_l": 1024, "bwd_tile": 4096, "bwd_num_warps": 4, "bwd_num_stages": 0}
+LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024, "bwd_tile": 4096, "bwd_num_warps": 4}
 # Overrides of LINEAR_CFG for 2-byte inputs (bf16/fp16), from bench/results/scan_sweep_16bit{,_bwd}.json
 # (H200, bf16, 2^26 and 2^28 elements): shorter blocks of more rows per program measured fastest for
 # 2-byte data (forward 88-93% of copy bandwidth against 60-66% with the fp32 tiling, same sweep).
@@ -254,39 +252,36 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
         tl.store(GH0 + 2 * rows + 1, a0r * ci + a0i * cr, mask=rmask)
 
 
-def _linear_blocks(R: int, L: int, itemsize: int, pre: str = "") -> tuple[int, int, dict]:
-    """(rows per program, block length, launch options) for R rows of length L."""
+def _linear_blocks(R: int, L: int, itemsize: int, pre: str = "") -> tuple[int, int, int]:
+    """(rows per program, block length, warps) for R rows of length L of itemsize-byte elements."""
     cfg = {**LINEAR_CFG, **LINEAR_CFG_16BIT} if itemsize == 2 else LINEAR_CFG
     block_l = min(cfg[pre + "block_l"], triton.next_power_of_2(max(L, 1)))
     block_r = max(1, min(cfg[pre + "tile"] // block_l, triton.next_power_of_2(R)))
-    launch = {"num_warps": cfg[pre + "num_warps"]}
-    if cfg.get(pre + "num_stages"):
-        launch["num_stages"] = cfg[pre + "num_stages"]
-    return block_r, block_l, launch
+    return block_r, block_l, cfg[pre + "num_warps"]
 
 
 def _linear_fwd(a, b, h0, reverse):
     Bsz, Dm, L = a.shape
     R = Bsz * Dm
-    block_r, block_l, launch = _linear_blocks(R, L, a.element_size())
+    block_r, block_l, nw = _linear_blocks(R, L, a.element_size())
     grid = (triton.cdiv(R, block_r),)
     if a.is_complex():
         h = torch.empty_like(b)
         h0v = torch.view_as_real(h0.contiguous()) if h0 is not None else h
         _linear_fwd_kernel_c[grid](torch.view_as_real(a), torch.view_as_real(b), h0v, torch.view_as_real(h), R, L,
                                    HAS_H0=h0 is not None, REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l,
-                                   **launch)
+                                   num_warps=nw)
     else:
         h = torch.empty_like(b)
         _linear_fwd_kernel[grid](a, b, h0 if h0 is not None else h, h, R, L, HAS_H0=h0 is not None,
-                                 REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l, **launch)
+                                 REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=nw)
     return h
 
 
 def _linear_bwd(a, h, h0, g, reverse):
     Bsz, Dm, L = a.shape
     R = Bsz * Dm
-    block_r, block_l, launch = _linear_blocks(R, L, a.element_size(), "bwd_")
+    block_r, block_l, nw = _linear_blocks(R, L, a.element_size(), "bwd_")
     grid = (triton.cdiv(R, block_r),)
     g = g.contiguous()
     ga = torch.empty_like(a)
@@ -296,11 +291,11 @@ def _linear_bwd(a, h, h0, g, reverse):
         vr = torch.view_as_real
         _linear_bwd_kernel_c[grid](vr(a), vr(h), vr(h0) if h0 is not None else vr(h), vr(g), vr(ga), vr(gb),
                                    vr(gh0) if h0 is not None else vr(gb), R, L, HAS_H0=h0 is not None,
-                                   REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r, BLOCK_L=block_l, **launch)
+                                   REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=nw)
     else:
         _linear_bwd_kernel[grid](a, h, h0 if h0 is not None else h, g, ga, gb, gh0 if h0 is not None else gb,
                                  R, L, HAS_H0=h0 is not None, REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r,
-                                 BLOCK_L=block_l, **launch)
+                                 BLOCK_L=block_l, num_warps=nw)
     return ga, gb, gh0
 
 

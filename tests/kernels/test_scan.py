@@ -44,8 +44,8 @@ def tiny_triton(monkeypatch):
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "tile", 8)  # 2 rows of 4
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "bwd_block_l", 4)
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "bwd_tile", 8)
-    # 2-byte inputs: their own forward tiling (4 rows of 4) and an explicit pipelining depth
-    monkeypatch.setattr(triton_scan, "LINEAR_CFG_16BIT", {"tile": 16, "num_stages": 2})
+    # 2-byte inputs: their own forward tiling (4 rows of 4)
+    monkeypatch.setattr(triton_scan, "LINEAR_CFG_16BIT", {"tile": 16})
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "block_d", 4)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "bwd_block_d", 2)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "chunk", 4)
