@@ -25,6 +25,7 @@ from torchmetrics import MeanMetric
 
 from tsmodels.errors import UserInputError
 from tsmodels.tasks.optim import param_groups
+from tsmodels.tasks.progress import log_training_loss
 
 
 class AudioGenerationTask(pl.LightningModule):
@@ -81,7 +82,7 @@ class AudioGenerationTask(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         tokens, labels, _ = self._unpack(batch)
         loss = self._nll(tokens, labels).mean()
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=tokens.shape[0])
+        log_training_loss(self, loss, tokens.shape[0])
         return loss
 
     def validation_step(self, batch, batch_idx):

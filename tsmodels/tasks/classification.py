@@ -34,6 +34,7 @@ from torchmetrics.classification import (
 
 from tsmodels.io import atomic_path, write_atomic_text
 from tsmodels.tasks.optim import adamw_cosine, param_groups
+from tsmodels.tasks.progress import log_training_loss
 
 
 class MacroAUROC(MulticlassAUROC):
@@ -203,7 +204,7 @@ class ClassificationTask(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = self.loss(self(x), y)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
+        log_training_loss(self, loss, x.shape[0])
         return loss
 
     def _eval_step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:

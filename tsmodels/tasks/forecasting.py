@@ -16,6 +16,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 from tsmodels.errors import UserInputError
 from tsmodels.tasks.graphs import GraphedObjective
 from tsmodels.tasks.optim import adamw_cosine
+from tsmodels.tasks.progress import log_training_loss
 
 
 class ForecastingTask(GraphedObjective, pl.LightningModule):
@@ -73,7 +74,7 @@ class ForecastingTask(GraphedObjective, pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss, look, nxt = self.objective(x, y)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
+        log_training_loss(self, loss, x.shape[0])
         if self._aux:
             self.log_dict({"train/aux_lookback": look, "train/aux_next_input": nxt}, batch_size=x.shape[0])
         return loss

@@ -34,6 +34,7 @@ from torchmetrics import Metric
 from tsmodels.layers.fno import gather_modes
 from tsmodels.tasks.graphs import GraphedObjective
 from tsmodels.tasks.optim import adamw_cosine, param_groups
+from tsmodels.tasks.progress import log_training_loss
 
 
 def rel_l2_parts(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,7 +199,7 @@ class OperatorTask(GraphedObjective, pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = self.objective(x, y)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
+        log_training_loss(self, loss, x.shape[0])
         return loss
 
     def validation_step(self, batch, batch_idx):
