@@ -4,7 +4,9 @@
 #   defaults: 500 epochs, patience 20 (the paper's), at most 00:00:12:00 of training per run, 8 runs at a time.
 # Environment: MODELS (default "spacetime_paper dlinear"), DATASETS ("ETTh1 ETTh2"), HORIZONS
 # ("96 192 336 720"), VARIANTS: ";"-separated "tag:override override ..." entries, each run for every
-# (model, data set, horizon) (default one variant "base" with no overrides).
+# (model, data set, horizon) (default one variant "base" with no overrides). Tags may not contain "_";
+# a model argument that configs/model/<model>.yaml does not list needs Hydra's "+", e.g.
+# "pre:+model.n_shift_heads=16 model.n_encoder_layers=2"; the seed is "seed=1".
 # One process per (variant, model, data set, horizon); JOBS of them share the GPU (start an MPS daemon
 # first so that their kernels overlap), so the seconds per epoch they report are under that sharing.
 # Training steps are CUDA graphs (task.cuda_graphs). Writes OUTDIR/<variant>_<model>_<data>_<H>.json
