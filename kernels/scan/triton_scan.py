@@ -28,7 +28,11 @@ import triton.language as tl
 
 # Tunables, read at call time (tests monkeypatch them to tiny values).
 # tile: elements per program; defaults from bench/results/scan_sweep.json (H100, fp32).
-LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024, "bwd_tile": 4096, "bwd_num_warps": 4}
+# min_programs: fewer rows per program (down to 1) while the grid would have fewer programs than this,
+# so that few long rows (small B*D, long L) still spread over the GPU (each row is one program's serial
+# walk); 264 = 2 per SM of an H100/H200.
+LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024, "bwd_tile": 4096, "bwd_num_warps": 4,
+              "min_programs": 264}
 # Overrides of LINEAR_CFG for 2-byte inputs (bf16/fp16), from bench/results/scan_sweep_16bit{,_bwd}.json
 # (H200, bf16, 2^26 and 2^28 elements): shorter blocks of more rows per program measured fastest for
 # 2-byte data (forward 88-93% of copy bandwidth against 60-66% with the fp32 tiling, same sweep).
@@ -257,6 +261,8 @@ def _linear_blocks(R: int, L: int, itemsize: int, pre: str = "") -> tuple[int, i
     cfg = {**LINEAR_CFG, **LINEAR_CFG_16BIT} if itemsize == 2 else LINEAR_CFG
     block_l = min(cfg[pre + "block_l"], triton.next_power_of_2(max(L, 1)))
     block_r = max(1, min(cfg[pre + "tile"] // block_l, triton.next_power_of_2(R)))
+    while block_r > 1 and triton.cdiv(R, block_r) < cfg["min_programs"]:
+        block_r //= 2
     return block_r, block_l, cfg[pre + "num_warps"]
 
 

@@ -44,6 +44,7 @@ def tiny_triton(monkeypatch):
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "tile", 8)  # 2 rows of 4
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "bwd_block_l", 4)
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "bwd_tile", 8)
+    monkeypatch.setitem(triton_scan.LINEAR_CFG, "min_programs", 1)  # keep several rows per program
     # 2-byte inputs: their own forward tiling (4 rows of 4)
     monkeypatch.setattr(triton_scan, "LINEAR_CFG_16BIT", {"tile": 16})
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "block_d", 4)
@@ -306,3 +307,17 @@ def test_selective_gpu(G):
     for k, x, r in zip(keys, torch.autograd.grad(out, [ins[k] for k in keys], go),
                        torch.autograd.grad(ref, [ins[k] for k in keys], go)):
         assert _rel(x, r) < 1e-4, k
+
+
+def test_linear_tiling_keeps_enough_programs():
+    """Rows per program shrink (to 1 at least) when few rows would leave the GPU with few programs; the
+    benchmark's shapes (B*D = 8192 rows) keep the swept tilings."""
+    from kernels.scan import triton_scan
+
+    blocks = triton_scan._linear_blocks
+    assert blocks(8192, 32768, 2)[:2] == (16, 512)  # bf16: 512 programs
+    assert blocks(8192, 32768, 4)[:2] == (2, 4096)  # fp32: 4096 programs
+    assert blocks(8192, 32768, 2, "bwd_")[:2] == (16, 256)
+    assert blocks(1024, 65536, 2)[0] == 2  # 512 programs >= 264
+    assert blocks(256, 65536, 2)[0] == 1  # one row per program: 256 programs
+    assert blocks(3, 5, 4)[:2] == (1, 8)
