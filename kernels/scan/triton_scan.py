@@ -449,18 +449,13 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS,
         dt = tl.where(m2, _softplus_dt(dt_raw, SOFTPLUS), 0.0)
         Bv = tl.load(Bp + boffs, mask=bmask, other=0.0).to(tl.float32)
         Cv = tl.load(Cp + boffs, mask=bmask, other=0.0).to(tl.float32)
-        # the previous step's inputs (inside this chunk only) give x[t-1] by an inclusive scan
-        mp2 = m2 & (ar >= 1)[None, :]
-        u_p = tl.load(U + offs - 1, mask=mp2, other=0.0).to(tl.float32)
-        dt_p = tl.load(DT + offs - 1, mask=mp2, other=0.0).to(tl.float32) + bias[:, None]
-        dt_p = tl.where(mp2, _softplus_dt(dt_p, SOFTPLUS), 0.0)
-        B_p = tl.load(Bp + boffs - 1, mask=bmask & (ar >= 1)[None, :], other=0.0).to(tl.float32)
-        aa, bb = tl.associative_scan((tl.exp2(dt_p[:, None, :] * A2[:, :, None]),
-                                      (dt_p * u_p)[:, None, :] * B_p[None, :, :]), axis=2, combine_fn=_combine)
-        x0 = tl.load(XS + xs_off + c, mask=dn_mask, other=0.0)
-        xprev = aa * x0[:, :, None] + bb
+        # the states of this chunk again, from the saved state before it; exp(dt A) x[t-1] is then
+        # x[t] - dt u B (as mamba-ssm's backward does), so no scan over the previous step's inputs
         dA = tl.exp2(dt[:, None, :] * A2[:, :, None])
-        x = dA * xprev + (dt * u)[:, None, :] * Bv[None, :, :]
+        dBu = (dt * u)[:, None, :] * Bv[None, :, :]
+        aa, bb = tl.associative_scan((dA, dBu), axis=2, combine_fn=_combine)
+        x0 = tl.load(XS + xs_off + c, mask=dn_mask, other=0.0)
+        x = aa * x0[:, :, None] + bb
         dout = tl.load(DOUT + offs, mask=m2, other=0.0).to(tl.float32)
         if HAS_Z:
             y = tl.sum(x * Cv[None, :, :], axis=1)
@@ -484,7 +479,7 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS,
         dxB = tl.sum(dx * Bv[None, :, :], axis=1)
         du = dxB * dt
         ddt = dxB * u
-        dAx = dx * dA * xprev
+        dAx = dx * (x - dBu)  # dx[t] * exp(dt[t] A) x[t-1]
         ddt += tl.sum(dAx * Anat[:, :, None], axis=1)
         dA_acc += tl.sum(dAx * dt[:, None, :], axis=2)
         if HAS_D:
