@@ -249,7 +249,7 @@ def pde_bench(dataset: str | Path | None = None, generate: bool = False, models:
     results, preds = [], {}
     report: dict[str, Any] = {
         "benchmark": "navier_stokes_2d", "device": device_name, "torch": torch.__version__,
-        "dataset": {"path": str(dataset), **{k: (v.item() if hasattr(v, "item") else v) for k, v in dm.attrs.items()},
+        "dataset": {"file": Path(dataset).name, **{k: (v.item() if hasattr(v, "item") else v) for k, v in dm.attrs.items()},
                     "generation_seconds": gen_seconds},
         "setup": {"mode": mode, "t_in": dm.t_in, "t_out": dm.t_out, "resolution": res,
                   "n_train": dm.n_train, "n_val": dm.n_val, "n_test": dm.n_test, "epochs": epochs,

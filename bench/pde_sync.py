@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import sys
+import tempfile
 import traceback
 import warnings
 from pathlib import Path
@@ -68,11 +69,12 @@ def main() -> None:
         return trainer_cls(*args, **kwargs)
 
     pl.Trainer = trainer_with_debug  # pde_bench builds its Trainer through this module attribute
-    data = Path("/tmp/pde_sync.nc")
-    write_netcdf(generate_navier_stokes(n=a.n, res=64, steps=20, viscosity=1e-3, dt=1e-3, seed=0,
-                                        batch_size=a.n, device="cuda"), data)
-    pb.pde_bench(dataset=data, models=a.models, epochs=a.epochs, out_dir="/tmp/pde_sync_out", lr=3e-3,
-                 progress=False, t1_options={"learned_skip": True} if "t1" in a.models else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "ns.nc"
+        write_netcdf(generate_navier_stokes(n=a.n, res=64, steps=20, viscosity=1e-3, dt=1e-3, seed=0,
+                                            batch_size=a.n, device="cuda"), data)
+        pb.pde_bench(dataset=data, models=a.models, epochs=a.epochs, out_dir=Path(tmp) / "out", lr=3e-3,
+                     progress=False, t1_options={"learned_skip": True} if "t1" in a.models else None)
     torch.cuda.set_sync_debug_mode(0)
     for stack, count in stacks.most_common(10):
         print(f"==== {count} synchronizations at:\n{stack}")
