@@ -1,6 +1,6 @@
 """Shared timing helpers for the GPU benchmarks in bench/ (CUDA only).
 
-Small on purpose; every bench script uses the same five functions:
+Small on purpose; the bench scripts share these functions:
 
 - :func:`time_ms` -- median milliseconds of ``fn()`` over CUDA events, after warm-up, >= 20 reps,
   with the L2 cache flushed before each rep (so small sizes are not timed out of cache).
@@ -8,6 +8,7 @@ Small on purpose; every bench script uses the same five functions:
   the ceiling that memory-bound kernels are reported against.
 - :func:`peak_memory` -- peak bytes allocated by ``fn()`` above what was allocated before.
 - :func:`device_name`, :func:`write_json`, :func:`print_table` -- reporting.
+- :func:`parse_options` -- ``k=v,k=v`` command-line options (``--cfg``, ``--t1-options``) to a dict.
 
 Usage::
 
@@ -122,3 +123,18 @@ def print_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> s
     text = "\n".join(lines)
     print(text, flush=True)
     return text
+
+
+def parse_options(text: str) -> dict:
+    """"k=v,k=v" -> {k: v} with v a Python/JSON-style literal (true/false accepted) or else a string."""
+    import ast
+
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        value = {"true": "True", "false": "False", "none": "None"}.get(value.lower(), value)
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value
+    return out

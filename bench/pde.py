@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from apps.pde_bench import MODES, build_model, count_params, parse_models, pde_bench  # noqa: E402
-from bench._timing import device_name, time_ms, write_json  # noqa: E402
+from bench._timing import device_name, parse_options, time_ms, write_json  # noqa: E402
 from datamodules.navier_stokes import generate_navier_stokes, write_netcdf  # noqa: E402
 from tsmodels.tasks.operator import OperatorTask  # noqa: E402
 
@@ -53,21 +53,6 @@ def training_step(name: str, x: torch.Tensor, y: torch.Tensor, width: int, modes
         opt.step()
 
     return task, step
-
-
-def parse_options(text: str) -> dict:
-    """"k=v,k=v" -> {k: v} with v a Python/JSON-style literal (true/false accepted) or else a string."""
-    import ast
-
-    out = {}
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        value = {"true": "True", "false": "False", "none": "None"}.get(value.lower(), value)
-        try:
-            out[key.strip()] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key.strip()] = value
-    return out
 
 
 def micro(models: list[str], res: int, batch: int, width: int, modes: int, n_layers: int, t_in: int, t_out: int,

@@ -24,18 +24,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from bench._timing import copy_bandwidth, device_name, peak_memory, print_table, time_ms, write_json  # noqa: E402
+from bench._timing import (copy_bandwidth, device_name, parse_options, peak_memory, print_table,  # noqa: E402
+                           time_ms, write_json)
 from kernels.scan import linear_scan, linear_scan_ref  # noqa: E402
 from kernels.scan import triton_scan  # noqa: E402
-
-
-def _parse_cfg(text: str | None) -> dict:
-    out = {}
-    for item in (text or "").split(","):
-        if item.strip():
-            k, v = item.split("=")
-            out[k.strip()] = int(v)
-    return out
 
 
 def _fla():
@@ -201,7 +193,7 @@ def main():
                    help="time bf16 backward tilings (forward from --cfg16-from) and exit -> scan_sweep_16bit_bwd.json")
     p.add_argument("--cfg16-from", default=None, help="take LINEAR_CFG_16BIT from a scan_sweep_16bit.json's 'best'")
     args = p.parse_args()
-    triton_scan.LINEAR_CFG.update(_parse_cfg(args.cfg))
+    triton_scan.LINEAR_CFG.update(parse_options(args.cfg or ""))
     bw = copy_bandwidth()
     print(f"device: {device_name()}  HBM copy: {bw:.0f} GB/s  cfg: {triton_scan.LINEAR_CFG}", flush=True)
     errs = check_small()
