@@ -113,29 +113,38 @@ def _bytes(B, L, dim=DIM, N=NSTATE):
     return (4 * B * dim * L + 2 * B * N * L) * 4, (11 * B * dim * L + 6 * B * N * L) * 4
 
 
+# SELECTIVE_CFG overrides timed by --sweep: the previous defaults (sequential / chunked-tile kernels),
+# then the state-loop family (states one after another, each scanned along a long chunk)
+SWEEP = [dict(impl="seq", bwd_impl="chunk", block_d=8, chunk=32, num_warps=1, bwd_block_d=2, bwd_num_warps=4),
+         dict(impl="chunk", bwd_impl="chunk", block_d=4, chunk=32, num_warps=4, bwd_block_d=2, bwd_num_warps=4)]
+SWEEP += [dict(impl="loop", loop_chunk=ch, loop_block_d=bd, loop_num_warps=nw, bwd_loop_block_d=bd,
+               bwd_loop_num_warps=nw)
+          for ch, bd, nw in [(1024, 1, 4), (2048, 1, 4), (2048, 1, 8), (512, 1, 4), (1024, 2, 4), (1024, 2, 8),
+                             (2048, 2, 8), (512, 2, 4), (1024, 4, 8), (512, 4, 4)]]
+
+
 def sweep(bw):
+    """Time every SWEEP config at the first shape; set SELECTIVE_CFG to the fastest fwd+bwd."""
     B, L = SHAPES[0]
     ins = make_inputs(B, L)
     fb, fbb = _bytes(B, L)
+    default = dict(triton_scan.SELECTIVE_CFG)
     rows = []
-    configs = [("seq", "chunk", 8, 32, 1, 2, 4), ("seq", "chunk", 4, 32, 1, 2, 4), ("seq", "chunk", 16, 32, 2, 2, 4),
-               ("seq", "chunk", 8, 32, 2, 4, 4), ("chunk", "chunk", 4, 32, 4, 2, 4), ("seq", "chunk", 8, 16, 1, 2, 4)]
-    for impl, bimpl, bd, ch, nw, bbd, bnw in configs:
-        triton_scan.SELECTIVE_CFG.update(impl=impl, bwd_impl=bimpl, block_d=bd, chunk=ch, num_warps=nw,
-                                         bwd_block_d=bbd, bwd_num_warps=bnw)
+    for cfg in SWEEP:
+        triton_scan.SELECTIVE_CFG.clear()
+        triton_scan.SELECTIVE_CFG.update({**default, **cfg})
         fwd, fwdbwd, _, _ = _fns(selective_scan, ins)
         try:
             tf = time_ms(fwd)["median_ms"]
             tfb = time_ms(fwdbwd)["median_ms"]
         except Exception as e:  # noqa: BLE001
-            print("config failed", impl, bimpl, bd, ch, nw, bbd, bnw, repr(e)[:300])
+            print("config failed", cfg, repr(e)[:300])
             continue
-        rows.append(dict(impl=impl, bwd_impl=bimpl, block_d=bd, chunk=ch, num_warps=nw, bwd_block_d=bbd,
-                         bwd_num_warps=bnw, fwd_ms=tf, fwdbwd_ms=tfb, fwd_frac=fb / tf / 1e6 / bw,
-                         fwdbwd_frac=fbb / tfb / 1e6 / bw))
+        rows.append({**cfg, "fwd_ms": tf, "fwdbwd_ms": tfb, "fwd_frac": fb / tf / 1e6 / bw, "fwdbwd_frac": fbb / tfb / 1e6 / bw})
         print(rows[-1], flush=True)
-    top = min(rows, key=lambda r: r["fwdbwd_ms"])
-    best = {k: top[k] for k in ("impl", "bwd_impl", "chunk", "block_d", "num_warps", "bwd_block_d", "bwd_num_warps")}
+    best = {k: v for k, v in min(rows, key=lambda r: r["fwdbwd_ms"]).items() if not k.endswith(("_ms", "_frac"))}
+    triton_scan.SELECTIVE_CFG.clear()
+    triton_scan.SELECTIVE_CFG.update({**default, **best})
     print("best:", best)
     print_table(rows)
     write_json("selective_scan_sweep", {"device": device_name(), "copy_GBs": bw, "shape": [B, DIM, NSTATE, L],
@@ -146,7 +155,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--mamba-root", default=".peers/mamba")
     p.add_argument("--quick", action="store_true", help="first shape only")
-    p.add_argument("--sweep", action="store_true", help="time block configs of ours at the first shape")
+    p.add_argument("--sweep", action="store_true", help="time block configs of ours at the first shape, "
+                   "then run the comparison with the fastest")
     p.add_argument("--cfg-from", default=None, help="take SELECTIVE_CFG from a selective_scan_sweep.json's 'best'")
     p.add_argument("--cfg", default="", help="override SELECTIVE_CFG, e.g. block_d=8,chunk=64")
     p.add_argument("--no-ref", action="store_true", help="skip timing the PyTorch reference")
@@ -167,7 +177,6 @@ def main():
     print("ours vs reference (B=2, D=64, L=1000):", {k: f"{v:.1e}" for k, v in errs_ref.items()}, flush=True)
     if args.sweep:
         sweep(bw)
-        return
 
     mamba_fn, build_error = None, None
     try:

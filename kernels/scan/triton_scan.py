@@ -45,7 +45,9 @@ LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8,
 # Defaults from bench/results/selective_scan*.json (H100, D=1536, N=16).
 SELECTIVE_CFG = {"impl": "auto", "bwd_impl": "chunk", "chunk": 32, "block_d": 4, "num_warps": 4,
                  "seq_block_d": 8, "seq_num_warps": 1, "seq_min_programs": 1536,
-                 "bwd_block_d": 2, "bwd_num_warps": 4}
+                 "bwd_block_d": 2, "bwd_num_warps": 4,
+                 "loop_chunk": 1024, "loop_block_d": 1, "loop_num_warps": 4,
+                 "bwd_loop_block_d": 1, "bwd_loop_num_warps": 4}
 
 
 # --------------------------------------------------------------------------------------------
@@ -645,6 +647,172 @@ def _ss_bwd_seq_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, SCR,
         tl.atomic_add(DDB + d, dbias_acc, mask=dmask)
 
 
+@triton.jit
+def _pick(M, nar, n):
+    # column n of a small (BLOCK_D, BLOCK_N) register tile (n is a runtime index)
+    return tl.sum(tl.where(nar[None, :] == n, M, 0.0), axis=1)
+
+
+@triton.jit
+def _ss_fwd_loop_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, LAST,
+                        Dm, L, G, N, NCH,
+                        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
+                        SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
+                        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
+    # states one after another, each scanned along a long chunk of time steps held across the
+    # threads (mamba-ssm's organisation): u and delta are read once per chunk, the sum over N
+    # stays in registers, and the per-state carries live in a (BLOCK_D, BLOCK_N) register tile
+    pid_d = tl.program_id(0)
+    b = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < Dm
+    nar = tl.arange(0, BLOCK_N)
+    g = (pid_d * BLOCK_D) // (Dm // G)
+    if HAS_DB:
+        bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
+    if HAS_D:
+        Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
+    ar = tl.arange(0, CHUNK)
+    row = (b * Dm + d).to(tl.int64) * L
+    bc_base = (b * G + g).to(tl.int64) * N * L
+    dn = (b * Dm + d).to(tl.int64)[:, None] * N + nar[None, :]
+    dn_mask = dmask[:, None] & (nar < N)[None, :]
+    carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    for c in range(0, NCH):
+        if SAVE_STATES:
+            tl.store(XS + dn * NCH + c, carry, mask=dn_mask)
+        t = c * CHUNK + ar
+        tmask = t < L
+        m2 = dmask[:, None] & tmask[None, :]
+        offs = row[:, None] + t[None, :]
+        u = tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
+        dt = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32)
+        if HAS_DB:
+            dt = dt + bias[:, None]
+        dt = tl.where(m2, _softplus_dt(dt, SOFTPLUS), 0.0)
+        dtu = dt * u
+        y = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
+        for n in range(0, N):
+            A2 = tl.load(Aptr + d * N + n, mask=dmask, other=0.0).to(tl.float32) * 1.4426950408889634
+            Bn = tl.load(Bp + bc_base + n * L + t, mask=tmask, other=0.0).to(tl.float32)
+            Cn = tl.load(Cp + bc_base + n * L + t, mask=tmask, other=0.0).to(tl.float32)
+            aa, bb = tl.associative_scan((tl.exp2(dt * A2[:, None]), dtu * Bn[None, :]), axis=1, combine_fn=_combine)
+            x = aa * _pick(carry, nar, n)[:, None] + bb
+            y += x * Cn[None, :]
+            # past L the inputs are (1, 0), so the last column is the state at min(chunk end, L)
+            last = tl.sum(tl.where(ar[None, :] == CHUNK - 1, x, 0.0), axis=1)
+            carry = tl.where(nar[None, :] == n, last[:, None], carry)
+        if HAS_D:
+            y = y + Dv[:, None] * u
+        if HAS_Z:
+            zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
+            y = y * zz * tl.sigmoid(zz)
+        tl.store(OUT + offs, y.to(OUT.dtype.element_ty), mask=m2)
+    if SAVE_LAST:
+        tl.store(LAST + dn, carry, mask=dn_mask)
+
+
+@triton.jit
+def _ss_bwd_loop_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS,
+                        DU, DDT, DZ, DA, DBm, DCm, DDv, DDB,
+                        Dm, L, G, N, NCH,
+                        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
+                        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
+    # chunks last to first, states one after another (as the forward above): per state, rebuild the
+    # chunk's states from its checkpoint with one scan, run the adjoint dx[t] = C[t] gy[t] +
+    # exp(dt[t+1] A) dx[t+1] as a reverse scan, and fold its contributions into per-channel
+    # register accumulators (du, ddelta) and the chunk's dB, dC rows (summed over the block's
+    # channels in registers, then one fp32 atomic per element)
+    pid_d = tl.program_id(0)
+    b = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < Dm
+    nar = tl.arange(0, BLOCK_N)
+    g = (pid_d * BLOCK_D) // (Dm // G)
+    if HAS_DB:
+        bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
+    else:
+        bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
+    ar = tl.arange(0, CHUNK)
+    row = (b * Dm + d).to(tl.int64) * L
+    bc_base = (b * G + g).to(tl.int64) * N * L
+    dn = (b * Dm + d).to(tl.int64)[:, None] * N + nar[None, :]
+    dn_mask = dmask[:, None] & (nar < N)[None, :]
+    dx_carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for ci in range(0, NCH):
+        c = NCH - 1 - ci
+        t = c * CHUNK + ar
+        tmask = t < L
+        m2 = dmask[:, None] & tmask[None, :]
+        offs = row[:, None] + t[None, :]
+        u = tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
+        dt_raw = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias[:, None]
+        dt = tl.where(m2, _softplus_dt(dt_raw, SOFTPLUS), 0.0)
+        mn = dmask[:, None] & (t + 1 < L)[None, :]
+        dt_n = tl.load(DT + offs + 1, mask=mn, other=0.0).to(tl.float32) + bias[:, None]
+        dt_n = tl.where(mn, _softplus_dt(dt_n, SOFTPLUS), 0.0)
+        dtu = dt * u
+        dout = tl.load(DOUT + offs, mask=m2, other=0.0).to(tl.float32)
+        if HAS_Z:
+            zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
+            sz = tl.sigmoid(zz)
+            gy = dout * zz * sz
+        else:
+            gy = dout
+        x0 = tl.load(XS + dn * NCH + c, mask=dn_mask, other=0.0)
+        y = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
+        dxB = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
+        dAA = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)  # sum over N of dx[t] exp(dt A) x[t-1] A
+        for n in range(0, N):
+            Anat = tl.load(Aptr + d * N + n, mask=dmask, other=0.0).to(tl.float32)
+            A2 = Anat * 1.4426950408889634
+            bo = bc_base + n * L + t
+            Bn = tl.load(Bp + bo, mask=tmask, other=0.0).to(tl.float32)
+            Cn = tl.load(Cp + bo, mask=tmask, other=0.0).to(tl.float32)
+            bu = dtu * Bn[None, :]
+            aa, bb = tl.associative_scan((tl.exp2(dt * A2[:, None]), bu), axis=1, combine_fn=_combine)
+            x = aa * _pick(x0, nar, n)[:, None] + bb
+            if HAS_Z:
+                y += x * Cn[None, :]
+            ra, rb = tl.associative_scan((tl.exp2(dt_n * A2[:, None]), gy * Cn[None, :]), axis=1,
+                                         combine_fn=_combine, reverse=True)
+            dx = ra * _pick(dx_carry, nar, n)[:, None] + rb
+            first = tl.sum(tl.where(ar[None, :] == 0, dx, 0.0), axis=1)
+            dx_carry = tl.where(nar[None, :] == n, first[:, None], dx_carry)
+            dxB += dx * Bn[None, :]
+            dAx = dx * (x - bu)  # dx[t] exp(dt[t] A) x[t-1]
+            dAA += dAx * Anat[:, None]
+            dA_acc = tl.where(nar[None, :] == n, dA_acc + tl.sum(dAx * dt, axis=1)[:, None], dA_acc)
+            tl.atomic_add(DBm + bo, tl.sum(dx * dtu, axis=0), mask=tmask)
+            tl.atomic_add(DCm + bo, tl.sum(x * gy, axis=0), mask=tmask)
+        du = dxB * dt
+        ddt = dxB * u + dAA
+        if HAS_D:
+            du += Dv[:, None] * gy
+            dD_acc += tl.sum(gy * u, axis=1)
+        if HAS_Z:
+            if HAS_D:
+                y = y + Dv[:, None] * u
+            tl.store(DZ + offs, (dout * y * sz * (1.0 + zz * (1.0 - sz))).to(DZ.dtype.element_ty), mask=m2)
+        tl.store(DU + offs, du.to(DU.dtype.element_ty), mask=m2)
+        if SOFTPLUS:
+            ddt = tl.where(dt_raw <= 20.0, ddt * tl.sigmoid(dt_raw), ddt)
+        ddt = tl.where(m2, ddt, 0.0)
+        if HAS_DB:
+            dbias_acc += tl.sum(ddt, axis=1)
+        tl.store(DDT + offs, ddt.to(DDT.dtype.element_ty), mask=m2)
+    tl.atomic_add(DA + d[:, None] * N + nar[None, :], dA_acc, mask=dn_mask)
+    if HAS_D:
+        tl.atomic_add(DDv + d, dD_acc, mask=dmask)
+    if HAS_DB:
+        tl.atomic_add(DDB + d, dbias_acc, mask=dmask)
+
+
 def _block_d(Dm: int, G: int, want: int) -> int:
     bd = max(1, min(want, triton.next_power_of_2(Dm)))
     if G > 1:
@@ -659,6 +827,8 @@ def _as4(M):
 
 
 def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_last):
+    """Forward launch. Returns (out, checkpoints (B, D, N, n_chunks) or None, last state or None, chunk);
+    the backward must run the same kernel family with the same chunk."""
     Bsz, Dm, L = u.shape
     G, N = Bm.shape[1], A.shape[1]
     cfg = SELECTIVE_CFG
@@ -666,30 +836,32 @@ def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_l
     if impl == "auto":
         enough = Bsz * triton.cdiv(Dm, cfg["seq_block_d"]) >= cfg["seq_min_programs"]
         impl = "seq" if enough else "chunk"
-    pre = "seq_" if impl == "seq" and cfg["impl"] == "auto" else ""
+    pre = {"loop": "loop_", "seq": "seq_" if cfg["impl"] == "auto" else ""}.get(impl, "")
     bd = _block_d(Dm, G, cfg[pre + "block_d"])
-    chunk = cfg["chunk"]
+    chunk = cfg["loop_chunk"] if impl == "loop" else cfg["chunk"]
     nch = max(1, triton.cdiv(L, chunk))
     out = torch.empty_like(u)
     xs = torch.empty(Bsz, Dm, N, nch, dtype=torch.float32, device=u.device) if save_states else out
     last = torch.empty(Bsz, Dm, N, dtype=torch.float32, device=u.device) if save_last else out
     grid = (triton.cdiv(Dm, bd), Bsz)
-    kern = _ss_fwd_seq_kernel if impl == "seq" else _ss_fwd_kernel
+    kern = {"seq": _ss_fwd_seq_kernel, "loop": _ss_fwd_loop_kernel}.get(impl, _ss_fwd_kernel)
     kern[grid](u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
-                         delta_bias if delta_bias is not None else u, out, xs, last, Dm, L, G, N, nch,
-                         HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None,
-                         SOFTPLUS=softplus, SAVE_STATES=save_states, SAVE_LAST=save_last,
-                         BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, num_warps=cfg[pre + "num_warps"])
-    return out, (xs if save_states else None), (last if save_last else None)
+               delta_bias if delta_bias is not None else u, out, xs, last, Dm, L, G, N, nch,
+               HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None,
+               SOFTPLUS=softplus, SAVE_STATES=save_states, SAVE_LAST=save_last,
+               BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, num_warps=cfg[pre + "num_warps"])
+    return out, (xs if save_states else None), (last if save_last else None), (impl == "loop", chunk)
 
 
-def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs):
+def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs, fwd_kind):
     Bsz, Dm, L = u.shape
     G, N = Bm.shape[1], A.shape[1]
     cfg = SELECTIVE_CFG
-    chunk = cfg["chunk"]  # checkpoints were taken every forward chunk
+    loop, chunk = fwd_kind  # checkpoints were taken every forward chunk
     nch = xs.shape[-1]
-    bd = _block_d(Dm, G, cfg["bwd_block_d"])
+    impl = "loop" if loop else cfg["bwd_impl"]
+    pre = "bwd_loop_" if loop else "bwd_"
+    bd = _block_d(Dm, G, cfg[pre + "block_d"])
     f32 = dict(dtype=torch.float32, device=u.device)
     du = torch.empty_like(u)
     ddt = torch.empty_like(delta)
@@ -700,18 +872,18 @@ def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs):
     dD = torch.zeros(Dm, **f32) if D is not None else None
     ddb = torch.zeros(Dm, **f32) if delta_bias is not None else None
     grid = (triton.cdiv(Dm, bd), Bsz)
-    if cfg["bwd_impl"] == "seq":
+    if impl == "seq":
         scr = torch.empty(grid[0] * grid[1] * chunk * bd * triton.next_power_of_2(N), **f32)
         kern, extra = _ss_bwd_seq_kernel, (xs, scr)
     else:
-        kern, extra = _ss_bwd_kernel, (xs,)
+        kern, extra = (_ss_bwd_loop_kernel if loop else _ss_bwd_kernel), (xs,)
     kern[grid](u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
-                         delta_bias if delta_bias is not None else u, dout, *extra,
-                         du, ddt, dz if dz is not None else du, dA, dB, dC,
-                         dD if dD is not None else dA, ddb if ddb is not None else dA,
-                         Dm, L, G, N, nch,
-                         HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None, SOFTPLUS=softplus,
-                         BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, num_warps=cfg["bwd_num_warps"])
+               delta_bias if delta_bias is not None else u, dout, *extra,
+               du, ddt, dz if dz is not None else du, dA, dB, dC,
+               dD if dD is not None else dA, ddb if ddb is not None else dA,
+               Dm, L, G, N, nch,
+               HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None, SOFTPLUS=softplus,
+               BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, num_warps=cfg[pre + "num_warps"])
     return du, ddt, dA, dB, dC, dD, dz, ddb
 
 
@@ -723,7 +895,8 @@ class SelectiveScanFn(torch.autograd.Function):
         squeeze_B, squeeze_C = B.dim() == 3, C.dim() == 3
         Bm, Cm = _as4(B), _as4(C)
         need_grad = any(ctx.needs_input_grad[:8])
-        out, xs, last = _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, delta_softplus, need_grad, return_last_state)
+        out, xs, last, ctx.fwd_kind = _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, delta_softplus, need_grad,
+                                              return_last_state)
         if need_grad:
             ctx.save_for_backward(u, delta, A, Bm, Cm, D, z, delta_bias, xs)
         ctx.flags = (delta_softplus, squeeze_B, squeeze_C)
@@ -740,7 +913,7 @@ class SelectiveScanFn(torch.autograd.Function):
         softplus, squeeze_B, squeeze_C = ctx.flags
         tA, tB, tC, tD, tdb = ctx.dtypes
         du, ddt, dA, dB, dC, dD, dz, ddb = _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus,
-                                                   dout.contiguous(), xs)
+                                                   dout.contiguous(), xs, ctx.fwd_kind)
         dB = dB.squeeze(1) if squeeze_B else dB
         dC = dC.squeeze(1) if squeeze_C else dC
         return (du, ddt, dA.to(tA), dB.to(tB), dC.to(tC), None if dD is None else dD.to(tD), dz,

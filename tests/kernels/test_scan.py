@@ -50,6 +50,9 @@ def tiny_triton(monkeypatch):
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "block_d", 4)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "bwd_block_d", 2)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "chunk", 4)
+    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "loop_chunk", 4)
+    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "loop_block_d", 2)
+    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "bwd_loop_block_d", 2)
     return triton_scan
 
 
@@ -235,6 +238,13 @@ def test_selective_triton_sequential_kernels(tiny_triton, monkeypatch, impl, bwd
     monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "seq_block_d", 2)
     monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "seq_min_programs", 1)  # "auto" picks "seq" here
     _check_selective_triton(*case)
+
+
+@pytest.mark.parametrize("Bsz, Dm, N, L, G, opts, softplus", SEL_CASES)
+def test_selective_triton_state_loop_kernels(tiny_triton, monkeypatch, Bsz, Dm, N, L, G, opts, softplus):
+    # states one after another, each scanned along the chunk (forward and backward of that family)
+    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "impl", "loop")
+    _check_selective_triton(Bsz, Dm, N, L, G, opts, softplus)
 
 
 def _check_selective_triton(Bsz, Dm, N, L, G, opts, softplus):
