@@ -117,10 +117,11 @@ def _bytes(B, L, dim=DIM, N=NSTATE):
 # then the state-loop family (states one after another, each scanned along a long chunk)
 SWEEP = [dict(impl="seq", bwd_impl="chunk", block_d=8, chunk=32, num_warps=1, bwd_block_d=2, bwd_num_warps=4),
          dict(impl="chunk", bwd_impl="chunk", block_d=4, chunk=32, num_warps=4, bwd_block_d=2, bwd_num_warps=4)]
-SWEEP += [dict(impl="loop", loop_chunk=ch, loop_block_d=bd, loop_num_warps=nw, bwd_loop_block_d=bd,
-               bwd_loop_num_warps=nw)
-          for ch, bd, nw in [(1024, 1, 4), (2048, 1, 4), (2048, 1, 8), (512, 1, 4), (1024, 2, 4), (1024, 2, 8),
-                             (2048, 2, 8), (512, 2, 4), (1024, 4, 8), (512, 4, 4)]]
+SWEEP += [dict(impl="loop", loop_chunk=ch, loop_block_d=bd, loop_num_warps=nw, bwd_loop_block_d=bbd,
+               bwd_loop_num_warps=bnw)
+          for ch, bd, nw, bbd, bnw in [(512, 4, 4, 4, 4), (512, 4, 4, 4, 2), (512, 2, 4, 2, 2), (256, 4, 2, 4, 2),
+                                       (256, 4, 4, 4, 1), (256, 2, 1, 2, 1), (128, 4, 1, 4, 1), (128, 8, 1, 8, 1),
+                                       (128, 8, 2, 4, 1), (64, 8, 1, 8, 1), (256, 8, 2, 8, 2), (1024, 2, 4, 4, 4)]]
 
 
 def sweep(bw):

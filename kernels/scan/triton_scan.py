@@ -648,6 +648,11 @@ def _ss_bwd_seq_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, SCR,
 
 
 @triton.jit
+def _add2(a1, b1, a2, b2):
+    return a1 + a2, b1 + b2
+
+
+@triton.jit
 def _pick(M, nar, n):
     # column n of a small (BLOCK_D, BLOCK_N) register tile (n is a runtime index)
     return tl.sum(tl.where(nar[None, :] == n, M, 0.0), axis=1)
@@ -782,12 +787,13 @@ def _ss_bwd_loop_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS,
             ra, rb = tl.associative_scan((tl.exp2(dt_n * A2[:, None]), gy * Cn[None, :]), axis=1,
                                          combine_fn=_combine, reverse=True)
             dx = ra * _pick(dx_carry, nar, n)[:, None] + rb
-            first = tl.sum(tl.where(ar[None, :] == 0, dx, 0.0), axis=1)
-            dx_carry = tl.where(nar[None, :] == n, first[:, None], dx_carry)
             dxB += dx * Bn[None, :]
             dAx = dx * (x - bu)  # dx[t] exp(dt[t] A) x[t-1]
             dAA += dAx * Anat[:, None]
-            dA_acc = tl.where(nar[None, :] == n, dA_acc + tl.sum(dAx * dt, axis=1)[:, None], dA_acc)
+            # one two-operand reduction over the chunk: the carry dx[chunk start] and this chunk's dA
+            first, dA_c = tl.reduce((tl.where(ar[None, :] == 0, dx, 0.0), dAx * dt), axis=1, combine_fn=_add2)
+            dx_carry = tl.where(nar[None, :] == n, first[:, None], dx_carry)
+            dA_acc = tl.where(nar[None, :] == n, dA_acc + dA_c[:, None], dA_acc)
             tl.atomic_add(DBm + bo, tl.sum(dx * dtu, axis=0), mask=tmask)
             tl.atomic_add(DCm + bo, tl.sum(x * gy, axis=0), mask=tmask)
         du = dxB * dt
