@@ -117,11 +117,13 @@ def _bytes(B, L, dim=DIM, N=NSTATE):
 # then the state-loop family (states one after another, each scanned along a long chunk)
 SWEEP = [dict(impl="seq", bwd_impl="chunk", block_d=8, chunk=32, num_warps=1, bwd_block_d=2, bwd_num_warps=4),
          dict(impl="chunk", bwd_impl="chunk", block_d=4, chunk=32, num_warps=4, bwd_block_d=2, bwd_num_warps=4)]
-SWEEP += [dict(impl="loop", loop_chunk=ch, loop_block_d=bd, loop_num_warps=nw, bwd_loop_block_d=bbd,
-               bwd_loop_num_warps=bnw)
-          for ch, bd, nw, bbd, bnw in [(512, 4, 4, 4, 4), (512, 4, 4, 4, 2), (512, 2, 4, 2, 2), (256, 4, 2, 4, 2),
-                                       (256, 4, 4, 4, 1), (256, 2, 1, 2, 1), (128, 4, 1, 4, 1), (128, 8, 1, 8, 1),
-                                       (128, 8, 2, 4, 1), (64, 8, 1, 8, 1), (256, 8, 2, 8, 2), (1024, 2, 4, 4, 4)]]
+SWEEP += [dict(impl="loop", loop_chunk=ch, loop_block_d=bd, loop_num_warps=nw, loop_maxnreg=mr, bwd_loop_block_d=bbd,
+               bwd_loop_num_warps=bnw, bwd_loop_maxnreg=bmr)
+          for ch, bd, nw, mr, bbd, bnw, bmr in [
+              (512, 4, 4, None, 4, 4, None), (512, 4, 4, None, 2, 4, None), (512, 4, 4, None, 2, 4, 168),
+              (512, 4, 4, None, 2, 4, 128), (512, 2, 4, 168, 2, 4, 128), (512, 4, 4, 128, 2, 4, 128),
+              (512, 4, 4, None, 4, 4, 168), (256, 2, 2, 128, 2, 2, 128), (256, 4, 2, None, 2, 2, 128),
+              (1024, 2, 4, None, 2, 4, 128), (128, 4, 1, None, 4, 1, None)]]
 
 
 def sweep(bw):
@@ -168,7 +170,8 @@ def main():
         triton_scan.SELECTIVE_CFG.update(json.load(open(args.cfg_from))["best"])
     for item in filter(None, args.cfg.split(",")):
         k, v = item.split("=")
-        triton_scan.SELECTIVE_CFG[k.strip()] = v if k.strip() in ("impl", "bwd_impl") else int(v)
+        k = k.strip()
+        triton_scan.SELECTIVE_CFG[k] = v if k in ("impl", "bwd_impl") else (None if v == "None" else int(v))
     bw = copy_bandwidth()
     print(f"device: {device_name()}  HBM copy: {bw:.0f} GB/s  cfg: {triton_scan.SELECTIVE_CFG}", flush=True)
 

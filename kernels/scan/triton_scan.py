@@ -46,8 +46,16 @@ LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8,
 SELECTIVE_CFG = {"impl": "auto", "bwd_impl": "chunk", "chunk": 32, "block_d": 4, "num_warps": 4,
                  "seq_block_d": 8, "seq_num_warps": 1, "seq_min_programs": 1536,
                  "bwd_block_d": 2, "bwd_num_warps": 4,
-                 "loop_chunk": 1024, "loop_block_d": 1, "loop_num_warps": 4,
-                 "bwd_loop_block_d": 1, "bwd_loop_num_warps": 4}
+                 "loop_chunk": 512, "loop_block_d": 4, "loop_num_warps": 4, "loop_maxnreg": None,
+                 "bwd_loop_block_d": 4, "bwd_loop_num_warps": 4, "bwd_loop_maxnreg": None}
+
+
+def _launch_opts(cfg: dict, pre: str) -> dict:
+    """num_warps and, when set, a register cap per thread (maxnreg: more programs per SM, maybe spills)."""
+    opts = {"num_warps": cfg[pre + "num_warps"]}
+    if cfg.get(pre + "maxnreg"):
+        opts["maxnreg"] = cfg[pre + "maxnreg"]
+    return opts
 
 
 # --------------------------------------------------------------------------------------------
@@ -701,8 +709,10 @@ def _ss_fwd_loop_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, LAST,
             A2 = tl.load(Aptr + d * N + n, mask=dmask, other=0.0).to(tl.float32) * 1.4426950408889634
             Bn = tl.load(Bp + bc_base + n * L + t, mask=tmask, other=0.0).to(tl.float32)
             Cn = tl.load(Cp + bc_base + n * L + t, mask=tmask, other=0.0).to(tl.float32)
-            aa, bb = tl.associative_scan((tl.exp2(dt * A2[:, None]), dtu * Bn[None, :]), axis=1, combine_fn=_combine)
-            x = aa * _pick(carry, nar, n)[:, None] + bb
+            a = tl.exp2(dt * A2[:, None])
+            # the carry enters as the first element's input: the scan's second output is x itself
+            _, x = tl.associative_scan((a, dtu * Bn[None, :] + tl.where(ar[None, :] == 0, a * _pick(carry, nar, n)[:, None], 0.0)),
+                                       axis=1, combine_fn=_combine)
             y += x * Cn[None, :]
             # past L the inputs are (1, 0), so the last column is the state at min(chunk end, L)
             last = tl.sum(tl.where(ar[None, :] == CHUNK - 1, x, 0.0), axis=1)
@@ -755,20 +765,18 @@ def _ss_bwd_loop_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS,
         tmask = t < L
         m2 = dmask[:, None] & tmask[None, :]
         offs = row[:, None] + t[None, :]
-        u = tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
-        dt_raw = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias[:, None]
-        dt = tl.where(m2, _softplus_dt(dt_raw, SOFTPLUS), 0.0)
+        # only what the state loop needs stays live in it (register pressure sets the occupancy);
+        # u, delta, dout and z are loaded again after it (L1/L2 hits)
+        dt = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias[:, None]
+        dt = tl.where(m2, _softplus_dt(dt, SOFTPLUS), 0.0)
         mn = dmask[:, None] & (t + 1 < L)[None, :]
         dt_n = tl.load(DT + offs + 1, mask=mn, other=0.0).to(tl.float32) + bias[:, None]
         dt_n = tl.where(mn, _softplus_dt(dt_n, SOFTPLUS), 0.0)
-        dtu = dt * u
-        dout = tl.load(DOUT + offs, mask=m2, other=0.0).to(tl.float32)
+        dtu = dt * tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
+        gy = tl.load(DOUT + offs, mask=m2, other=0.0).to(tl.float32)
         if HAS_Z:
             zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
-            sz = tl.sigmoid(zz)
-            gy = dout * zz * sz
-        else:
-            gy = dout
+            gy = gy * zz * tl.sigmoid(zz)
         x0 = tl.load(XS + dn * NCH + c, mask=dn_mask, other=0.0)
         y = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
         dxB = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
@@ -780,13 +788,17 @@ def _ss_bwd_loop_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS,
             Bn = tl.load(Bp + bo, mask=tmask, other=0.0).to(tl.float32)
             Cn = tl.load(Cp + bo, mask=tmask, other=0.0).to(tl.float32)
             bu = dtu * Bn[None, :]
-            aa, bb = tl.associative_scan((tl.exp2(dt * A2[:, None]), bu), axis=1, combine_fn=_combine)
-            x = aa * _pick(x0, nar, n)[:, None] + bb
+            # the carries enter as the first (forward) / last (adjoint) element's input, so the
+            # scans' second outputs are x and dx themselves
+            a = tl.exp2(dt * A2[:, None])
+            _, x = tl.associative_scan((a, bu + tl.where(ar[None, :] == 0, a * _pick(x0, nar, n)[:, None], 0.0)),
+                                       axis=1, combine_fn=_combine)
             if HAS_Z:
                 y += x * Cn[None, :]
-            ra, rb = tl.associative_scan((tl.exp2(dt_n * A2[:, None]), gy * Cn[None, :]), axis=1,
-                                         combine_fn=_combine, reverse=True)
-            dx = ra * _pick(dx_carry, nar, n)[:, None] + rb
+            an = tl.exp2(dt_n * A2[:, None])
+            _, dx = tl.associative_scan(
+                (an, gy * Cn[None, :] + tl.where(ar[None, :] == CHUNK - 1, an * _pick(dx_carry, nar, n)[:, None], 0.0)),
+                axis=1, combine_fn=_combine, reverse=True)
             dxB += dx * Bn[None, :]
             dAx = dx * (x - bu)  # dx[t] exp(dt[t] A) x[t-1]
             dAA += dAx * Anat[:, None]
@@ -796,6 +808,7 @@ def _ss_bwd_loop_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS,
             dA_acc = tl.where(nar[None, :] == n, dA_acc + dA_c[:, None], dA_acc)
             tl.atomic_add(DBm + bo, tl.sum(dx * dtu, axis=0), mask=tmask)
             tl.atomic_add(DCm + bo, tl.sum(x * gy, axis=0), mask=tmask)
+        u = tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
         du = dxB * dt
         ddt = dxB * u + dAA
         if HAS_D:
@@ -804,9 +817,13 @@ def _ss_bwd_loop_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS,
         if HAS_Z:
             if HAS_D:
                 y = y + Dv[:, None] * u
+            zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
+            sz = tl.sigmoid(zz)
+            dout = tl.load(DOUT + offs, mask=m2, other=0.0).to(tl.float32)
             tl.store(DZ + offs, (dout * y * sz * (1.0 + zz * (1.0 - sz))).to(DZ.dtype.element_ty), mask=m2)
         tl.store(DU + offs, du.to(DU.dtype.element_ty), mask=m2)
         if SOFTPLUS:
+            dt_raw = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias[:, None]
             ddt = tl.where(dt_raw <= 20.0, ddt * tl.sigmoid(dt_raw), ddt)
         ddt = tl.where(m2, ddt, 0.0)
         if HAS_DB:
@@ -855,7 +872,7 @@ def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_l
                delta_bias if delta_bias is not None else u, out, xs, last, Dm, L, G, N, nch,
                HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None,
                SOFTPLUS=softplus, SAVE_STATES=save_states, SAVE_LAST=save_last,
-               BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, num_warps=cfg[pre + "num_warps"])
+               BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, **_launch_opts(cfg, pre))
     return out, (xs if save_states else None), (last if save_last else None), (impl == "loop", chunk)
 
 
@@ -889,7 +906,7 @@ def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs, fwd_kind)
                dD if dD is not None else dA, ddb if ddb is not None else dA,
                Dm, L, G, N, nch,
                HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None, SOFTPLUS=softplus,
-               BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, num_warps=cfg[pre + "num_warps"])
+               BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, **_launch_opts(cfg, pre))
     return du, ddt, dA, dB, dC, dD, dz, ddb
 
 

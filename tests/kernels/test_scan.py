@@ -244,6 +244,7 @@ def test_selective_triton_sequential_kernels(tiny_triton, monkeypatch, impl, bwd
 def test_selective_triton_state_loop_kernels(tiny_triton, monkeypatch, Bsz, Dm, N, L, G, opts, softplus):
     # states one after another, each scanned along the chunk (forward and backward of that family)
     monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "impl", "loop")
+    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "bwd_loop_maxnreg", 128)  # the launch option passes through
     _check_selective_triton(Bsz, Dm, N, L, G, opts, softplus)
 
 
