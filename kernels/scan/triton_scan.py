@@ -38,16 +38,20 @@ LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024
 # 2-byte data (forward 88-93% of copy bandwidth against 60-66% with the fp32 tiling, same sweep).
 LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8,
                           "bwd_block_l": 256, "bwd_tile": 4096, "bwd_num_warps": 16}
+# impl "loop" (default; forward and backward): the states one after another, each scanned along
+# loop_chunk steps (bench/results/selective_scan_sweep.json, H200, B=8, L=2048: fastest fwd+bwd;
+# the backward capped at 128 registers per thread, which measured faster than without the cap).
+# Older families, kept for comparison:
 # impl / bwd_impl: "chunk" (associative scan over (block_d, N, chunk) tiles), "seq" (one time step
 # per iteration) or, forward only, "auto": "seq" when there are at least seq_min_programs programs of
 # seq_block_d channels to fill the GPU (latency-bound otherwise), else "chunk". Both keep the state at
 # each chunk start in the same layout, so a forward of one kind feeds a backward of the other.
 # Defaults from bench/results/selective_scan*.json (H100, D=1536, N=16).
-SELECTIVE_CFG = {"impl": "auto", "bwd_impl": "chunk", "chunk": 32, "block_d": 4, "num_warps": 4,
+SELECTIVE_CFG = {"impl": "loop", "bwd_impl": "chunk", "chunk": 32, "block_d": 4, "num_warps": 4,
                  "seq_block_d": 8, "seq_num_warps": 1, "seq_min_programs": 1536,
                  "bwd_block_d": 2, "bwd_num_warps": 4,
-                 "loop_chunk": 512, "loop_block_d": 4, "loop_num_warps": 4, "loop_maxnreg": None,
-                 "bwd_loop_block_d": 4, "bwd_loop_num_warps": 4, "bwd_loop_maxnreg": None}
+                 "loop_chunk": 256, "loop_block_d": 4, "loop_num_warps": 2, "loop_maxnreg": None,
+                 "bwd_loop_block_d": 2, "bwd_loop_num_warps": 2, "bwd_loop_maxnreg": 128, "loop_min_programs": 1024}
 
 
 def _launch_opts(cfg: dict, pre: str) -> dict:
@@ -845,6 +849,14 @@ def _block_d(Dm: int, G: int, want: int) -> int:
     return bd
 
 
+def _fill_grid(bd: int, Bsz: int, Dm: int, min_programs: int) -> int:
+    """Halve the channels per program (a power of two, so group alignment holds) until the grid
+    has min_programs programs: with few (batch, channel) rows each program's walk over L is serial."""
+    while bd > 1 and Bsz * triton.cdiv(Dm, bd) < min_programs:
+        bd //= 2
+    return bd
+
+
 def _as4(M):
     return M.unsqueeze(1) if M.dim() == 3 else M
 
@@ -861,6 +873,8 @@ def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_l
         impl = "seq" if enough else "chunk"
     pre = {"loop": "loop_", "seq": "seq_" if cfg["impl"] == "auto" else ""}.get(impl, "")
     bd = _block_d(Dm, G, cfg[pre + "block_d"])
+    if impl == "loop":
+        bd = _fill_grid(bd, Bsz, Dm, cfg["loop_min_programs"])
     chunk = cfg["loop_chunk"] if impl == "loop" else cfg["chunk"]
     nch = max(1, triton.cdiv(L, chunk))
     out = torch.empty_like(u)
@@ -885,6 +899,8 @@ def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs, fwd_kind)
     impl = "loop" if loop else cfg["bwd_impl"]
     pre = "bwd_loop_" if loop else "bwd_"
     bd = _block_d(Dm, G, cfg[pre + "block_d"])
+    if loop:
+        bd = _fill_grid(bd, Bsz, Dm, cfg["loop_min_programs"])
     f32 = dict(dtype=torch.float32, device=u.device)
     du = torch.empty_like(u)
     ddt = torch.empty_like(delta)

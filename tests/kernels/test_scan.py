@@ -53,6 +53,7 @@ def tiny_triton(monkeypatch):
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "loop_chunk", 4)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "loop_block_d", 2)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "bwd_loop_block_d", 2)
+    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "loop_min_programs", 1)
     return triton_scan
 
 
@@ -246,6 +247,14 @@ def test_selective_triton_state_loop_kernels(tiny_triton, monkeypatch, Bsz, Dm, 
     monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "impl", "loop")
     monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "bwd_loop_maxnreg", 128)  # the launch option passes through
     _check_selective_triton(Bsz, Dm, N, L, G, opts, softplus)
+
+
+def test_selective_loop_grid_keeps_enough_programs():
+    from kernels.scan.triton_scan import _fill_grid
+
+    assert _fill_grid(4, 8, 1536, 1024) == 4  # 3072 programs already
+    assert _fill_grid(4, 1, 1536, 1024) == 1  # 384 -> 768 -> 1536
+    assert _fill_grid(4, 1, 8, 1024) == 1
 
 
 def _check_selective_triton(Bsz, Dm, N, L, G, opts, softplus):
