@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from bench._timing import copy_bandwidth, device_name, peak_memory, print_table, time_ms, write_json  # noqa: E402
+from bench._timing import (  # noqa: E402
+    copy_bandwidth, device_name, parse_options, peak_memory, print_table, time_ms, write_json)
 from kernels.scan import selective_scan, selective_scan_ref  # noqa: E402
 from kernels.scan import triton_scan  # noqa: E402
 
@@ -113,17 +114,13 @@ def _bytes(B, L, dim=DIM, N=NSTATE):
     return (4 * B * dim * L + 2 * B * N * L) * 4, (11 * B * dim * L + 6 * B * N * L) * 4
 
 
-# SELECTIVE_CFG overrides timed by --sweep: the previous defaults (sequential / chunked-tile kernels),
-# then the state-loop family (states one after another, each scanned along a long chunk)
-SWEEP = [dict(impl="seq", bwd_impl="chunk", block_d=8, chunk=32, num_warps=1, bwd_block_d=2, bwd_num_warps=4),
-         dict(impl="chunk", bwd_impl="chunk", block_d=4, chunk=32, num_warps=4, bwd_block_d=2, bwd_num_warps=4)]
-SWEEP += [dict(impl="loop", loop_chunk=ch, loop_block_d=bd, loop_num_warps=nw, loop_maxnreg=mr, bwd_loop_block_d=bbd,
-               bwd_loop_num_warps=bnw, bwd_loop_maxnreg=bmr)
-          for ch, bd, nw, mr, bbd, bnw, bmr in [
-              (512, 4, 4, None, 4, 4, None), (512, 4, 4, None, 2, 4, None), (512, 4, 4, None, 2, 4, 168),
-              (512, 4, 4, None, 2, 4, 128), (512, 2, 4, 168, 2, 4, 128), (512, 4, 4, 128, 2, 4, 128),
-              (512, 4, 4, None, 4, 4, 168), (256, 2, 2, 128, 2, 2, 128), (256, 4, 2, None, 2, 2, 128),
-              (1024, 2, 4, None, 2, 4, 128), (128, 4, 1, None, 4, 1, None)]]
+# SELECTIVE_CFG overrides timed by --sweep (the tilings of bench/results/selective_scan_sweep_h200_run6.json
+# around the default): (chunk, block_d, num_warps, maxnreg, bwd_block_d, bwd_num_warps, bwd_maxnreg)
+SWEEP = [dict(chunk=ch, block_d=bd, num_warps=nw, maxnreg=mr, bwd_block_d=bbd, bwd_num_warps=bnw, bwd_maxnreg=bmr)
+         for ch, bd, nw, mr, bbd, bnw, bmr in [
+             (256, 4, 2, None, 2, 2, 128), (256, 4, 2, None, 2, 2, None), (256, 4, 2, None, 2, 2, 168),
+             (512, 4, 4, None, 2, 4, None), (512, 4, 4, None, 2, 4, 128), (128, 4, 1, None, 2, 1, None),
+             (128, 2, 1, None, 2, 1, None)]]
 
 
 def sweep(bw):
@@ -161,17 +158,14 @@ def main():
     p.add_argument("--sweep", action="store_true", help="time block configs of ours at the first shape, "
                    "then run the comparison with the fastest")
     p.add_argument("--cfg-from", default=None, help="take SELECTIVE_CFG from a selective_scan_sweep.json's 'best'")
-    p.add_argument("--cfg", default="", help="override SELECTIVE_CFG, e.g. block_d=8,chunk=64")
+    p.add_argument("--cfg", default="", help="override SELECTIVE_CFG, e.g. block_d=8,chunk=512,bwd_maxnreg=None")
     p.add_argument("--no-ref", action="store_true", help="skip timing the PyTorch reference")
     args = p.parse_args()
     if args.cfg_from:
         import json
 
         triton_scan.SELECTIVE_CFG.update(json.load(open(args.cfg_from))["best"])
-    for item in filter(None, args.cfg.split(",")):
-        k, v = item.split("=")
-        k = k.strip()
-        triton_scan.SELECTIVE_CFG[k] = v if k in ("impl", "bwd_impl") else (None if v == "None" else int(v))
+    triton_scan.SELECTIVE_CFG.update(parse_options(args.cfg))
     bw = copy_bandwidth()
     print(f"device: {device_name()}  HBM copy: {bw:.0f} GB/s  cfg: {triton_scan.SELECTIVE_CFG}", flush=True)
 

@@ -6,16 +6,16 @@ folded in (h = A_cum * carry + B_cum). One read of a and b, one write of h: memo
 The backward is the same walk in the other direction over (a shifted by one, grad_h), which
 gives grad_b; grad_a = grad_b * h[t-1] in the same pass (h is the saved forward output).
 
-selective_scan: each program owns a block of channels of one batch element and all N states,
-with the (block_d, N) state in registers, and walks L in chunks; only the state at each chunk start
-is kept, (B, D, N, L/chunk), so (B, D, N, L) never exists in memory. Two forward kernels:
-"chunk" scans the (block_d, N, chunk) tile of (exp(dt*A), dt*B*u) with ``tl.associative_scan``;
-"seq" takes one time step per iteration (one FMA of dependency per step), faster when there are
-enough programs to hide its latency. The backward ("chunk") walks the chunks last to first,
-rebuilds the chunk's states from its checkpoint with one scan (over inputs shifted by one step,
-which gives x[t-1] directly) and runs the adjoint recurrence as a reverse scan; a sequential
-backward ("seq") replays each chunk into an L2-resident scratch slab and walks it backward.
-Reductions over channels (dB, dC) and over time (dA, dD, d delta_bias) go through fp32 atomics.
+selective_scan: each program owns a block of channels of one batch element and walks L in chunks
+(mamba-ssm's organisation, our code): per chunk it reads u and delta once, then takes the N states one
+after another, each as one ``tl.associative_scan`` of (exp(dt*A), dt*B*u) along the chunk's time steps
+(spread over the threads), adding C*x into the output in registers; the per-state carries between
+chunks sit in a small (block_d, N) register tile. Only the state at each chunk start is saved,
+(B, D, N, L/chunk), so (B, D, N, L) never exists in memory. The backward walks the chunks last to
+first and, per state, rebuilds the chunk's states from the checkpoint with the same scan, runs the
+adjoint dx[t] = C[t] gy[t] + exp(dt[t+1] A) dx[t+1] as a reverse scan, and takes
+exp(dt A) x[t-1] = x[t] - dt u B (as mamba-ssm does). Sums over channels (dB, dC) go through one fp32
+atomic per element and block; sums over time (dA, dD, d delta_bias) are accumulated per program.
 Block sizes are constexprs read from the dicts below at call time; tests shrink them to hit
 block boundaries on tiny shapes. Measured timings: bench/README.md.
 """
@@ -38,20 +38,14 @@ LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024
 # 2-byte data (forward 88-93% of copy bandwidth against 60-66% with the fp32 tiling, same sweep).
 LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8,
                           "bwd_block_l": 256, "bwd_tile": 4096, "bwd_num_warps": 16}
-# impl "loop" (default; forward and backward): the states one after another, each scanned along
-# loop_chunk steps (bench/results/selective_scan_sweep.json, H200, B=8, L=2048: fastest fwd+bwd;
-# the backward capped at 128 registers per thread, which measured faster than without the cap).
-# Older families, kept for comparison:
-# impl / bwd_impl: "chunk" (associative scan over (block_d, N, chunk) tiles), "seq" (one time step
-# per iteration) or, forward only, "auto": "seq" when there are at least seq_min_programs programs of
-# seq_block_d channels to fill the GPU (latency-bound otherwise), else "chunk". Both keep the state at
-# each chunk start in the same layout, so a forward of one kind feeds a backward of the other.
-# Defaults from bench/results/selective_scan*.json (H100, D=1536, N=16).
-SELECTIVE_CFG = {"impl": "loop", "bwd_impl": "chunk", "chunk": 32, "block_d": 4, "num_warps": 4,
-                 "seq_block_d": 8, "seq_num_warps": 1, "seq_min_programs": 1536,
-                 "bwd_block_d": 2, "bwd_num_warps": 4,
-                 "loop_chunk": 256, "loop_block_d": 4, "loop_num_warps": 2, "loop_maxnreg": None,
-                 "bwd_loop_block_d": 2, "bwd_loop_num_warps": 2, "bwd_loop_maxnreg": 128, "loop_min_programs": 1024}
+# Selective scan tiling: chunk = time steps per scan (forward and backward must agree: the forward
+# saves the state at each chunk start); block_d = channels per program, halved in the forward while
+# the grid has fewer than min_programs programs; bwd_maxnreg caps the backward's registers per thread
+# (more programs per SM), which measured faster than the uncapped kernel. From
+# bench/results/selective_scan_sweep_h200_run6.json (H200, B=8, D=1536, N=16, L=2048, 11 tilings);
+# the backward keeps its block at few rows (B=1, L=16K: 5.2 ms with 2 channels vs 6.8 ms with 1).
+SELECTIVE_CFG = {"chunk": 256, "block_d": 4, "num_warps": 2, "maxnreg": None, "min_programs": 1024,
+                 "bwd_block_d": 2, "bwd_num_warps": 2, "bwd_maxnreg": 128}
 
 
 def _launch_opts(cfg: dict, pre: str) -> dict:
@@ -364,480 +358,178 @@ def _softplus_dt(dt, SOFTPLUS: tl.constexpr):
 
 
 @triton.jit
-def _ss_fwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, LAST,
-                   Dm, L, G, N, NCH,
-                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
-                   SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
-                   BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
-    pid_d = tl.program_id(0)
-    b = tl.program_id(1)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    dmask = d < Dm
-    n = tl.arange(0, BLOCK_N)
-    nmask = n < N
-    g = (pid_d * BLOCK_D) // (Dm // G)
-    dn_mask = dmask[:, None] & nmask[None, :]
-    A2 = tl.load(Aptr + d[:, None] * N + n[None, :], mask=dn_mask, other=0.0).to(tl.float32) * 1.4426950408889634
-    if HAS_DB:
-        bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
-    if HAS_D:
-        Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
-    x = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    ar = tl.arange(0, CHUNK)
-    row = (b * Dm + d).to(tl.int64) * L
-    bc_base = (b * G + g).to(tl.int64) * N * L
-    xs_off = ((b * Dm + d).to(tl.int64)[:, None] * N + n[None, :]) * NCH
-    for c in range(0, NCH):
-        t = c * CHUNK + ar
-        tmask = t < L
-        m2 = dmask[:, None] & tmask[None, :]
-        offs = row[:, None] + t[None, :]
-        u = tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
-        dt = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32)
-        if HAS_DB:
-            dt = dt + bias[:, None]
-        dt = tl.where(m2, _softplus_dt(dt, SOFTPLUS), 0.0)
-        bmask = nmask[:, None] & tmask[None, :]
-        boffs = bc_base + n[:, None] * L + t[None, :]
-        Bv = tl.load(Bp + boffs, mask=bmask, other=0.0).to(tl.float32)
-        Cv = tl.load(Cp + boffs, mask=bmask, other=0.0).to(tl.float32)
-        dA = tl.exp2(dt[:, None, :] * A2[:, :, None])
-        dBu = (dt * u)[:, None, :] * Bv[None, :, :]
-        aa, bb = tl.associative_scan((dA, dBu), axis=2, combine_fn=_combine)
-        h = aa * x[:, :, None] + bb
-        y = tl.sum(h * Cv[None, :, :], axis=1)
-        if SAVE_STATES:
-            tl.store(XS + xs_off + c, x, mask=dn_mask)
-        x = tl.sum(tl.where(ar[None, None, :] == CHUNK - 1, h, 0.0), axis=2)
-        if HAS_D:
-            y = y + Dv[:, None] * u
-        if HAS_Z:
-            zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
-            y = y * zz * tl.sigmoid(zz)
-        tl.store(OUT + offs, y.to(OUT.dtype.element_ty), mask=m2)
-    if SAVE_LAST:
-        tl.store(LAST + (b * Dm + d).to(tl.int64)[:, None] * N + n[None, :], x, mask=dn_mask)
-
-
-@triton.jit
-def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS,
-                   DU, DDT, DZ, DA, DBm, DCm, DDv, DDB,
-                   Dm, L, G, N, NCH,
-                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
-                   BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
-    pid_d = tl.program_id(0)
-    b = tl.program_id(1)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    dmask = d < Dm
-    n = tl.arange(0, BLOCK_N)
-    nmask = n < N
-    g = (pid_d * BLOCK_D) // (Dm // G)
-    dn_mask = dmask[:, None] & nmask[None, :]
-    Anat = tl.load(Aptr + d[:, None] * N + n[None, :], mask=dn_mask, other=0.0).to(tl.float32)
-    A2 = Anat * 1.4426950408889634
-    if HAS_DB:
-        bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
-    else:
-        bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
-    ar = tl.arange(0, CHUNK)
-    row = (b * Dm + d).to(tl.int64) * L
-    bc_base = (b * G + g).to(tl.int64) * N * L
-    xs_off = ((b * Dm + d).to(tl.int64)[:, None] * N + n[None, :]) * NCH
-    dx_carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    for ci in range(0, NCH):
-        c = NCH - 1 - ci
-        t = c * CHUNK + ar
-        tmask = t < L
-        m2 = dmask[:, None] & tmask[None, :]
-        offs = row[:, None] + t[None, :]
-        bmask = nmask[:, None] & tmask[None, :]
-        boffs = bc_base + n[:, None] * L + t[None, :]
-        # this step's inputs
-        u = tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
-        dt_raw = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias[:, None]
-        dt = tl.where(m2, _softplus_dt(dt_raw, SOFTPLUS), 0.0)
-        Bv = tl.load(Bp + boffs, mask=bmask, other=0.0).to(tl.float32)
-        Cv = tl.load(Cp + boffs, mask=bmask, other=0.0).to(tl.float32)
-        # the states of this chunk again, from the saved state before it; exp(dt A) x[t-1] is then
-        # x[t] - dt u B (as mamba-ssm's backward does), so no scan over the previous step's inputs
-        dA = tl.exp2(dt[:, None, :] * A2[:, :, None])
-        dBu = (dt * u)[:, None, :] * Bv[None, :, :]
-        aa, bb = tl.associative_scan((dA, dBu), axis=2, combine_fn=_combine)
-        x0 = tl.load(XS + xs_off + c, mask=dn_mask, other=0.0)
-        x = aa * x0[:, :, None] + bb
-        dout = tl.load(DOUT + offs, mask=m2, other=0.0).to(tl.float32)
-        if HAS_Z:
-            y = tl.sum(x * Cv[None, :, :], axis=1)
-            if HAS_D:
-                y = y + Dv[:, None] * u
-            zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
-            sz = tl.sigmoid(zz)
-            dz = dout * y * sz * (1.0 + zz * (1.0 - sz))
-            tl.store(DZ + offs, dz.to(DZ.dtype.element_ty), mask=m2)
-            gy = dout * zz * sz
-        else:
-            gy = dout
-        # the next step's decay: adjoint dx[t] = C[t] gy[t] + exp(dt[t+1] A) dx[t+1]
-        mn = dmask[:, None] & (t + 1 < L)[None, :]
-        dt_n = tl.load(DT + offs + 1, mask=mn, other=0.0).to(tl.float32) + bias[:, None]
-        dt_n = tl.where(mn, _softplus_dt(dt_n, SOFTPLUS), 0.0)
-        ra, rb = tl.associative_scan((tl.exp2(dt_n[:, None, :] * A2[:, :, None]), gy[:, None, :] * Cv[None, :, :]),
-                                     axis=2, combine_fn=_combine, reverse=True)
-        dx = ra * dx_carry[:, :, None] + rb
-        dx_carry = tl.sum(tl.where(ar[None, None, :] == 0, dx, 0.0), axis=2)
-        dxB = tl.sum(dx * Bv[None, :, :], axis=1)
-        du = dxB * dt
-        ddt = dxB * u
-        dAx = dx * (x - dBu)  # dx[t] * exp(dt[t] A) x[t-1]
-        ddt += tl.sum(dAx * Anat[:, :, None], axis=1)
-        dA_acc += tl.sum(dAx * dt[:, None, :], axis=2)
-        if HAS_D:
-            du += Dv[:, None] * gy
-            dD_acc += tl.sum(gy * u, axis=1)
-        tl.store(DU + offs, du.to(DU.dtype.element_ty), mask=m2)
-        if SOFTPLUS:
-            ddt = tl.where(dt_raw <= 20.0, ddt * tl.sigmoid(dt_raw), ddt)
-        ddt = tl.where(m2, ddt, 0.0)
-        if HAS_DB:
-            dbias_acc += tl.sum(ddt, axis=1)
-        tl.store(DDT + offs, ddt.to(DDT.dtype.element_ty), mask=m2)
-        dB_part = tl.sum(dx * (dt * u)[:, None, :], axis=0)
-        dC_part = tl.sum(x * gy[:, None, :], axis=0)
-        tl.atomic_add(DBm + boffs, dB_part, mask=bmask)
-        tl.atomic_add(DCm + boffs, dC_part, mask=bmask)
-    tl.atomic_add(DA + d[:, None] * N + n[None, :], dA_acc, mask=dn_mask)
-    if HAS_D:
-        tl.atomic_add(DDv + d, dD_acc, mask=dmask)
-    if HAS_DB:
-        tl.atomic_add(DDB + d, dbias_acc, mask=dmask)
-
-
-
-@triton.jit
-def _ss_fwd_seq_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, LAST,
-                       Dm, L, G, N, NCH,
-                       HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
-                       SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
-                       BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
-    # one time step per iteration on the (BLOCK_D, N) state: one FMA of dependency per step, the
-    # per-step column loads of u, delta, B, C hit L1 after the first touch of each cache line
-    pid_d = tl.program_id(0)
-    b = tl.program_id(1)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    dmask = d < Dm
-    n = tl.arange(0, BLOCK_N)
-    nmask = n < N
-    g = (pid_d * BLOCK_D) // (Dm // G)
-    dn_mask = dmask[:, None] & nmask[None, :]
-    A2 = tl.load(Aptr + d[:, None] * N + n[None, :], mask=dn_mask, other=0.0).to(tl.float32) * 1.4426950408889634
-    if HAS_DB:
-        bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
-    if HAS_D:
-        Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
-    x = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    row = (b * Dm + d).to(tl.int64) * L
-    nb = (b * G + g).to(tl.int64) * N * L + n.to(tl.int64) * L
-    xs_off = ((b * Dm + d).to(tl.int64)[:, None] * N + n[None, :]) * NCH
-    for c in range(0, NCH):
-        if SAVE_STATES:
-            tl.store(XS + xs_off + c, x, mask=dn_mask)
-        t_end = tl.minimum(c * CHUNK + CHUNK, L)
-        for t in range(c * CHUNK, t_end):
-            u = tl.load(U + row + t, mask=dmask, other=0.0).to(tl.float32)
-            dt = tl.load(DT + row + t, mask=dmask, other=0.0).to(tl.float32)
-            if HAS_DB:
-                dt = dt + bias
-            dt = _softplus_dt(dt, SOFTPLUS)
-            Bt = tl.load(Bp + nb + t, mask=nmask, other=0.0).to(tl.float32)
-            Ct = tl.load(Cp + nb + t, mask=nmask, other=0.0).to(tl.float32)
-            x = tl.exp2(dt[:, None] * A2) * x + (dt * u)[:, None] * Bt[None, :]
-            y = tl.sum(x * Ct[None, :], axis=1)
-            if HAS_D:
-                y = y + Dv * u
-            if HAS_Z:
-                zz = tl.load(Z + row + t, mask=dmask, other=0.0).to(tl.float32)
-                y = y * zz * tl.sigmoid(zz)
-            tl.store(OUT + row + t, y.to(OUT.dtype.element_ty), mask=dmask)
-    if SAVE_LAST:
-        tl.store(LAST + (b * Dm + d).to(tl.int64)[:, None] * N + n[None, :], x, mask=dn_mask)
-
-
-@triton.jit
-def _ss_bwd_seq_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, SCR,
-                       DU, DDT, DZ, DA, DBm, DCm, DDv, DDB,
-                       Dm, L, G, N, NCH,
-                       HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
-                       BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
-    # per chunk, last to first: replay the chunk forward from its checkpoint, parking the states
-    # in this program's scratch slab (L2-resident), then walk it backward with the adjoint
-    pid_d = tl.program_id(0)
-    b = tl.program_id(1)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    dmask = d < Dm
-    n = tl.arange(0, BLOCK_N)
-    nmask = n < N
-    g = (pid_d * BLOCK_D) // (Dm // G)
-    dn_mask = dmask[:, None] & nmask[None, :]
-    Anat = tl.load(Aptr + d[:, None] * N + n[None, :], mask=dn_mask, other=0.0).to(tl.float32)
-    A2 = Anat * 1.4426950408889634
-    if HAS_DB:
-        bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
-    else:
-        bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
-    row = (b * Dm + d).to(tl.int64) * L
-    nb = (b * G + g).to(tl.int64) * N * L + n.to(tl.int64) * L
-    xs_off = ((b * Dm + d).to(tl.int64)[:, None] * N + n[None, :]) * NCH
-    slab = (b * tl.num_programs(0) + pid_d).to(tl.int64) * (CHUNK * BLOCK_D * BLOCK_N)
-    scr = SCR + slab + tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + n[None, :]
-    w = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # exp(dt[t+1] A) * dx[t+1]
-    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    for ci in range(0, NCH):
-        c = NCH - 1 - ci
-        t0 = c * CHUNK
-        t1 = tl.minimum(t0 + CHUNK, L)
-        x = tl.load(XS + xs_off + c, mask=dn_mask, other=0.0)
-        for t in range(t0, t1):
-            tl.store(scr + (t - t0) * (BLOCK_D * BLOCK_N), x)
-            u = tl.load(U + row + t, mask=dmask, other=0.0).to(tl.float32)
-            dt = _softplus_dt(tl.load(DT + row + t, mask=dmask, other=0.0).to(tl.float32) + bias, SOFTPLUS)
-            Bt = tl.load(Bp + nb + t, mask=nmask, other=0.0).to(tl.float32)
-            x = tl.exp2(dt[:, None] * A2) * x + (dt * u)[:, None] * Bt[None, :]
-        tl.debug_barrier()
-        for tt in range(0, t1 - t0):
-            t = t1 - 1 - tt
-            xp = tl.load(scr + (t - t0) * (BLOCK_D * BLOCK_N))
-            u = tl.load(U + row + t, mask=dmask, other=0.0).to(tl.float32)
-            dtr = tl.load(DT + row + t, mask=dmask, other=0.0).to(tl.float32) + bias
-            dt = _softplus_dt(dtr, SOFTPLUS)
-            Bt = tl.load(Bp + nb + t, mask=nmask, other=0.0).to(tl.float32)
-            Ct = tl.load(Cp + nb + t, mask=nmask, other=0.0).to(tl.float32)
-            dout = tl.load(DOUT + row + t, mask=dmask, other=0.0).to(tl.float32)
-            dA = tl.exp2(dt[:, None] * A2)
-            x = dA * xp + (dt * u)[:, None] * Bt[None, :]
-            if HAS_Z:
-                y = tl.sum(x * Ct[None, :], axis=1)
-                if HAS_D:
-                    y = y + Dv * u
-                zz = tl.load(Z + row + t, mask=dmask, other=0.0).to(tl.float32)
-                sz = tl.sigmoid(zz)
-                tl.store(DZ + row + t, (dout * y * sz * (1.0 + zz * (1.0 - sz))).to(DZ.dtype.element_ty), mask=dmask)
-                gy = dout * zz * sz
-            else:
-                gy = dout
-            dx = Ct[None, :] * gy[:, None] + w
-            w = dA * dx
-            dAx = w * xp
-            dxB = tl.sum(dx * Bt[None, :], axis=1)
-            ddt = dxB * u + tl.sum(dAx * Anat, axis=1)
-            dA_acc += dAx * dt[:, None]
-            du = dxB * dt
-            if HAS_D:
-                du += Dv * gy
-                dD_acc += gy * u
-            tl.store(DU + row + t, du.to(DU.dtype.element_ty), mask=dmask)
-            if SOFTPLUS:
-                ddt = tl.where(dtr <= 20.0, ddt * tl.sigmoid(dtr), ddt)
-            ddt = tl.where(dmask, ddt, 0.0)
-            dbias_acc += ddt
-            tl.store(DDT + row + t, ddt.to(DDT.dtype.element_ty), mask=dmask)
-            tl.atomic_add(DBm + nb + t, tl.sum(dx * (dt * u)[:, None], axis=0), mask=nmask)
-            tl.atomic_add(DCm + nb + t, tl.sum(x * gy[:, None], axis=0), mask=nmask)
-        tl.debug_barrier()
-    tl.atomic_add(DA + d[:, None] * N + n[None, :], dA_acc, mask=dn_mask)
-    if HAS_D:
-        tl.atomic_add(DDv + d, dD_acc, mask=dmask)
-    if HAS_DB:
-        tl.atomic_add(DDB + d, dbias_acc, mask=dmask)
-
-
-@triton.jit
 def _add2(a1, b1, a2, b2):
     return a1 + a2, b1 + b2
 
 
 @triton.jit
-def _pick(M, nar, n):
-    # column n of a small (BLOCK_D, BLOCK_N) register tile (n is a runtime index)
-    return tl.sum(tl.where(nar[None, :] == n, M, 0.0), axis=1)
-
-
-@triton.jit
-def _ss_fwd_loop_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, LAST,
-                        Dm, L, G, N, NCH,
-                        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
-                        SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
-                        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
-    # states one after another, each scanned along a long chunk of time steps held across the
-    # threads (mamba-ssm's organisation): u and delta are read once per chunk, the sum over N
-    # stays in registers, and the per-state carries live in a (BLOCK_D, BLOCK_N) register tile
+def _ss_fwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, CARRY,
+                   Dm, L, G, N, NCH,
+                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
+                   SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr):
+    # Tiles are (BLOCK_D, CHUNK) with time across the threads; per-state values are (BLOCK_D, 1) and
+    # per-step rows of B, C are (1, CHUNK), so nothing changes layout inside the state loop.
+    # The carry of state n from one chunk to the next goes through CARRY (2, B, D, N), written by
+    # the thread that holds the chunk's last step and read back by all after the next barrier;
+    # two buffers so that no read of chunk c can see a write of chunk c.
     pid_d = tl.program_id(0)
     b = tl.program_id(1)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D))[:, None]
     dmask = d < Dm
-    nar = tl.arange(0, BLOCK_N)
     g = (pid_d * BLOCK_D) // (Dm // G)
     if HAS_DB:
         bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
     if HAS_D:
         Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
-    ar = tl.arange(0, CHUNK)
+    ar = tl.arange(0, CHUNK)[None, :]
     row = (b * Dm + d).to(tl.int64) * L
     bc_base = (b * G + g).to(tl.int64) * N * L
-    dn = (b * Dm + d).to(tl.int64)[:, None] * N + nar[None, :]
-    dn_mask = dmask[:, None] & (nar < N)[None, :]
-    carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    st = (b * Dm + d).to(tl.int64) * N
+    half = tl.num_programs(1).to(tl.int64) * Dm * N
     for c in range(0, NCH):
-        if SAVE_STATES:
-            tl.store(XS + dn * NCH + c, carry, mask=dn_mask)
         t = c * CHUNK + ar
         tmask = t < L
-        m2 = dmask[:, None] & tmask[None, :]
-        offs = row[:, None] + t[None, :]
+        m2 = dmask & tmask
+        offs = row + t
         u = tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
         dt = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32)
         if HAS_DB:
-            dt = dt + bias[:, None]
+            dt = dt + bias
         dt = tl.where(m2, _softplus_dt(dt, SOFTPLUS), 0.0)
         dtu = dt * u
         y = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
+        rd = CARRY + (c % 2) * half + st
+        wr = CARRY + ((c + 1) % 2) * half + st
+        tl.debug_barrier()  # the previous chunk's carries are written
         for n in range(0, N):
             A2 = tl.load(Aptr + d * N + n, mask=dmask, other=0.0).to(tl.float32) * 1.4426950408889634
             Bn = tl.load(Bp + bc_base + n * L + t, mask=tmask, other=0.0).to(tl.float32)
             Cn = tl.load(Cp + bc_base + n * L + t, mask=tmask, other=0.0).to(tl.float32)
-            a = tl.exp2(dt * A2[:, None])
-            # the carry enters as the first element's input: the scan's second output is x itself
-            _, x = tl.associative_scan((a, dtu * Bn[None, :] + tl.where(ar[None, :] == 0, a * _pick(carry, nar, n)[:, None], 0.0)),
-                                       axis=1, combine_fn=_combine)
-            y += x * Cn[None, :]
-            # past L the inputs are (1, 0), so the last column is the state at min(chunk end, L)
-            last = tl.sum(tl.where(ar[None, :] == CHUNK - 1, x, 0.0), axis=1)
-            carry = tl.where(nar[None, :] == n, last[:, None], carry)
+            x0 = tl.load(rd + n, mask=dmask & (c > 0), other=0.0)
+            if SAVE_STATES:
+                tl.store(XS + (st + n) * NCH + c, x0, mask=dmask)
+            a = tl.exp2(dt * A2)
+            # the carry enters as the first step's input: the scan's second output is x itself
+            _, x = tl.associative_scan((a, dtu * Bn + tl.where(ar == 0, a * x0, 0.0)), axis=1, combine_fn=_combine)
+            y += x * Cn
+            # past L the inputs are (1, 0): the last column is the state at min(chunk end, L)
+            tl.store(wr + n, tl.sum(tl.where(ar == CHUNK - 1, x, 0.0), axis=1, keep_dims=True), mask=dmask)
         if HAS_D:
-            y = y + Dv[:, None] * u
+            y = y + Dv * u
         if HAS_Z:
             zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
             y = y * zz * tl.sigmoid(zz)
         tl.store(OUT + offs, y.to(OUT.dtype.element_ty), mask=m2)
-    if SAVE_LAST:
-        tl.store(LAST + dn, carry, mask=dn_mask)
 
 
 @triton.jit
-def _ss_bwd_loop_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS,
-                        DU, DDT, DZ, DA, DBm, DCm, DDv, DDB,
-                        Dm, L, G, N, NCH,
-                        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
-                        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
-    # chunks last to first, states one after another (as the forward above): per state, rebuild the
-    # chunk's states from its checkpoint with one scan, run the adjoint dx[t] = C[t] gy[t] +
-    # exp(dt[t+1] A) dx[t+1] as a reverse scan, and fold its contributions into per-channel
-    # register accumulators (du, ddelta) and the chunk's dB, dC rows (summed over the block's
-    # channels in registers, then one fp32 atomic per element)
+def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY,
+                   DU, DDT, DZ, DA, DBm, DCm, DDv, DDB,
+                   Dm, L, G, N, NCH,
+                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
+                   BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
+    # chunks last to first, states one after another (layouts as in the forward): per state, rebuild
+    # the chunk's states from its checkpoint with one scan, run the adjoint dx[t] = C[t] gy[t] +
+    # exp(dt[t+1] A) dx[t+1] as a reverse scan (its carry, dx at the chunk's first step, goes through
+    # CARRY like the forward's), and fold the contributions into per-channel register accumulators
+    # (du, ddelta), the chunk's dB, dC rows (summed over the block's channels in registers, then one
+    # relaxed fp32 atomic per element) and dA
     pid_d = tl.program_id(0)
     b = tl.program_id(1)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D))[:, None]
     dmask = d < Dm
-    nar = tl.arange(0, BLOCK_N)
+    nar = tl.arange(0, BLOCK_N)[None, :]
     g = (pid_d * BLOCK_D) // (Dm // G)
     if HAS_DB:
         bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
     else:
-        bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+        bias = tl.zeros([BLOCK_D, 1], dtype=tl.float32)
     if HAS_D:
         Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
-    ar = tl.arange(0, CHUNK)
+    ar = tl.arange(0, CHUNK)[None, :]
     row = (b * Dm + d).to(tl.int64) * L
     bc_base = (b * G + g).to(tl.int64) * N * L
-    dn = (b * Dm + d).to(tl.int64)[:, None] * N + nar[None, :]
-    dn_mask = dmask[:, None] & (nar < N)[None, :]
-    dx_carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    st = (b * Dm + d).to(tl.int64) * N
+    half = tl.num_programs(1).to(tl.int64) * Dm * N
     dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    dD_acc = tl.zeros([BLOCK_D, 1], dtype=tl.float32)
+    dbias_acc = tl.zeros([BLOCK_D, 1], dtype=tl.float32)
     for ci in range(0, NCH):
         c = NCH - 1 - ci
         t = c * CHUNK + ar
         tmask = t < L
-        m2 = dmask[:, None] & tmask[None, :]
-        offs = row[:, None] + t[None, :]
+        m2 = dmask & tmask
+        offs = row + t
         # only what the state loop needs stays live in it (register pressure sets the occupancy);
         # u, delta, dout and z are loaded again after it (L1/L2 hits)
-        dt = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias[:, None]
-        dt = tl.where(m2, _softplus_dt(dt, SOFTPLUS), 0.0)
-        mn = dmask[:, None] & (t + 1 < L)[None, :]
-        dt_n = tl.load(DT + offs + 1, mask=mn, other=0.0).to(tl.float32) + bias[:, None]
+        dt = tl.where(m2, _softplus_dt(tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias, SOFTPLUS), 0.0)
+        mn = dmask & (t + 1 < L)
+        dt_n = tl.load(DT + offs + 1, mask=mn, other=0.0).to(tl.float32) + bias
         dt_n = tl.where(mn, _softplus_dt(dt_n, SOFTPLUS), 0.0)
         dtu = dt * tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
         gy = tl.load(DOUT + offs, mask=m2, other=0.0).to(tl.float32)
         if HAS_Z:
             zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
             gy = gy * zz * tl.sigmoid(zz)
-        x0 = tl.load(XS + dn * NCH + c, mask=dn_mask, other=0.0)
         y = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
         dxB = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
         dAA = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)  # sum over N of dx[t] exp(dt A) x[t-1] A
+        rd = CARRY + (ci % 2) * half + st
+        wr = CARRY + ((ci + 1) % 2) * half + st
+        tl.debug_barrier()  # the later chunk's carries are written
         for n in range(0, N):
             Anat = tl.load(Aptr + d * N + n, mask=dmask, other=0.0).to(tl.float32)
             A2 = Anat * 1.4426950408889634
             bo = bc_base + n * L + t
             Bn = tl.load(Bp + bo, mask=tmask, other=0.0).to(tl.float32)
             Cn = tl.load(Cp + bo, mask=tmask, other=0.0).to(tl.float32)
-            bu = dtu * Bn[None, :]
-            # the carries enter as the first (forward) / last (adjoint) element's input, so the
-            # scans' second outputs are x and dx themselves
-            a = tl.exp2(dt * A2[:, None])
-            _, x = tl.associative_scan((a, bu + tl.where(ar[None, :] == 0, a * _pick(x0, nar, n)[:, None], 0.0)),
-                                       axis=1, combine_fn=_combine)
+            bu = dtu * Bn
+            # the carries enter as the first (forward) / last (adjoint) step's input, so the scans'
+            # second outputs are x and dx themselves
+            a = tl.exp2(dt * A2)
+            x0 = tl.load(XS + (st + n) * NCH + c, mask=dmask, other=0.0)
+            _, x = tl.associative_scan((a, bu + tl.where(ar == 0, a * x0, 0.0)), axis=1, combine_fn=_combine)
             if HAS_Z:
-                y += x * Cn[None, :]
-            an = tl.exp2(dt_n * A2[:, None])
-            _, dx = tl.associative_scan(
-                (an, gy * Cn[None, :] + tl.where(ar[None, :] == CHUNK - 1, an * _pick(dx_carry, nar, n)[:, None], 0.0)),
-                axis=1, combine_fn=_combine, reverse=True)
-            dxB += dx * Bn[None, :]
+                y += x * Cn
+            an = tl.exp2(dt_n * A2)
+            dx1 = tl.load(rd + n, mask=dmask & (ci > 0), other=0.0)
+            _, dx = tl.associative_scan((an, gy * Cn + tl.where(ar == CHUNK - 1, an * dx1, 0.0)), axis=1,
+                                        combine_fn=_combine, reverse=True)
+            dxB += dx * Bn
             dAx = dx * (x - bu)  # dx[t] exp(dt[t] A) x[t-1]
-            dAA += dAx * Anat[:, None]
+            dAA += dAx * Anat
             # one two-operand reduction over the chunk: the carry dx[chunk start] and this chunk's dA
-            first, dA_c = tl.reduce((tl.where(ar[None, :] == 0, dx, 0.0), dAx * dt), axis=1, combine_fn=_add2)
-            dx_carry = tl.where(nar[None, :] == n, first[:, None], dx_carry)
-            dA_acc = tl.where(nar[None, :] == n, dA_acc + dA_c[:, None], dA_acc)
-            tl.atomic_add(DBm + bo, tl.sum(dx * dtu, axis=0), mask=tmask)
-            tl.atomic_add(DCm + bo, tl.sum(x * gy, axis=0), mask=tmask)
+            first, dA_c = tl.reduce((tl.where(ar == 0, dx, 0.0), dAx * dt), axis=1, combine_fn=_add2, keep_dims=True)
+            tl.store(wr + n, first, mask=dmask)
+            dA_acc = tl.where(nar == n, dA_acc + dA_c, dA_acc)
+            tl.atomic_add(DBm + bo, tl.sum(dx * dtu, axis=0, keep_dims=True), mask=tmask, sem="relaxed")
+            tl.atomic_add(DCm + bo, tl.sum(x * gy, axis=0, keep_dims=True), mask=tmask, sem="relaxed")
         u = tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
         du = dxB * dt
         ddt = dxB * u + dAA
         if HAS_D:
-            du += Dv[:, None] * gy
-            dD_acc += tl.sum(gy * u, axis=1)
+            du += Dv * gy
+            dD_acc += tl.sum(gy * u, axis=1, keep_dims=True)
         if HAS_Z:
             if HAS_D:
-                y = y + Dv[:, None] * u
+                y = y + Dv * u
             zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
             sz = tl.sigmoid(zz)
             dout = tl.load(DOUT + offs, mask=m2, other=0.0).to(tl.float32)
             tl.store(DZ + offs, (dout * y * sz * (1.0 + zz * (1.0 - sz))).to(DZ.dtype.element_ty), mask=m2)
         tl.store(DU + offs, du.to(DU.dtype.element_ty), mask=m2)
         if SOFTPLUS:
-            dt_raw = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias[:, None]
+            dt_raw = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias
             ddt = tl.where(dt_raw <= 20.0, ddt * tl.sigmoid(dt_raw), ddt)
         ddt = tl.where(m2, ddt, 0.0)
         if HAS_DB:
-            dbias_acc += tl.sum(ddt, axis=1)
+            dbias_acc += tl.sum(ddt, axis=1, keep_dims=True)
         tl.store(DDT + offs, ddt.to(DDT.dtype.element_ty), mask=m2)
-    tl.atomic_add(DA + d[:, None] * N + nar[None, :], dA_acc, mask=dn_mask)
+    tl.atomic_add(DA + d * N + nar, dA_acc, mask=dmask & (nar < N), sem="relaxed")
     if HAS_D:
-        tl.atomic_add(DDv + d, dD_acc, mask=dmask)
+        tl.atomic_add(DDv + d, dD_acc, mask=dmask, sem="relaxed")
     if HAS_DB:
-        tl.atomic_add(DDB + d, dbias_acc, mask=dmask)
+        tl.atomic_add(DDB + d, dbias_acc, mask=dmask, sem="relaxed")
 
 
 def _block_d(Dm: int, G: int, want: int) -> int:
@@ -862,45 +554,31 @@ def _as4(M):
 
 
 def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_last):
-    """Forward launch. Returns (out, checkpoints (B, D, N, n_chunks) or None, last state or None, chunk);
-    the backward must run the same kernel family with the same chunk."""
+    """Forward launch. Returns (out (B, D, L), checkpoints (B, D, N, n_chunks) or None, last state
+    (B, D, N) or None, chunk); the backward must use the same chunk."""
     Bsz, Dm, L = u.shape
     G, N = Bm.shape[1], A.shape[1]
     cfg = SELECTIVE_CFG
-    impl = cfg["impl"]
-    if impl == "auto":
-        enough = Bsz * triton.cdiv(Dm, cfg["seq_block_d"]) >= cfg["seq_min_programs"]
-        impl = "seq" if enough else "chunk"
-    pre = {"loop": "loop_", "seq": "seq_" if cfg["impl"] == "auto" else ""}.get(impl, "")
-    bd = _block_d(Dm, G, cfg[pre + "block_d"])
-    if impl == "loop":
-        bd = _fill_grid(bd, Bsz, Dm, cfg["loop_min_programs"])
-    chunk = cfg["loop_chunk"] if impl == "loop" else cfg["chunk"]
+    bd = _fill_grid(_block_d(Dm, G, cfg["block_d"]), Bsz, Dm, cfg["min_programs"])
+    chunk = cfg["chunk"]
     nch = max(1, triton.cdiv(L, chunk))
     out = torch.empty_like(u)
     xs = torch.empty(Bsz, Dm, N, nch, dtype=torch.float32, device=u.device) if save_states else out
-    last = torch.empty(Bsz, Dm, N, dtype=torch.float32, device=u.device) if save_last else out
-    grid = (triton.cdiv(Dm, bd), Bsz)
-    kern = {"seq": _ss_fwd_seq_kernel, "loop": _ss_fwd_loop_kernel}.get(impl, _ss_fwd_kernel)
-    kern[grid](u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
-               delta_bias if delta_bias is not None else u, out, xs, last, Dm, L, G, N, nch,
-               HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None,
-               SOFTPLUS=softplus, SAVE_STATES=save_states, SAVE_LAST=save_last,
-               BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, **_launch_opts(cfg, pre))
-    return out, (xs if save_states else None), (last if save_last else None), (impl == "loop", chunk)
+    carry = torch.empty(2, Bsz, Dm, N, dtype=torch.float32, device=u.device)
+    _ss_fwd_kernel[(triton.cdiv(Dm, bd), Bsz)](
+        u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
+        delta_bias if delta_bias is not None else u, out, xs, carry, Dm, L, G, N, nch,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None,
+        SOFTPLUS=softplus, SAVE_STATES=save_states, BLOCK_D=bd, CHUNK=chunk, **_launch_opts(cfg, ""))
+    last = carry[nch % 2]  # the carry written by the last chunk: the state after step L
+    return out, (xs if save_states else None), (last if save_last else None), chunk
 
 
-def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs, fwd_kind):
+def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs, chunk):
     Bsz, Dm, L = u.shape
     G, N = Bm.shape[1], A.shape[1]
     cfg = SELECTIVE_CFG
-    loop, chunk = fwd_kind  # checkpoints were taken every forward chunk
-    nch = xs.shape[-1]
-    impl = "loop" if loop else cfg["bwd_impl"]
-    pre = "bwd_loop_" if loop else "bwd_"
-    bd = _block_d(Dm, G, cfg[pre + "block_d"])
-    if loop:
-        bd = _fill_grid(bd, Bsz, Dm, cfg["loop_min_programs"])
+    bd = _block_d(Dm, G, cfg["bwd_block_d"])
     f32 = dict(dtype=torch.float32, device=u.device)
     du = torch.empty_like(u)
     ddt = torch.empty_like(delta)
@@ -910,19 +588,14 @@ def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs, fwd_kind)
     dC = torch.zeros(Cm.shape, **f32)
     dD = torch.zeros(Dm, **f32) if D is not None else None
     ddb = torch.zeros(Dm, **f32) if delta_bias is not None else None
-    grid = (triton.cdiv(Dm, bd), Bsz)
-    if impl == "seq":
-        scr = torch.empty(grid[0] * grid[1] * chunk * bd * triton.next_power_of_2(N), **f32)
-        kern, extra = _ss_bwd_seq_kernel, (xs, scr)
-    else:
-        kern, extra = (_ss_bwd_loop_kernel if loop else _ss_bwd_kernel), (xs,)
-    kern[grid](u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
-               delta_bias if delta_bias is not None else u, dout, *extra,
-               du, ddt, dz if dz is not None else du, dA, dB, dC,
-               dD if dD is not None else dA, ddb if ddb is not None else dA,
-               Dm, L, G, N, nch,
-               HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None, SOFTPLUS=softplus,
-               BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, **_launch_opts(cfg, pre))
+    _ss_bwd_kernel[(triton.cdiv(Dm, bd), Bsz)](
+        u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
+        delta_bias if delta_bias is not None else u, dout, xs,
+        torch.empty(2, Bsz, Dm, N, **f32), du, ddt, dz if dz is not None else du, dA, dB, dC,
+        dD if dD is not None else dA, ddb if ddb is not None else dA,
+        Dm, L, G, N, xs.shape[-1],
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None, SOFTPLUS=softplus,
+        BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, **_launch_opts(cfg, "bwd_"))
     return du, ddt, dA, dB, dC, dD, dz, ddb
 
 
@@ -934,7 +607,7 @@ class SelectiveScanFn(torch.autograd.Function):
         squeeze_B, squeeze_C = B.dim() == 3, C.dim() == 3
         Bm, Cm = _as4(B), _as4(C)
         need_grad = any(ctx.needs_input_grad[:8])
-        out, xs, last, ctx.fwd_kind = _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, delta_softplus, need_grad,
+        out, xs, last, ctx.chunk = _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, delta_softplus, need_grad,
                                               return_last_state)
         if need_grad:
             ctx.save_for_backward(u, delta, A, Bm, Cm, D, z, delta_bias, xs)
@@ -952,7 +625,7 @@ class SelectiveScanFn(torch.autograd.Function):
         softplus, squeeze_B, squeeze_C = ctx.flags
         tA, tB, tC, tD, tdb = ctx.dtypes
         du, ddt, dA, dB, dC, dD, dz, ddb = _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus,
-                                                   dout.contiguous(), xs, ctx.fwd_kind)
+                                                   dout.contiguous(), xs, ctx.chunk)
         dB = dB.squeeze(1) if squeeze_B else dB
         dC = dC.squeeze(1) if squeeze_C else dC
         return (du, ddt, dA.to(tA), dB.to(tB), dC.to(tC), None if dD is None else dD.to(tD), dz,

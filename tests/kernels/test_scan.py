@@ -47,13 +47,10 @@ def tiny_triton(monkeypatch):
     monkeypatch.setitem(triton_scan.LINEAR_CFG, "min_programs", 1)  # keep several rows per program
     # 2-byte inputs: their own forward tiling (4 rows of 4)
     monkeypatch.setattr(triton_scan, "LINEAR_CFG_16BIT", {"tile": 16})
-    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "block_d", 4)
-    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "bwd_block_d", 2)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "chunk", 4)
-    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "loop_chunk", 4)
-    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "loop_block_d", 2)
-    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "bwd_loop_block_d", 2)
-    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "loop_min_programs", 1)
+    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "block_d", 2)
+    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "bwd_block_d", 2)
+    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "min_programs", 1)
     return triton_scan
 
 
@@ -230,26 +227,15 @@ def test_selective_triton_matches_reference(tiny_triton, Bsz, Dm, N, L, G, opts,
     _check_selective_triton(Bsz, Dm, N, L, G, opts, softplus)
 
 
-@pytest.mark.parametrize("impl, bwd_impl", [("seq", "seq"), ("auto", "chunk"), ("chunk", "seq")])
 @pytest.mark.parametrize("case", [SEL_CASES[2], (1, 4, 2, 6, 2, ("z", "db"), True)])
-def test_selective_triton_sequential_kernels(tiny_triton, monkeypatch, impl, bwd_impl, case):
-    # the one-step-per-iteration kernels, alone and mixed with the chunked ones (shared checkpoints)
-    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "impl", impl)
-    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "bwd_impl", bwd_impl)
-    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "seq_block_d", 2)
-    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "seq_min_programs", 1)  # "auto" picks "seq" here
+def test_selective_triton_other_tilings(tiny_triton, monkeypatch, case):
+    # one channel per program forward, a register cap on the backward (the launch option passes through)
+    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "block_d", 1)
+    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "bwd_maxnreg", 128)
     _check_selective_triton(*case)
 
 
-@pytest.mark.parametrize("Bsz, Dm, N, L, G, opts, softplus", SEL_CASES)
-def test_selective_triton_state_loop_kernels(tiny_triton, monkeypatch, Bsz, Dm, N, L, G, opts, softplus):
-    # states one after another, each scanned along the chunk (forward and backward of that family)
-    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "impl", "loop")
-    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "bwd_loop_maxnreg", 128)  # the launch option passes through
-    _check_selective_triton(Bsz, Dm, N, L, G, opts, softplus)
-
-
-def test_selective_loop_grid_keeps_enough_programs():
+def test_selective_grid_keeps_enough_programs():
     from kernels.scan.triton_scan import _fill_grid
 
     assert _fill_grid(4, 8, 1536, 1024) == 4  # 3072 programs already
