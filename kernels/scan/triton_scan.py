@@ -40,12 +40,22 @@ LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8,
                           "bwd_block_l": 256, "bwd_tile": 4096, "bwd_num_warps": 16}
 # Selective scan tiling: chunk = time steps per scan (forward and backward must agree: the forward
 # saves the state at each chunk start); block_d = channels per program, halved in the forward while
-# the grid has fewer than min_programs programs; bwd_maxnreg caps the backward's registers per thread
-# (more programs per SM), which measured faster than the uncapped kernel. From
-# bench/results/selective_scan_sweep_h200_run6.json (H200, B=8, D=1536, N=16, L=2048, 11 tilings);
-# the backward keeps its block at few rows (B=1, L=16K: 5.2 ms with 2 channels vs 6.8 ms with 1).
-SELECTIVE_CFG = {"chunk": 256, "block_d": 4, "num_warps": 2, "maxnreg": None, "min_programs": 1024,
-                 "bwd_block_d": 2, "bwd_num_warps": 2, "bwd_maxnreg": 128}
+# the grid has fewer than min_programs programs; maxnreg caps registers per thread (more programs per
+# SM). One-warp programs (no cross-warp barriers in the scans) are fastest with many rows; below
+# few_rows (batch x channels) rows, or few_rows_infer for a forward without gradients, the GPU
+# has too few warps for them and FEW_ROWS_TILING replaces those keys. From the H200 runs in
+# bench/results/selective_scan_sweep_h200_run8.json (B=8, D=1536, N=16, L=2048) and
+# selective_scan_h200_run8_few_rows.txt (B=1 and 2).
+SELECTIVE_CFG = {"chunk": 128, "block_d": 2, "num_warps": 1, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 1,
+                 "bwd_maxnreg": None, "min_programs": 1024, "few_rows": 2048, "few_rows_infer": 4096}
+FEW_ROWS_TILING = {"chunk": 256, "block_d": 4, "num_warps": 2, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 2,
+                   "bwd_maxnreg": 128}
+
+
+def _tiling(rows: int, grad: bool) -> dict:
+    """SELECTIVE_CFG, with FEW_ROWS_TILING over it when rows = batch x channels is small."""
+    cfg = SELECTIVE_CFG
+    return {**cfg, **FEW_ROWS_TILING} if rows < cfg["few_rows" if grad else "few_rows_infer"] else cfg
 
 
 def _launch_opts(cfg: dict, pre: str) -> dict:
@@ -558,7 +568,7 @@ def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_l
     (B, D, N) or None, chunk); the backward must use the same chunk."""
     Bsz, Dm, L = u.shape
     G, N = Bm.shape[1], A.shape[1]
-    cfg = SELECTIVE_CFG
+    cfg = _tiling(Bsz * Dm, save_states)
     bd = _fill_grid(_block_d(Dm, G, cfg["block_d"]), Bsz, Dm, cfg["min_programs"])
     chunk = cfg["chunk"]
     nch = max(1, triton.cdiv(L, chunk))
@@ -577,7 +587,8 @@ def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_l
 def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs, chunk):
     Bsz, Dm, L = u.shape
     G, N = Bm.shape[1], A.shape[1]
-    cfg = SELECTIVE_CFG
+    cfg = _tiling(Bsz * Dm, True)
+    assert cfg["chunk"] == chunk, "the forward's checkpoints were taken with another tiling"
     bd = _block_d(Dm, G, cfg["bwd_block_d"])
     f32 = dict(dtype=torch.float32, device=u.device)
     du = torch.empty_like(u)

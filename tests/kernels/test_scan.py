@@ -51,6 +51,8 @@ def tiny_triton(monkeypatch):
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "block_d", 2)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "bwd_block_d", 2)
     monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "min_programs", 1)
+    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "few_rows", 0)  # tiny shapes keep the main tiling
+    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "few_rows_infer", 0)
     return triton_scan
 
 
@@ -233,6 +235,14 @@ def test_selective_triton_other_tilings(tiny_triton, monkeypatch, case):
     monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "block_d", 1)
     monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "bwd_maxnreg", 128)
     _check_selective_triton(*case)
+
+
+def test_selective_triton_few_rows_tiling(tiny_triton, monkeypatch):
+    # few (batch x channel) rows take FEW_ROWS_TILING, forward and backward alike
+    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "few_rows", 10**9)
+    monkeypatch.setattr(tiny_triton, "FEW_ROWS_TILING", {"chunk": 8, "block_d": 4, "bwd_block_d": 1, "bwd_maxnreg": 128})
+    assert tiny_triton._tiling(16, True)["chunk"] == 8 and tiny_triton._tiling(16, False)["chunk"] == 4
+    _check_selective_triton(1, 5, 3, 19, None, ("D", "z", "db"), True)
 
 
 def test_selective_grid_keeps_enough_programs():
