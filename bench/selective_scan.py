@@ -160,6 +160,8 @@ def main():
     p.add_argument("--cfg-from", default=None, help="take SELECTIVE_CFG from a selective_scan_sweep.json's 'best'")
     p.add_argument("--cfg", default="", help="override SELECTIVE_CFG, e.g. block_d=8,chunk=512,bwd_maxnreg=None")
     p.add_argument("--no-ref", action="store_true", help="skip timing the PyTorch reference")
+    p.add_argument("--group-chunks", default="", help="also time ours with the sequence split into groups of "
+                   "this many chunks (comma list; SELECTIVE_CFG['group_chunks'], parallel along L)")
     args = p.parse_args()
     if args.cfg_from:
         import json
@@ -194,6 +196,15 @@ def main():
         row["ours_fwd_frac"] = fb / row["ours_fwd_ms"] / 1e6 / bw
         row["ours_fwdbwd_frac"] = fbb / row["ours_fwdbwd_ms"] / 1e6 / bw
         row["ours_fwdbwd_peak_MiB"] = peak_memory(fwdbwd) / 2**20
+        default_groups = triton_scan.SELECTIVE_CFG["group_chunks"]
+        for gc in [int(x) for x in filter(None, args.group_chunks.split(","))]:
+            triton_scan.SELECTIVE_CFG["group_chunks"] = gc
+            gf, gfb, _, _ = _fns(selective_scan, ins)
+            if mamba_fn is not None:
+                row[f"ours_groups{gc}_err_vs_mamba"] = max(compare(selective_scan, mamba_fn, ins).values())
+            row[f"ours_groups{gc}_fwd_ms"] = time_ms(gf)["median_ms"]
+            row[f"ours_groups{gc}_fwdbwd_ms"] = time_ms(gfb)["median_ms"]
+        triton_scan.SELECTIVE_CFG["group_chunks"] = default_groups
         if mamba_fn is not None:
             row["err_vs_mamba"] = max(compare(selective_scan, mamba_fn, ins).values())
             mf, mfb, _, _ = _fns(mamba_fn, ins)

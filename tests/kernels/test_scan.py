@@ -245,6 +245,14 @@ def test_selective_triton_few_rows_tiling(tiny_triton, monkeypatch):
     _check_selective_triton(1, 5, 3, 19, None, ("D", "z", "db"), True)
 
 
+@pytest.mark.parametrize("case", [(1, 5, 3, 19, None, ("D", "z", "db"), True), (2, 4, 2, 17, 2, ("z",), False),
+                                  (1, 4, 3, 8, None, ("D",), True)])
+def test_selective_triton_groups_along_L(tiny_triton, monkeypatch, case):
+    # groups of 2 chunks of 4 steps: summaries, a scan over groups, then each group from its true state
+    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "group_chunks", 2)
+    _check_selective_triton(*case)
+
+
 def test_selective_grid_keeps_enough_programs():
     from kernels.scan.triton_scan import _fill_grid
 
