@@ -16,6 +16,11 @@ first and, per state, rebuilds the chunk's states from the checkpoint with the s
 adjoint dx[t] = C[t] gy[t] + exp(dt[t+1] A) dx[t+1] as a reverse scan, and takes
 exp(dt A) x[t-1] = x[t] - dt u B (as mamba-ssm does). Sums over channels (dB, dC) go through one fp32
 atomic per element and block; sums over time (dA, dD, d delta_bias) are accumulated per program.
+Optionally (SELECTIVE_CFG["group_chunks"], off by default, not timed yet) L is split into groups of
+chunks that run in parallel: a summary pass gives each group's end state from zero and its decay
+(the adjoint's, in the backward), a linear scan over groups gives every group its true carry, and
+the main pass runs each group from it; for few rows with long L, where one program per row walks
+all of L serially.
 Block sizes are constexprs read from the dicts below at call time; tests shrink them to hit
 block boundaries on tiny shapes. Measured timings: bench/README.md.
 """

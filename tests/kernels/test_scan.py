@@ -320,7 +320,11 @@ def test_linear_gpu(dtype, reverse):
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("G", [None, 4])
-def test_selective_gpu(G):
+def test_selective_gpu(G, monkeypatch):
+    from kernels.scan import triton_scan
+
+    # 2x64 rows take the few-rows tiling (chunk 256); groups of 1 chunk split L = 333 in two
+    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "group_chunks", 1 if G else 0)
     ins = {k: (v.detach().cuda().requires_grad_() if v is not None else None)
            for k, v in _selective_inputs(2, 64, 16, 333, G, torch.float32).items()}
     out = selective_scan(**ins, delta_softplus=True)
