@@ -141,9 +141,10 @@ def sweep_16bit(bw: float, backward: bool = False) -> None:
                      torch.randn(8, 1024, L, device="cuda").bfloat16())
     fwd_cfg = dict(triton_scan.LINEAR_CFG_16BIT)
     if backward:
-        grid = [dict(bwd_block_l=bl, bwd_tile=tile, bwd_num_warps=nw)
-                for bl, tile, nw in itertools.product((4096, 2048, 1024, 512, 256), (16384, 8192, 4096), (8, 4, 16))
-                if tile >= bl]
+        # (session 6 swept 45 tilings over block 256-4096, tile 4096-16384, 4-16 warps: best 256 / 4096 / 16);
+        # bwd_gather moves a[t+1], h[t-1] in registers instead of loading them one step off (scalar 2-byte loads)
+        grid = [dict(bwd_block_l=bl, bwd_tile=tile, bwd_num_warps=nw, bwd_gather=gather)
+                for bl, tile, nw, gather in itertools.product((1024, 512, 256), (8192, 4096), (8, 16), (False, True))]
         n_tensors, name = 8, "scan_sweep_16bit_bwd"
     else:
         # (run 1 also crossed these with num_stages 0 / 1 / 4: no effect, so the option was removed)

@@ -41,8 +41,11 @@ LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024
 # Overrides of LINEAR_CFG for 2-byte inputs (bf16/fp16), from bench/results/scan_sweep_16bit{,_bwd}.json
 # (H200, bf16, 2^26 and 2^28 elements): shorter blocks of more rows per program measured fastest for
 # 2-byte data (forward 88-93% of copy bandwidth against 60-66% with the fp32 tiling, same sweep).
+# bwd_gather: the backward moves a[t+1] and h[t-1] one column in registers (tl.gather, warp-local when a
+# row of the block lies in one warp) instead of loading them one step off, which compiles to scalar
+# 2-byte loads (16 LDG.U16 against 1 LDG.128 per thread and block in the sm_90 code); exact, NOT timed.
 LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8,
-                          "bwd_block_l": 256, "bwd_tile": 4096, "bwd_num_warps": 16}
+                          "bwd_block_l": 256, "bwd_tile": 4096, "bwd_num_warps": 16, "bwd_gather": False}
 # Selective scan tiling: chunk = time steps per scan (forward and backward must agree: the forward
 # saves the state at each chunk start); block_d = channels per program, halved in the forward while
 # the grid has fewer than min_programs programs; maxnreg caps registers per thread (more programs per
@@ -129,7 +132,8 @@ def _linear_fwd_kernel(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.cons
 
 @triton.jit
 def _linear_bwd_kernel(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REVERSE: tl.constexpr,
-                       SCAN_REV: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+                       SCAN_REV: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr,
+                       SHIFT_GATHER: tl.constexpr = False):
     # adjoint d[t] = g[t] + a[t+s] d[t+s] (s = +1 forward op, -1 reverse op), walked against the op
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < R
@@ -154,8 +158,33 @@ def _linear_bwd_kernel(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REV
         mn = m & ((nxt >= 0) & (nxt < L))[None, :]
         mp = m & ((prv >= 0) & (prv < L))[None, :]
         g = tl.load(G + base + t[None, :], mask=m, other=0.0).to(tl.float32)
-        an = tl.load(A + base + nxt[None, :], mask=mn, other=1.0).to(tl.float32)
-        hp = tl.load(H + base + prv[None, :], mask=mp, other=0.0).to(tl.float32)
+        if SHIFT_GATHER:
+            # a[t+s] and h[t-s] from aligned (vectorizable) loads of the block, moved one column in
+            # registers (a warp-local gather when a row lies within a warp); only the edge column
+            # comes from the neighbouring block, one value per row
+            if REVERSE:
+                t0 = i * BLOCK_L  # the block's first step
+                sh = -1
+                en = 0  # column whose a[t+s] lies in the neighbouring block
+                ep = BLOCK_L - 1  # column whose h[t-s] does
+            else:
+                t0 = (nblk - 1 - i) * BLOCK_L
+                sh = 1
+                en = BLOCK_L - 1
+                ep = 0
+            jn = tl.minimum(tl.maximum(cols + sh, 0), BLOCK_L - 1)[None, :] + rows[:, None] * 0
+            jp = tl.minimum(tl.maximum(cols - sh, 0), BLOCK_L - 1)[None, :] + rows[:, None] * 0
+            an = tl.gather(tl.load(A + base + t[None, :], mask=m, other=1.0).to(tl.float32), jn, axis=1)
+            hp = tl.gather(tl.load(H + base + t[None, :], mask=m, other=0.0).to(tl.float32), jp, axis=1)
+            ne = rows[:, None] * 0 + (t0 + en + sh)  # (BLOCK_R, 1)
+            pe = rows[:, None] * 0 + (t0 + ep - sh)
+            a_edge = tl.load(A + base + ne, mask=rmask[:, None] & (ne >= 0) & (ne < L), other=1.0).to(tl.float32)
+            h_edge = tl.load(H + base + pe, mask=rmask[:, None] & (pe >= 0) & (pe < L), other=0.0).to(tl.float32)
+            an = tl.where(mn, tl.where((cols == en)[None, :], a_edge, an), 1.0)
+            hp = tl.where((cols == ep)[None, :], h_edge, hp)
+        else:
+            an = tl.load(A + base + nxt[None, :], mask=mn, other=1.0).to(tl.float32)
+            hp = tl.load(H + base + prv[None, :], mask=mp, other=0.0).to(tl.float32)
         hp = tl.where(mp, hp, h0[:, None])
         ac, bc = tl.associative_scan((an, g), axis=1, combine_fn=_combine, reverse=SCAN_REV)
         d = ac * carry[:, None] + bc
@@ -280,9 +309,13 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
         tl.store(GH0 + 2 * rows + 1, a0r * ci + a0i * cr, mask=rmask)
 
 
+def _linear_cfg(itemsize: int) -> dict:
+    return {**LINEAR_CFG, **LINEAR_CFG_16BIT} if itemsize == 2 else LINEAR_CFG
+
+
 def _linear_blocks(R: int, L: int, itemsize: int, pre: str = "") -> tuple[int, int, int]:
     """(rows per program, block length, warps) for R rows of length L of itemsize-byte elements."""
-    cfg = {**LINEAR_CFG, **LINEAR_CFG_16BIT} if itemsize == 2 else LINEAR_CFG
+    cfg = _linear_cfg(itemsize)
     block_l = min(cfg[pre + "block_l"], triton.next_power_of_2(max(L, 1)))
     block_r = max(1, min(cfg[pre + "tile"] // block_l, triton.next_power_of_2(R)))
     while block_r > 1 and triton.cdiv(R, block_r) < cfg["min_programs"]:
@@ -325,7 +358,8 @@ def _linear_bwd(a, h, h0, g, reverse):
     else:
         _linear_bwd_kernel[grid](a, h, h0 if h0 is not None else h, g, ga, gb, gh0 if h0 is not None else gb,
                                  R, L, HAS_H0=h0 is not None, REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r,
-                                 BLOCK_L=block_l, num_warps=nw)
+                                 BLOCK_L=block_l, SHIFT_GATHER=_linear_cfg(a.element_size()).get("bwd_gather", False),
+                                 num_warps=nw)
     return ga, gb, gh0
 
 

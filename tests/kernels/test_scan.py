@@ -207,6 +207,22 @@ def test_linear_triton_matches_reference(tiny_triton, L, reverse, h0, dtype):
         assert _rel(x, r) < gtol
 
 
+@pytest.mark.parametrize("L, reverse, dtype", [(13, False, torch.float32), (13, True, torch.float32),
+                                               (9, False, torch.bfloat16), (4, True, torch.bfloat16),
+                                               (1, False, torch.float32)])
+def test_linear_triton_backward_shift_by_gather(tiny_triton, monkeypatch, L, reverse, dtype):
+    # a[t+1] and h[t-1] moved in registers instead of loaded one step off (LINEAR_CFG "bwd_gather")
+    monkeypatch.setitem(tiny_triton.LINEAR_CFG, "bwd_gather", True)
+    monkeypatch.setattr(tiny_triton, "LINEAR_CFG_16BIT", {"tile": 16, "bwd_gather": True})
+    gen = torch.Generator().manual_seed(L)
+    a, b, h = _linear_inputs((2, 3, L), dtype, True, gen)
+    go = torch.randn((2, 3, L), generator=gen).to(dtype)
+    got = torch.autograd.grad(linear_scan(a, b, h, reverse), [a, b, h], go)
+    exp = torch.autograd.grad(linear_scan_ref(a, b, h, reverse), [a, b, h], go)
+    for x, r in zip(got, exp):
+        assert _rel(x, r) < TOL[dtype][1]
+
+
 def test_linear_triton_odd_rows(tiny_triton):
     # 5 rows with 2 per program: the last program is half masked
     gen = torch.Generator().manual_seed(7)
