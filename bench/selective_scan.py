@@ -151,6 +151,47 @@ def sweep(bw):
                                         "dtype": "float32", "rows": rows, "best": best})
 
 
+# few-rows tilings (FEW_ROWS_TILING overrides) crossed with groups along L by --few-rows-sweep
+FEW_SWEEP = [dict(chunk=ch, block_d=bd, num_warps=nw, bwd_block_d=bbd, bwd_num_warps=bnw, bwd_maxnreg=bmr)
+             for ch, bd, nw, bbd, bnw, bmr in [
+                 (256, 4, 2, 2, 2, 128), (512, 4, 1, 2, 1, None), (1024, 4, 2, 2, 2, 128), (512, 4, 2, 1, 2, None),
+                 (128, 2, 1, 2, 1, None)]]
+
+
+def few_rows_sweep(bw, mamba_fn):
+    """Time FEW_SWEEP x group_chunks at B=1, L=16K and B=2, L=8K (the shapes below few_rows)."""
+    default_few, default_groups = dict(triton_scan.FEW_ROWS_TILING), triton_scan.SELECTIVE_CFG["group_chunks"]
+    rows = []
+    for B, L in [(1, 16384), (2, 8192)]:
+        ins = make_inputs(B, L)
+        if mamba_fn is not None:
+            mf, mfb, _, _ = _fns(mamba_fn, ins)
+            mamba = {"mamba_fwd_ms": time_ms(mf)["median_ms"], "mamba_fwdbwd_ms": time_ms(mfb)["median_ms"]}
+        else:
+            mamba = {}
+        for tiling in FEW_SWEEP:
+            for gc in (0, 4, 8, 16):
+                triton_scan.FEW_ROWS_TILING.update(tiling)
+                triton_scan.SELECTIVE_CFG["group_chunks"] = gc
+                fwd, fwdbwd, _, _ = _fns(selective_scan, ins)
+                row = {"B": B, "L": L, **tiling, "group_chunks": gc, **mamba}
+                try:
+                    row["fwd_ms"] = time_ms(fwd)["median_ms"]
+                    row["fwdbwd_ms"] = time_ms(fwdbwd)["median_ms"]
+                except Exception as e:  # noqa: BLE001 - a tiling the compiler rejects
+                    row["error"] = repr(e)[:200]
+                rows.append(row)
+                print(row, flush=True)
+                # rewritten after every row, so a sweep cut short keeps what it timed
+                write_json("selective_scan_few_rows_sweep", {"device": device_name(), "copy_GBs": bw, "D": DIM,
+                                                             "N": NSTATE, "dtype": "float32", "rows": rows})
+        del ins
+        torch.cuda.empty_cache()
+    triton_scan.FEW_ROWS_TILING.clear()
+    triton_scan.FEW_ROWS_TILING.update(default_few)
+    triton_scan.SELECTIVE_CFG["group_chunks"] = default_groups
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--mamba-root", default=".peers/mamba")
@@ -162,6 +203,8 @@ def main():
     p.add_argument("--no-ref", action="store_true", help="skip timing the PyTorch reference")
     p.add_argument("--group-chunks", default="", help="also time ours with the sequence split into groups of "
                    "this many chunks (comma list; SELECTIVE_CFG['group_chunks'], parallel along L)")
+    p.add_argument("--few-rows-sweep", action="store_true", help="time few-rows tilings x groups along L "
+                   "at B=1, L=16K and B=2, L=8K beside mamba-ssm, write selective_scan_few_rows_sweep.json, exit")
     args = p.parse_args()
     if args.cfg_from:
         import json
@@ -184,6 +227,9 @@ def main():
     except Exception:  # noqa: BLE001
         build_error = traceback.format_exc()
         print("mamba-ssm build failed:\n" + build_error[-3000:], flush=True)
+    if args.few_rows_sweep:
+        few_rows_sweep(bw, mamba_fn)
+        return
 
     rows = []
     for i, (B, L) in enumerate(SHAPES[:1] if args.quick else SHAPES):
