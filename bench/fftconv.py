@@ -280,6 +280,41 @@ def sweep_long(bw, B=8, H=768):
     return rows, best
 
 
+def sweep_long_bwd(bw, B=8, H=768):
+    """Forward+backward of the public op on the three-level path over the backward kernel's tile and
+    warps, fp32, L = 4K, 16K, 64K, beside torch.fft's forward+backward in the same run."""
+    rows = []
+    saved = (tlong.BWD_TILE, tlong.BWD_WARPS)
+    for L in (4096, 16384, 65536):
+        torch.manual_seed(0)
+        u = torch.randn(B, H, L, device="cuda").requires_grad_(True)
+        t = torch.arange(L, device="cuda", dtype=torch.float32)
+        k = (torch.randn(H, L, device="cuda") * torch.exp(-t / (L / 8)) / (L / 8) ** 0.5).requires_grad_(True)
+        D = torch.randn(H, device="cuda").requires_grad_(True)
+        g = torch.randn(B, H, L, device="cuda")
+        t_torch = time_ms(_fwd_bwd(torch_fftconv, u, k, D, g))["median_ms"]
+        torch_fftconv(u, k, D).backward(g)
+        ref = [x.grad.clone() for x in (u, k, D)]
+        for tile, warps in ((2048, 8), (2048, 4), (1024, 8), (1024, 4), (4096, 8)):
+            tlong.BWD_TILE, tlong.BWD_WARPS = tile, warps
+            r = {"L": L, "bwd_tile": tile, "bwd_warps": warps, "torch_fwdbwd_ms": t_torch}
+            try:
+                _fwd_bwd(fftconv, u, k, D, g)()
+                r["grad_rel_err"] = max(_rel(x.grad, y) for x, y in zip((u, k, D), ref))
+                r["fwdbwd_ms"] = time_ms(_fwd_bwd(fftconv, u, k, D, g))["median_ms"]
+                r["fwdbwd_speedup"] = t_torch / r["fwdbwd_ms"]
+            except Exception as e:  # noqa: BLE001 - out of resources etc.: record and go on
+                r["error"] = repr(e)[:200]
+            rows.append(r)
+            print(r, flush=True)
+            write_json("fftconv_long_bwd_sweep", {"device": device_name(), "copy_GBs": bw, "B": B, "H": H,
+                                                   "dtype": "float32", "rows": rows})
+        del u, k, D, g, ref
+        torch.cuda.empty_cache()
+    tlong.BWD_TILE, tlong.BWD_WARPS = saved
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a few sizes only (smoke test)")
@@ -290,10 +325,15 @@ def main():
     ap.add_argument("--sweep", action="store_true", help="only the tile/warps sweep of the one-tile kernel")
     ap.add_argument("--sweep-long", action="store_true",
                     help="sweep the three-level kernel first, then run the table with the fastest config per length")
+    ap.add_argument("--sweep-long-bwd", action="store_true",
+                    help="only the backward tile/warps sweep of the three-level path (fwd+bwd vs torch.fft)")
     ap.add_argument("--name", type=str, default=None, help="results file name (default fftconv)")
     args = ap.parse_args()
     bw = copy_bandwidth()
     print(f"device {device_name()}  copy {bw:.0f} GB/s  fp32 dot mode {tf.FP32_PRECISION}", flush=True)
+    if args.sweep_long_bwd:
+        sweep_long_bwd(bw)
+        return
     if args.sweep:
         rows = sweep(bw)
         write_json("fftconv_sweep", {"device": device_name(), "rows": rows, "compile_stats": tf.COMPILE_STATS})

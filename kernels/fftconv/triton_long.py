@@ -22,9 +22,11 @@ NPROG x n complex whatever B and H (the O(chunk) workspace); the DFT matrices, t
 spectrum are shared by all programs and read through L2.
 
 The spectrum is precomputed by torch.fft (an (H, n) transform, 1/(2B) of the work of the batch)
-in the tile order of pass 2, already scaled by 1/n. Backward: du is the same kernel with the
-conjugate spectrum (correlation); dk and dD are per-batch-row sums through torch.fft, one
-batch row at a time so the workspace stays O(H n).
+in the tile order of pass 2, already scaled by 1/n. Backward (one kernel, one pass over u and
+the output gradient g): per row pair, passes 1-2 transform both z = u pair and w = g pair; the
+cross-spectrum conj(Z) W is summed over the channel's pairs (for dk: since u, g, k are real,
+dk = Re(ifft(sum_pairs conj(Z) W)), one (H, n) inverse on the host), and W conj(K) goes through
+the inverse to du (the correlation with k) + D g. dD is one reduction over u * g.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ SPLITS = {
 }
 # complex values per on-chip tile in passes 1-3, warps, programs per SM (persistent grid)
 TILE = 4096
+# the backward's pass 2 holds two spectra (u's and the gradient's) at once: half the rows per block
+BWD_TILE = 2048
 WARPS = 8
+BWD_WARPS = 8
 PROGS_PER_SM = 2
 # dot operands for bf16 inputs: True = bf16 operands (faster, ~1e-2 error), False = tf32 like fp32
 BF16_DOTS = False
@@ -83,6 +88,93 @@ def _swap(x, R: tl.constexpr, A: tl.constexpr, C: tl.constexpr):
 
 
 @triton.jit
+def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
+              N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr,
+              BF16: tl.constexpr, PREC: tl.constexpr):
+    """Pass 1: rows row0 + i row1 of src as one complex row; column DFTs (length N1, only the NA
+    rows that hold data) and the outer twiddle, into the scratch planes dst_re, dst_im."""
+    a = tl.arange(0, NA)[:, None]
+    k1 = tl.arange(0, N1)[:, None]
+    for cb in range(0, M, BC):
+        c = cb + tl.arange(0, BC)[None, :]
+        m = a * M + c
+        msk = m < L
+        zr = tl.load(src + row0 + m, mask=msk, other=0.0).to(tl.float32)
+        zi = tl.load(src + row1 + m, mask=msk & has1, other=0.0).to(tl.float32)
+        xr, xi = _cdot(_mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1), zr, zi, BF16, PREC)
+        tw = k1 * M + c
+        tr = tl.load(t1r_ptr + tw)
+        ti = tl.load(t1i_ptr + tw)
+        tl.store(dst_re + tw, xr * tr - xi * ti)
+        tl.store(dst_im + tw, xr * ti + xi * tr)
+
+
+@triton.jit
+def _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+              P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
+    """Pass 2, forward half: the length-M DFTs (P x Q) of R scratch rows at off. Returns the
+    spectrum as (R*P, Q) tiles [(r, kp), kq] = frequency k1 + N1 (kp + P kq) of row k1 = rb + r."""
+    rq = tl.arange(0, R * Q)[:, None] % Q
+    jp = tl.arange(0, P)[None, :]
+    # rows (r, p) of length Q -> (r, q) rows of length P: contract over p
+    xr = _swap(tl.reshape(tl.load(s_re + off), (R * P, Q)), R, P, Q)
+    xi = _swap(tl.reshape(tl.load(s_im + off), (R * P, Q)), R, P, Q)
+    xr, xi = _cdot(xr, xi, _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P), BF16, PREC)
+    # inner twiddle w_M^(kp q) at tile [(r, q), kp]
+    tr = tl.load(t2r_ptr + jp * Q + rq)
+    ti = tl.load(t2i_ptr + jp * Q + rq)
+    xr, xi = xr * tr - xi * ti, xr * ti + xi * tr
+    xr = _swap(xr, R, Q, P)
+    xi = _swap(xi, R, Q, P)
+    return _cdot(xr, xi, _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q), BF16, PREC)
+
+
+@triton.jit
+def _rows_inv(xr, xi, s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+              P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
+    """Pass 2, inverse half (conj(F_Q), conj(twiddle), conj(F_P)) of tiles laid out as
+    :func:`_rows_fwd` returns them, stored back into the scratch rows at off."""
+    M: tl.constexpr = P * Q
+    rp = tl.arange(0, R * P)[:, None] % P
+    jq = tl.arange(0, Q)[None, :]
+    xr, xi = _cdot(xr, xi, _mat(fqr_ptr, Q, Q, Q), -_mat(fqi_ptr, Q, Q, Q), BF16, PREC)
+    tr = tl.load(t2r_ptr + rp * Q + jq)
+    ti = tl.load(t2i_ptr + rp * Q + jq)
+    xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
+    xr = _swap(xr, R, P, Q)
+    xi = _swap(xi, R, P, Q)
+    xr, xi = _cdot(xr, xi, _mat(fpr_ptr, P, P, P), -_mat(fpi_ptr, P, P, P), BF16, PREC)
+    tl.store(s_re + off, tl.reshape(_swap(xr, R, Q, P), (R, M)))
+    tl.store(s_im + off, tl.reshape(_swap(xi, R, Q, P), (R, M)))
+
+
+@triton.jit
+def _cols_inv(s_re, s_im, dst, skip, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
+              N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, HAS_D: tl.constexpr,
+              BF16: tl.constexpr, PREC: tl.constexpr):
+    """Pass 3: conj outer twiddle, inverse column DFTs for the NA output rows, + dh * skip;
+    real part -> dst row0, imaginary part -> dst row1."""
+    a = tl.arange(0, NA)[:, None]
+    k1 = tl.arange(0, N1)[:, None]
+    for cb in range(0, M, BC):
+        c = cb + tl.arange(0, BC)[None, :]
+        tw = k1 * M + c
+        xr = tl.load(s_re + tw)
+        xi = tl.load(s_im + tw)
+        tr = tl.load(t1r_ptr + tw)
+        ti = tl.load(t1i_ptr + tw)
+        xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
+        yr, yi = _cdot(_mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1), xr, xi, BF16, PREC)
+        m = a * M + c
+        msk = m < L
+        if HAS_D:
+            yr += dh * tl.load(skip + row0 + m, mask=msk, other=0.0).to(tl.float32)
+            yi += dh * tl.load(skip + row1 + m, mask=msk & has1, other=0.0).to(tl.float32)
+        tl.store(dst + row0 + m, yr.to(dst.dtype.element_ty), mask=msk)
+        tl.store(dst + row1 + m, yi.to(dst.dtype.element_ty), mask=msk & has1)
+
+
+@triton.jit
 def _long_kernel(
     u_ptr, kt_ptr, d_ptr, y_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
@@ -95,87 +187,102 @@ def _long_kernel(
     pid = tl.program_id(0)
     s_re = s_ptr + pid.to(tl.int64) * (2 * NN)
     s_im = s_re + NN
-    a = tl.arange(0, NA)[:, None]
-    k1 = tl.arange(0, N1)[:, None]
+    jq = tl.arange(0, Q)[None, :]
     for pair in range(pid, NPAIRS, NPROG):
         h = pair // PB
         b0 = (pair % PB) * 2
         row0 = (b0 * H + h).to(tl.int64) * L
         row1 = ((b0 + 1) * H + h).to(tl.int64) * L
         # tensor-valued (a scalar bool mask breaks when B specializes to 1 or 2)
-        n_b = tl.zeros((NA, 1), dtype=tl.int32) + b0 + 1
-        has1 = n_b < B
+        has1 = (tl.zeros((NA, 1), dtype=tl.int32) + b0 + 1) < B
         # the previous pair's pass 3 has read the scratch before this pass 1 overwrites it
         tl.debug_barrier()
-        # ---- pass 1: column DFTs (length N1, only NA nonzero inputs) and the outer twiddle
-        for cb in range(0, M, BC):
-            c = cb + tl.arange(0, BC)[None, :]
-            m = a * M + c
-            msk = m < L
-            zr = tl.load(u_ptr + row0 + m, mask=msk, other=0.0).to(tl.float32)
-            zi = tl.load(u_ptr + row1 + m, mask=msk & has1, other=0.0).to(tl.float32)
-            xr, xi = _cdot(_mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1), zr, zi, BF16, PREC)
-            tw = k1 * M + c
-            tr = tl.load(t1r_ptr + tw)
-            ti = tl.load(t1i_ptr + tw)
-            tl.store(s_re + tw, xr * tr - xi * ti)
-            tl.store(s_im + tw, xr * ti + xi * tr)
+        _cols_fwd(u_ptr, row0, row1, has1, s_re, s_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
+                  N1, M, NA, BC, BF16, PREC)
         tl.debug_barrier()
-        # ---- pass 2: per row k1, the length-M DFT (P x Q), the spectrum, the inverse
-        rq = tl.arange(0, R * Q)[:, None] % Q
-        rp = tl.arange(0, R * P)[:, None] % P
-        jp = tl.arange(0, P)[None, :]
-        jq = tl.arange(0, Q)[None, :]
         for rb in range(0, N1, R):
             off = rb * M + tl.arange(0, R)[:, None] * M + tl.arange(0, M)[None, :]
-            # rows (r, p) of length Q -> (r, q) rows of length P: contract over p
-            xr = _swap(tl.reshape(tl.load(s_re + off), (R * P, Q)), R, P, Q)
-            xi = _swap(tl.reshape(tl.load(s_im + off), (R * P, Q)), R, P, Q)
-            xr, xi = _cdot(xr, xi, _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P), BF16, PREC)
-            # inner twiddle w_M^(kp q) at tile [(r, q), kp]
-            tr = tl.load(t2r_ptr + jp * Q + rq)
-            ti = tl.load(t2i_ptr + jp * Q + rq)
-            xr, xi = xr * tr - xi * ti, xr * ti + xi * tr
-            xr = _swap(xr, R, Q, P)
-            xi = _swap(xi, R, Q, P)
-            xr, xi = _cdot(xr, xi, _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q), BF16, PREC)
-            # tile [(r, kp), kq] is frequency k1 + N1 (kp + P kq): the spectrum is stored in this order
+            xr, xi = _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+                               P, Q, R, BF16, PREC)
+            # the spectrum is stored in the tile order of _rows_fwd
             koff = h.to(tl.int64) * (2 * NN) + rb * M + tl.arange(0, R * P)[:, None] * Q + jq
             kr = tl.load(kt_ptr + koff)
             ki = tl.load(kt_ptr + NN + koff)
             if CONJ:
                 ki = -ki
             xr, xi = xr * kr - xi * ki, xr * ki + xi * kr
-            # inverse: conj(F_Q), conj(twiddle), conj(F_P)
-            xr, xi = _cdot(xr, xi, _mat(fqr_ptr, Q, Q, Q), -_mat(fqi_ptr, Q, Q, Q), BF16, PREC)
-            tr = tl.load(t2r_ptr + rp * Q + jq)
-            ti = tl.load(t2i_ptr + rp * Q + jq)
-            xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
-            xr = _swap(xr, R, P, Q)
-            xi = _swap(xi, R, P, Q)
-            xr, xi = _cdot(xr, xi, _mat(fpr_ptr, P, P, P), -_mat(fpi_ptr, P, P, P), BF16, PREC)
-            tl.store(s_re + off, tl.reshape(_swap(xr, R, Q, P), (R, M)))
-            tl.store(s_im + off, tl.reshape(_swap(xi, R, Q, P), (R, M)))
+            _rows_inv(xr, xi, s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+                      P, Q, R, BF16, PREC)
         tl.debug_barrier()
-        # ---- pass 3: conj outer twiddle, inverse column DFTs for the NA output rows, D skip
+        dh = 0.0
         if HAS_D:
             dh = tl.load(d_ptr + h).to(tl.float32)
-        for cb in range(0, M, BC):
-            c = cb + tl.arange(0, BC)[None, :]
-            tw = k1 * M + c
-            xr = tl.load(s_re + tw)
-            xi = tl.load(s_im + tw)
-            tr = tl.load(t1r_ptr + tw)
-            ti = tl.load(t1i_ptr + tw)
-            xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
-            yr, yi = _cdot(_mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1), xr, xi, BF16, PREC)
-            m = a * M + c
-            msk = m < L
-            if HAS_D:
-                yr += dh * tl.load(u_ptr + row0 + m, mask=msk, other=0.0).to(tl.float32)
-                yi += dh * tl.load(u_ptr + row1 + m, mask=msk & has1, other=0.0).to(tl.float32)
-            tl.store(y_ptr + row0 + m, yr.to(y_ptr.dtype.element_ty), mask=msk)
-            tl.store(y_ptr + row1 + m, yi.to(y_ptr.dtype.element_ty), mask=msk & has1)
+        _cols_inv(s_re, s_im, y_ptr, u_ptr, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
+                  N1, M, NA, BC, HAS_D, BF16, PREC)
+
+
+@triton.jit
+def _long_bwd_kernel(
+    u_ptr, g_ptr, kt_ptr, d_ptr, du_ptr, p_ptr, s_ptr,
+    f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
+    B, H, L, PB, NSPLIT, NWORK, NPROG,
+    N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
+    HAS_D: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
+):
+    # Backward of one channel's row pairs: z = u pair, w = g pair (the output gradient). Per pair,
+    # both take passes 1-2 forward; the products conj(Z) W summed over this work item's pairs go to
+    # p (its (2, n) row, tile order; dk = Re(ifft(sum)) on the host, since k is real), and W conj(K)
+    # takes the inverse to du (correlation with k) + D g. Work item = (channel, split of its pairs).
+    M: tl.constexpr = P * Q
+    NN: tl.constexpr = N1 * M
+    pid = tl.program_id(0)
+    z_re = s_ptr + pid.to(tl.int64) * (4 * NN)
+    z_im = z_re + NN
+    w_re = z_im + NN
+    w_im = w_re + NN
+    jq = tl.arange(0, Q)[None, :]
+    for item in range(pid, NWORK, NPROG):
+        h = item // NSPLIT
+        sp = item % NSPLIT
+        p_re = p_ptr + (h * NSPLIT + sp).to(tl.int64) * (2 * NN)  # = item (a tensor under the interpreter too)
+        p_im = p_re + NN
+        dh = 0.0
+        if HAS_D:
+            dh = tl.load(d_ptr + h).to(tl.float32)
+        for pb in range(sp, PB, NSPLIT):
+            b0 = pb * 2
+            row0 = (b0 * H + h).to(tl.int64) * L
+            row1 = ((b0 + 1) * H + h).to(tl.int64) * L
+            has1 = (tl.zeros((NA, 1), dtype=tl.int32) + b0 + 1) < B
+            tl.debug_barrier()
+            _cols_fwd(u_ptr, row0, row1, has1, z_re, z_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
+                      N1, M, NA, BC, BF16, PREC)
+            _cols_fwd(g_ptr, row0, row1, has1, w_re, w_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
+                      N1, M, NA, BC, BF16, PREC)
+            tl.debug_barrier()
+            for rb in range(0, N1, R):
+                off = rb * M + tl.arange(0, R)[:, None] * M + tl.arange(0, M)[None, :]
+                zr, zi = _rows_fwd(z_re, z_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+                                   P, Q, R, BF16, PREC)
+                wr, wi = _rows_fwd(w_re, w_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+                                   P, Q, R, BF16, PREC)
+                poff = rb * M + tl.arange(0, R * P)[:, None] * Q + jq
+                pr = zr * wr + zi * wi
+                pi = zr * wi - zi * wr
+                if pb > sp:  # the same threads wrote these elements for the previous pair
+                    pr += tl.load(p_re + poff)
+                    pi += tl.load(p_im + poff)
+                tl.store(p_re + poff, pr)
+                tl.store(p_im + poff, pi)
+                koff = h.to(tl.int64) * (2 * NN) + poff
+                kr = tl.load(kt_ptr + koff)
+                ki = tl.load(kt_ptr + NN + koff)
+                xr, xi = wr * kr + wi * ki, wi * kr - wr * ki
+                _rows_inv(xr, xi, w_re, w_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+                          P, Q, R, BF16, PREC)
+            tl.debug_barrier()
+            _cols_inv(w_re, w_im, du_ptr, g_ptr, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
+                      N1, M, NA, BC, HAS_D, BF16, PREC)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,36 +316,76 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool) -> torch.Tensor:
     return torch.stack([K.real, K.imag], dim=1).contiguous()
 
 
-def _nprog(npairs: int, device) -> int:
+def _nprog(nwork: int, device) -> int:
     sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
-    return max(1, min(npairs, sms * PROGS_PER_SM))
+    return max(1, min(nwork, sms * PROGS_PER_SM))
+
+
+def _tables(plan, device) -> list[torch.Tensor]:
+    """DFT matrices (N1, P, Q) and twiddles (outer N1 x M, inner P x Q) as re/im fp32 planes."""
+    N1, P, Q = plan
+    f1r, f1i = _dft(N1, device)
+    fpr, fpi = _dft(P, device)
+    fqr, fqi = _dft(Q, device)
+    t1r, t1i = _twiddle(N1, P * Q, device)
+    t2r, t2i = _twiddle(P, Q, device)
+    return [f1r, f1i, fpr, fpi, fqr, fqi, t1r, t1i, t2r, t2i]
+
+
+def _blocks(plan, L: int, tile: int) -> dict:
+    """NA (column rows that hold data), BC (columns per pass-1/3 block), R (rows per pass-2 block)."""
+    N1, P, Q = plan
+    M = P * Q
+    return dict(NA=min(N1, max(16, _pow2_at_least(triton.cdiv(L, M)))), BC=min(M, max(16, tile // N1)),
+                R=min(N1, max(1, tile // M)))
 
 
 def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bool) -> None:
-    """y = conv(u, k) (+ D u) for the rows of u (B, H, L) with the tile-order spectrum Kt."""
+    """y = conv(u, k) (+ D u) for the rows of u (B, H, L) with the tile-order spectrum Kt;
+    conj=True: the correlation with k instead (the input gradient of the convolution)."""
     N1, P, Q = plan
-    M = P * Q
     B, H, L = u.shape
-    NA = min(N1, max(16, _pow2_at_least(triton.cdiv(L, M))))
-    BC = min(M, max(16, TILE // N1))
-    R = min(N1, max(1, TILE // M))
     PB = triton.cdiv(B, 2)
     npairs = H * PB
     nprog = _nprog(npairs, u.device)
-    scratch = torch.empty(nprog, 2, N1 * M, device=u.device, dtype=torch.float32)
-    f1r, f1i = _dft(N1, u.device)
-    fpr, fpi = _dft(P, u.device)
-    fqr, fqi = _dft(Q, u.device)
-    t1r, t1i = _twiddle(N1, M, u.device)
-    t2r, t2i = _twiddle(P, Q, u.device)
-    bf16 = BF16_DOTS and u.dtype == torch.bfloat16
+    scratch = torch.empty(nprog, 2, N1 * P * Q, device=u.device, dtype=torch.float32)
     _long_kernel[(nprog,)](
-        u, Kt, D if D is not None else u, y, scratch,
-        f1r, f1i, fpr, fpi, fqr, fqi, t1r, t1i, t2r, t2i,
+        u, Kt, D if D is not None else u, y, scratch, *_tables(plan, u.device),
         B, H, L, npairs, PB, nprog,
-        N1=N1, P=P, Q=Q, NA=NA, BC=BC, R=R, CONJ=conj, HAS_D=D is not None, BF16=bf16, PREC=_prec(),
+        N1=N1, P=P, Q=Q, **_blocks(plan, L, TILE), CONJ=conj, HAS_D=D is not None,
+        BF16=BF16_DOTS and u.dtype == torch.bfloat16, PREC=_prec(),
         num_warps=WARPS, num_stages=1,  # software pipelining multiplies shared memory past the limit
     )
+
+
+def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input gradient and the kernel's cross-spectrum in one pass over u and g (both (B, H, L)).
+
+    Returns du (B, H, L) = correlation of g with k (+ D g), and S (H, n) complex64 in frequency
+    order, S = sum_b conj(U_b) G_b with U, G the length-n DFTs (what dk is the inverse of)."""
+    N1, P, Q = plan
+    n = N1 * P * Q
+    B, H, L = u.shape
+    PB = triton.cdiv(B, 2)
+    nprog = _nprog(H * PB, u.device)
+    # a channel's pairs split over several work items only when there are fewer channels than programs
+    nsplit = min(PB, triton.cdiv(nprog, H))
+    nwork = H * nsplit
+    nprog = min(nprog, nwork)
+    scratch = torch.empty(nprog, 4, n, device=u.device, dtype=torch.float32)
+    psum = torch.empty(nwork, 2, n, device=u.device, dtype=torch.float32)
+    du = torch.empty_like(u)
+    _long_bwd_kernel[(nprog,)](
+        u, g, Kt, D if D is not None else u, du, psum, scratch, *_tables(plan, u.device),
+        B, H, L, PB, nsplit, nwork, nprog,
+        N1=N1, P=P, Q=Q, **_blocks(plan, L, BWD_TILE), HAS_D=D is not None,
+        BF16=BF16_DOTS and u.dtype == torch.bfloat16, PREC=_prec(),
+        num_warps=BWD_WARPS, num_stages=1,
+    )
+    ps = psum.view(H, nsplit, 2, n).sum(1)
+    # tile order (k1, kp, kq) -> frequency k1 + N1 kp + N1 P kq
+    S = torch.complex(ps[:, 0], ps[:, 1]).view(H, N1, P, Q).permute(0, 3, 2, 1).reshape(H, n)
+    return du, S
 
 
 class _LongConv(torch.autograd.Function):
@@ -260,27 +407,24 @@ class _LongConv(torch.autograd.Function):
         ctx.Kt = None
         g = gy.contiguous().to(u.dtype)
         du = dk = dD = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[1]:
+            du, S = launch_bwd(u, g, Kt, D, ctx.plan)
+            dk = _grad_k_from_spectrum(S, k.shape[1], ctx.causal).to(k.dtype)
+        elif ctx.needs_input_grad[0]:
             du = torch.empty_like(u)
             launch(g, Kt, D, du, ctx.plan, conj=True)
-        if ctx.needs_input_grad[1]:
-            dk = _grad_k(u, g, k.shape[1], ctx.plan, ctx.causal).to(k.dtype)
+        if not ctx.needs_input_grad[0]:
+            du = None
         if D is not None and ctx.needs_input_grad[2]:
             dD = torch.einsum("bhl,bhl->h", u.float(), g.float()).to(D.dtype)
         return du, dk, dD, None, None
 
 
-def _grad_k(u, g, Lk, plan, causal):
-    """dk[j] = sum_b sum_t g[b, t] u[b, t - j] (circularly in n, gathered back into k), one row of b at a time."""
-    N1, P, Q = plan
-    n = N1 * P * Q
-    acc = None
-    for b in range(u.shape[0]):
-        U = torch.fft.rfft(u[b].float(), n=n)
-        G = torch.fft.rfft(g[b].float(), n=n)
-        prod = torch.conj(U) * G
-        acc = prod if acc is None else acc + prod
-    c = torch.fft.irfft(acc, n=n)
+def _grad_k_from_spectrum(S: torch.Tensor, Lk: int, causal: bool) -> torch.Tensor:
+    """dk[j] = sum_b sum_t g[b, t] u[b, t - j] from S = sum_b conj(U_b) G_b (H, n): the circular
+    cross-correlation Re(ifft(S)) (u and g are real), gathered back into k's positions."""
+    n = S.shape[-1]
+    c = torch.fft.ifft(S).real
     if causal:
         return c[:, :Lk]
     sh = (Lk - 1) // 2

@@ -236,12 +236,24 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d):
     monkeypatch.setattr(tl_, "LONG_N", {torch.float32: (4096, 4096)})
     assert tl_.plan_long(L, Lk, torch.float32) == (16, 16, 16)
     calls = []
-    launch = tl_.launch
-    monkeypatch.setattr(tl_, "launch", lambda *a, **kw: calls.append(1) or launch(*a, **kw))
+    for name in ("launch", "launch_bwd"):
+        fn = getattr(tl_, name)
+        monkeypatch.setattr(tl_, name, lambda *a, fn=fn, name=name, **kw: calls.append(name) or fn(*a, **kw))
     g = torch.Generator().manual_seed(L)
     u = torch.randn(B, 2, L, generator=g, dtype=torch.float64)
     k = torch.randn(2, Lk, generator=g, dtype=torch.float64) * torch.exp(-torch.arange(Lk) / 200.0) / 10
     D = torch.randn(2, generator=g, dtype=torch.float64) if has_d else None
     _check(lambda a, b, c: fftconv(a, b, c, causal), lambda a, b, c: fftconv_ref(a, b, c, causal),
            u, k, D, torch.float32, 1e-5, 1e-5)
-    assert len(calls) == 2  # forward and the input gradient ran in the long kernel
+    # forward, then one backward kernel for du and dk (with B=3 and 2 channels on the interpreter's
+    # 8 programs, each channel's two row pairs are split over two work items, summed on the host)
+    assert calls == ["launch", "launch_bwd"]
+    # without a gradient for k, du alone: the forward kernel on the correlation
+    calls.clear()
+    uf = u.float().requires_grad_(True)
+    y = fftconv(uf, k.float(), None if D is None else D.float(), causal)
+    gy = torch.randn(y.shape, generator=g)
+    (du,) = torch.autograd.grad(y, uf, gy)
+    ur = u.clone().requires_grad_(True)
+    (dur,) = torch.autograd.grad(fftconv_ref(ur, k, D, causal), ur, gy.double())
+    assert calls == ["launch", "launch"] and _rel(du, dur) < 1e-5
