@@ -476,11 +476,12 @@ def _ss_fwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, CARRY, GS, GP,
             _, x = tl.associative_scan((a, dtu * Bn + tl.where(ar == 0, a * x0, 0.0)), axis=1, combine_fn=_combine)
             if not SUMMARY:
                 y += x * tl.load(Cp + bc_base + n * L + t, mask=tmask, other=0.0).to(tl.float32)
-            # past L the inputs are (1, 0): the last column is the state at min(chunk end, L)
-            last = tl.sum(tl.where(ar == CHUNK - 1, x, 0.0), axis=1, keep_dims=True)
-            tl.store(wr + n, last, mask=dmask)
+            # past L the inputs are (1, 0): the last column is the state at min(chunk end, L); only
+            # the thread that holds it stores it (a reduction to extract it costs a cross-thread step)
+            lastcol = dmask & (ar == CHUNK - 1)
+            tl.store(wr + n + ar * 0, x, mask=lastcol)
             if SUMMARY:
-                tl.store(GS + (st + n) * ngrp + grp, last, mask=dmask & (d * 0 + c == c1 - 1))
+                tl.store(GS + (st + n) * ngrp + grp + ar * 0, x, mask=lastcol & (ar * 0 + c == c1 - 1))
         if not SUMMARY:
             if HAS_D:
                 y = y + Dv * u
@@ -574,9 +575,9 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY, GS, GP,
             _, dx = tl.associative_scan((an, gy * Cn + tl.where(ar == CHUNK - 1, an * dx1, 0.0)), axis=1,
                                         combine_fn=_combine, reverse=True)
             if SUMMARY:
-                first = tl.sum(tl.where(ar == 0, dx, 0.0), axis=1, keep_dims=True)
-                tl.store(wr + n, first, mask=dmask)
-                tl.store(GS + (st + n) * ngrp + grp, first, mask=dmask & (d * 0 + c == c0))
+                firstcol = dmask & (ar == 0)
+                tl.store(wr + n + ar * 0, dx, mask=firstcol)
+                tl.store(GS + (st + n) * ngrp + grp + ar * 0, dx, mask=firstcol & (ar * 0 + c == c0))
             else:
                 Bn = tl.load(Bp + bo, mask=tmask, other=0.0).to(tl.float32)
                 bu = dtu * Bn
