@@ -408,11 +408,6 @@ def _softplus_dt(dt, SOFTPLUS: tl.constexpr):
 
 
 @triton.jit
-def _add2(a1, b1, a2, b2):
-    return a1 + a2, b1 + b2
-
-
-@triton.jit
 def _ss_fwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, CARRY, GS, GP,
                    Dm, L, G, N, NCH, CPG,
                    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -589,10 +584,8 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY, GS, GP,
                 dxB += dx * Bn
                 dAx = dx * (x - bu)  # dx[t] exp(dt[t] A) x[t-1]
                 dAA += dAx * Anat
-                # one two-operand reduction over the chunk: the carry dx[chunk start] and this chunk's dA
-                first, dA_c = tl.reduce((tl.where(ar == 0, dx, 0.0), dAx * dt), axis=1, combine_fn=_add2,
-                                        keep_dims=True)
-                tl.store(wr + n, first, mask=dmask)
+                tl.store(wr + n + ar * 0, dx, mask=dmask & (ar == 0))  # the carry dx[chunk start]
+                dA_c = tl.sum(dAx * dt, axis=1, keep_dims=True)
                 dA_acc = tl.where(nar == n, dA_acc + dA_c, dA_acc)
                 tl.atomic_add(DBm + bo, tl.sum(dx * dtu, axis=0, keep_dims=True), mask=tmask, sem="relaxed")
                 tl.atomic_add(DCm + bo, tl.sum(x * gy, axis=0, keep_dims=True), mask=tmask, sem="relaxed")
