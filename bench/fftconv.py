@@ -295,7 +295,7 @@ def sweep_long_bwd(bw, B=8, H=768):
         t_torch = time_ms(_fwd_bwd(torch_fftconv, u, k, D, g))["median_ms"]
         torch_fftconv(u, k, D).backward(g)
         ref = [x.grad.clone() for x in (u, k, D)]
-        for tile, warps in ((2048, 8), (2048, 4), (1024, 8), (1024, 4), (4096, 8)):
+        for tile, warps in ((2048, 8), (2048, 4), (1024, 4)):
             tlong.BWD_TILE, tlong.BWD_WARPS = tile, warps
             r = {"L": L, "bwd_tile": tile, "bwd_warps": warps, "torch_fwdbwd_ms": t_torch}
             try:

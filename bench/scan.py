@@ -193,6 +193,7 @@ def main():
     p.add_argument("--sweep-16bit-bwd", action="store_true",
                    help="time bf16 backward tilings (forward from --cfg16-from) and exit -> scan_sweep_16bit_bwd.json")
     p.add_argument("--cfg16-from", default=None, help="take LINEAR_CFG_16BIT from a scan_sweep_16bit.json's 'best'")
+    p.add_argument("--cfg16", default=None, help="override LINEAR_CFG_16BIT, e.g. bwd_gather=True,bwd_num_warps=8")
     args = p.parse_args()
     triton_scan.LINEAR_CFG.update(parse_options(args.cfg or ""))
     bw = copy_bandwidth()
@@ -211,6 +212,10 @@ def main():
 
         triton_scan.LINEAR_CFG_16BIT = json.load(open(args.cfg16_from))["best"]
         print("16-bit cfg from sweep:", triton_scan.LINEAR_CFG_16BIT, flush=True)
+
+    if args.cfg16:
+        triton_scan.LINEAR_CFG_16BIT = {**triton_scan.LINEAR_CFG_16BIT, **parse_options(args.cfg16)}
+        print("16-bit cfg:", triton_scan.LINEAR_CFG_16BIT, flush=True)
 
     if args.sweep_16bit:
         sweep_16bit(bw)
