@@ -154,15 +154,18 @@ def sweep(bw):
 # few-rows tilings (FEW_ROWS_TILING overrides) crossed with groups along L by --few-rows-sweep
 FEW_SWEEP = [dict(chunk=ch, block_d=bd, num_warps=nw, bwd_block_d=bbd, bwd_num_warps=bnw, bwd_maxnreg=bmr)
              for ch, bd, nw, bbd, bnw, bmr in [
-                 (256, 4, 2, 2, 2, 128), (512, 4, 1, 2, 1, None), (1024, 4, 2, 2, 2, 128), (512, 4, 2, 1, 2, None),
-                 (128, 2, 1, 2, 1, None)]]
+                 (512, 4, 2, 1, 2, None), (512, 4, 2, 1, 4, None), (512, 4, 2, 2, 4, None), (1024, 4, 4, 1, 4, None),
+                 (256, 4, 2, 1, 4, None), (512, 4, 4, 1, 4, None)]]
+
+
+GROUPS = (0,)
 
 
 def few_rows_sweep(bw, mamba_fn):
     """Time FEW_SWEEP x group_chunks at B=1, L=16K and B=2, L=8K (the shapes below few_rows)."""
     default_few, default_groups = dict(triton_scan.FEW_ROWS_TILING), triton_scan.SELECTIVE_CFG["group_chunks"]
     rows = []
-    for B, L in [(1, 16384), (2, 8192)]:
+    for B, L in [(1, 16384)]:
         ins = make_inputs(B, L)
         if mamba_fn is not None:
             mf, mfb, _, _ = _fns(mamba_fn, ins)
@@ -170,7 +173,7 @@ def few_rows_sweep(bw, mamba_fn):
         else:
             mamba = {}
         for tiling in FEW_SWEEP:
-            for gc in (0, 4, 8, 16):
+            for gc in GROUPS:
                 triton_scan.FEW_ROWS_TILING.update(tiling)
                 triton_scan.SELECTIVE_CFG["group_chunks"] = gc
                 fwd, fwdbwd, _, _ = _fns(selective_scan, ins)

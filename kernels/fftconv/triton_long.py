@@ -60,7 +60,7 @@ TILE = 4096
 # the backward's pass 2 holds two spectra (u's and the gradient's) at once: half the rows per block
 BWD_TILE = 2048
 WARPS = 8
-BWD_WARPS = 8
+BWD_WARPS = 4
 PROGS_PER_SM = 2
 # dot operands for bf16 inputs: True = bf16 operands (faster, ~1e-2 error), False = tf32 like fp32
 BF16_DOTS = False

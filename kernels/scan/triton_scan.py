@@ -45,7 +45,7 @@ LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024
 # row of the block lies in one warp) instead of loading them one step off, which compiles to scalar
 # 2-byte loads (16 LDG.U16 against 1 LDG.128 per thread and block in the sm_90 code); exact, NOT timed.
 LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8,
-                          "bwd_block_l": 256, "bwd_tile": 4096, "bwd_num_warps": 16, "bwd_gather": False}
+                          "bwd_block_l": 256, "bwd_tile": 4096, "bwd_num_warps": 16, "bwd_gather": True}
 # Selective scan tiling: chunk = time steps per scan (forward and backward must agree: the forward
 # saves the state at each chunk start); block_d = channels per program, halved in the forward while
 # the grid has fewer than min_programs programs; maxnreg caps registers per thread (more programs per
@@ -57,8 +57,8 @@ LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8,
 SELECTIVE_CFG = {"chunk": 128, "block_d": 2, "num_warps": 1, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 1,
                  "bwd_maxnreg": None, "min_programs": 1024, "few_rows": 2048, "few_rows_infer": 4096,
                  "group_chunks": 0}
-FEW_ROWS_TILING = {"chunk": 256, "block_d": 4, "num_warps": 2, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 2,
-                   "bwd_maxnreg": 128}
+FEW_ROWS_TILING = {"chunk": 512, "block_d": 4, "num_warps": 2, "maxnreg": None, "bwd_block_d": 1, "bwd_num_warps": 2,
+                   "bwd_maxnreg": None}
 
 
 def _tiling(rows: int, grad: bool) -> dict:
