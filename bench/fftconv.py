@@ -327,6 +327,7 @@ def main():
                     help="sweep the three-level kernel first, then run the table with the fastest config per length")
     ap.add_argument("--sweep-long-bwd", action="store_true",
                     help="only the backward tile/warps sweep of the three-level path (fwd+bwd vs torch.fft)")
+    ap.add_argument("--no-forced", action="store_true", help="time only the dispatched path (and torch.fft) per row")
     ap.add_argument("--name", type=str, default=None, help="results file name (default fftconv)")
     args = ap.parse_args()
     bw = copy_bandwidth()
@@ -379,6 +380,8 @@ def main():
             print_table([r], list(r.keys()))
             # the other fused path where it applies, to show where the dispatch thresholds come from
             others = []
+            if args.no_forced:
+                continue
             if r["path"] != "triton" and 2 * L <= 8192:
                 others.append("triton")
             if r["path"] != "long" and 8192 <= 2 * L <= (1 << 19):
