@@ -154,8 +154,8 @@ def sweep(bw):
 # few-rows tilings (FEW_ROWS_TILING overrides) crossed with groups along L by --few-rows-sweep
 FEW_SWEEP = [dict(chunk=ch, block_d=bd, num_warps=nw, bwd_block_d=bbd, bwd_num_warps=bnw, bwd_maxnreg=bmr)
              for ch, bd, nw, bbd, bnw, bmr in [
-                 (512, 4, 2, 1, 2, None), (512, 4, 2, 1, 4, None), (512, 4, 2, 2, 4, None), (1024, 4, 4, 1, 4, None),
-                 (256, 4, 2, 1, 4, None), (512, 4, 4, 1, 4, None)]]
+                 (512, 4, 2, 2, 4, None), (512, 4, 2, 4, 4, None), (512, 4, 2, 4, 8, None), (512, 4, 2, 2, 8, None),
+                 (512, 4, 2, 2, 4, 128), (1024, 4, 4, 2, 4, None), (1024, 4, 4, 2, 8, None)]]
 
 
 GROUPS = (0,)
