@@ -151,48 +151,39 @@ def sweep(bw):
                                         "dtype": "float32", "rows": rows, "best": best})
 
 
-# few-rows tilings (FEW_ROWS_TILING overrides) crossed with groups along L by --few-rows-sweep
+# few-rows tilings (FEW_ROWS_TILING overrides) timed by --few-rows-sweep (earlier runs: bench/README.md)
 FEW_SWEEP = [dict(chunk=ch, block_d=bd, num_warps=nw, bwd_block_d=bbd, bwd_num_warps=bnw, bwd_maxnreg=bmr)
              for ch, bd, nw, bbd, bnw, bmr in [
                  (512, 4, 2, 2, 4, None), (512, 4, 2, 4, 4, None), (512, 4, 2, 4, 8, None), (512, 4, 2, 2, 8, None),
                  (512, 4, 2, 2, 4, 128), (1024, 4, 4, 2, 4, None), (1024, 4, 4, 2, 8, None)]]
 
 
-GROUPS = (0,)
-
-
 def few_rows_sweep(bw, mamba_fn):
-    """Time FEW_SWEEP x group_chunks at B=1, L=16K and B=2, L=8K (the shapes below few_rows)."""
-    default_few, default_groups = dict(triton_scan.FEW_ROWS_TILING), triton_scan.SELECTIVE_CFG["group_chunks"]
+    """Time each FEW_SWEEP tiling at B=1, L=16K (below few_rows) beside mamba-ssm."""
+    default_few = dict(triton_scan.FEW_ROWS_TILING)
+    B, L = 1, 16384
+    ins = make_inputs(B, L)
+    mamba = {}
+    if mamba_fn is not None:
+        mf, mfb, _, _ = _fns(mamba_fn, ins)
+        mamba = {"mamba_fwd_ms": time_ms(mf)["median_ms"], "mamba_fwdbwd_ms": time_ms(mfb)["median_ms"]}
     rows = []
-    for B, L in [(1, 16384)]:
-        ins = make_inputs(B, L)
-        if mamba_fn is not None:
-            mf, mfb, _, _ = _fns(mamba_fn, ins)
-            mamba = {"mamba_fwd_ms": time_ms(mf)["median_ms"], "mamba_fwdbwd_ms": time_ms(mfb)["median_ms"]}
-        else:
-            mamba = {}
-        for tiling in FEW_SWEEP:
-            for gc in GROUPS:
-                triton_scan.FEW_ROWS_TILING.update(tiling)
-                triton_scan.SELECTIVE_CFG["group_chunks"] = gc
-                fwd, fwdbwd, _, _ = _fns(selective_scan, ins)
-                row = {"B": B, "L": L, **tiling, "group_chunks": gc, **mamba}
-                try:
-                    row["fwd_ms"] = time_ms(fwd)["median_ms"]
-                    row["fwdbwd_ms"] = time_ms(fwdbwd)["median_ms"]
-                except Exception as e:  # noqa: BLE001 - a tiling the compiler rejects
-                    row["error"] = repr(e)[:200]
-                rows.append(row)
-                print(row, flush=True)
-                # rewritten after every row, so a sweep cut short keeps what it timed
-                write_json("selective_scan_few_rows_sweep", {"device": device_name(), "copy_GBs": bw, "D": DIM,
-                                                             "N": NSTATE, "dtype": "float32", "rows": rows})
-        del ins
-        torch.cuda.empty_cache()
+    for tiling in FEW_SWEEP:
+        triton_scan.FEW_ROWS_TILING.update(tiling)
+        fwd, fwdbwd, _, _ = _fns(selective_scan, ins)
+        row = {"B": B, "L": L, **tiling, **mamba}
+        try:
+            row["fwd_ms"] = time_ms(fwd)["median_ms"]
+            row["fwdbwd_ms"] = time_ms(fwdbwd)["median_ms"]
+        except Exception as e:  # noqa: BLE001 - a tiling the compiler rejects
+            row["error"] = repr(e)[:200]
+        rows.append(row)
+        print(row, flush=True)
+        # rewritten after every row, so a sweep cut short keeps what it timed
+        write_json("selective_scan_few_rows_sweep", {"device": device_name(), "copy_GBs": bw, "D": DIM,
+                                                     "N": NSTATE, "dtype": "float32", "rows": rows})
     triton_scan.FEW_ROWS_TILING.clear()
     triton_scan.FEW_ROWS_TILING.update(default_few)
-    triton_scan.SELECTIVE_CFG["group_chunks"] = default_groups
 
 
 def main():
@@ -204,10 +195,8 @@ def main():
     p.add_argument("--cfg-from", default=None, help="take SELECTIVE_CFG from a selective_scan_sweep.json's 'best'")
     p.add_argument("--cfg", default="", help="override SELECTIVE_CFG, e.g. block_d=8,chunk=512,bwd_maxnreg=None")
     p.add_argument("--no-ref", action="store_true", help="skip timing the PyTorch reference")
-    p.add_argument("--group-chunks", default="", help="also time ours with the sequence split into groups of "
-                   "this many chunks (comma list; SELECTIVE_CFG['group_chunks'], parallel along L)")
-    p.add_argument("--few-rows-sweep", action="store_true", help="time few-rows tilings x groups along L "
-                   "at B=1, L=16K and B=2, L=8K beside mamba-ssm, write selective_scan_few_rows_sweep.json, exit")
+    p.add_argument("--few-rows-sweep", action="store_true", help="time few-rows tilings at B=1, L=16K beside "
+                   "mamba-ssm, write selective_scan_few_rows_sweep.json, exit")
     args = p.parse_args()
     if args.cfg_from:
         import json
@@ -245,15 +234,6 @@ def main():
         row["ours_fwd_frac"] = fb / row["ours_fwd_ms"] / 1e6 / bw
         row["ours_fwdbwd_frac"] = fbb / row["ours_fwdbwd_ms"] / 1e6 / bw
         row["ours_fwdbwd_peak_MiB"] = peak_memory(fwdbwd) / 2**20
-        default_groups = triton_scan.SELECTIVE_CFG["group_chunks"]
-        for gc in [int(x) for x in filter(None, args.group_chunks.split(","))]:
-            triton_scan.SELECTIVE_CFG["group_chunks"] = gc
-            gf, gfb, _, _ = _fns(selective_scan, ins)
-            if mamba_fn is not None:
-                row[f"ours_groups{gc}_err_vs_mamba"] = max(compare(selective_scan, mamba_fn, ins).values())
-            row[f"ours_groups{gc}_fwd_ms"] = time_ms(gf)["median_ms"]
-            row[f"ours_groups{gc}_fwdbwd_ms"] = time_ms(gfb)["median_ms"]
-        triton_scan.SELECTIVE_CFG["group_chunks"] = default_groups
         if mamba_fn is not None:
             row["err_vs_mamba"] = max(compare(selective_scan, mamba_fn, ins).values())
             mf, mfb, _, _ = _fns(mamba_fn, ins)

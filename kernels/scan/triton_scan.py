@@ -16,11 +16,6 @@ first and, per state, rebuilds the chunk's states from the checkpoint with the s
 adjoint dx[t] = C[t] gy[t] + exp(dt[t+1] A) dx[t+1] as a reverse scan, and takes
 exp(dt A) x[t-1] = x[t] - dt u B (as mamba-ssm does). Sums over channels (dB, dC) go through one fp32
 atomic per element and block; sums over time (dA, dD, d delta_bias) are accumulated per program.
-Optionally (SELECTIVE_CFG["group_chunks"], off by default, not timed yet) L is split into groups of
-chunks that run in parallel: a summary pass gives each group's end state from zero and its decay
-(the adjoint's, in the backward), a linear scan over groups gives every group its true carry, and
-the main pass runs each group from it; for few rows with long L, where one program per row walks
-all of L serially.
 Block sizes are constexprs read from the dicts below at call time; tests shrink them to hit
 block boundaries on tiny shapes. Measured timings: bench/README.md.
 """
@@ -55,8 +50,7 @@ LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8,
 # bench/results/selective_scan_sweep_h200_run8.json (B=8, D=1536, N=16, L=2048) and
 # selective_scan_h200_run8_few_rows.txt (B=1 and 2).
 SELECTIVE_CFG = {"chunk": 128, "block_d": 2, "num_warps": 1, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 1,
-                 "bwd_maxnreg": None, "min_programs": 1024, "few_rows": 2048, "few_rows_infer": 4096,
-                 "group_chunks": 0}
+                 "bwd_maxnreg": None, "min_programs": 1024, "few_rows": 2048, "few_rows_infer": 4096}
 FEW_ROWS_TILING = {"chunk": 512, "block_d": 4, "num_warps": 2, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 4,
                    "bwd_maxnreg": None}
 
@@ -408,23 +402,19 @@ def _softplus_dt(dt, SOFTPLUS: tl.constexpr):
 
 
 @triton.jit
-def _ss_fwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, CARRY, GS, GP,
-                   Dm, L, G, N, NCH, CPG,
+def _ss_fwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, CARRY,
+                   Dm, L, G, N, NCH,
                    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
-                   SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, FROM_GS: tl.constexpr,
-                   BLOCK_D: tl.constexpr, CHUNK: tl.constexpr):
-    # Program (channel block, batch row, group of CPG chunks). Tiles are (BLOCK_D, CHUNK) with time
+                   SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr):
+    # Program (channel block, batch row). Tiles are (BLOCK_D, CHUNK) with time
     # across the threads; per-state values are (BLOCK_D, 1) and per-step rows of B, C are (1, CHUNK),
     # so nothing changes layout inside the state loop. The carry of state n from one chunk to the
-    # next goes through CARRY (2, B, groups, D, N): written after the state's scan, read back by all
+    # next goes through CARRY (2, B, D, N): written after the state's scan, read back by all
     # threads after the next chunk's barrier; two buffers so that no read of chunk c sees a write of
-    # chunk c. With several groups along L (few rows, long L) the forward runs twice: SUMMARY walks
-    # each group from a zero state and writes its end state to GS and its decay exp(A sum dt) to GP
-    # (B, D, N, groups); after a scan over groups, FROM_GS starts each group from its true state.
+    # chunk c. (Measured and removed: groups of chunks along L run in parallel from a summary pass,
+    # for few rows; slower at every few-rows tiling on the H200, bench/README.md.)
     pid_d = tl.program_id(0)
     b = tl.program_id(1)
-    grp = tl.program_id(2)
-    ngrp = tl.num_programs(2)
     d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D))[:, None]
     dmask = d < Dm
     g = (pid_d * BLOCK_D) // (Dm // G)
@@ -436,12 +426,9 @@ def _ss_fwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, CARRY, GS, GP,
     row = (b * Dm + d).to(tl.int64) * L
     bc_base = (b * G + g).to(tl.int64) * N * L
     st = (b * Dm + d).to(tl.int64) * N
-    half = tl.num_programs(1).to(tl.int64) * ngrp * Dm * N
-    scr = CARRY + (b * ngrp + grp).to(tl.int64) * Dm * N + d.to(tl.int64) * N
-    c0 = grp * CPG
-    c1 = tl.minimum(c0 + CPG, NCH)
-    dtsum = tl.zeros([BLOCK_D, 1], dtype=tl.float32)
-    for c in range(c0, c1):
+    half = tl.num_programs(1).to(tl.int64) * Dm * N
+    scr = CARRY + b.to(tl.int64) * Dm * N + d.to(tl.int64) * N
+    for c in range(0, NCH):
         t = c * CHUNK + ar
         tmask = t < L
         m2 = dmask & tmask
@@ -451,64 +438,45 @@ def _ss_fwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, CARRY, GS, GP,
         if HAS_DB:
             dt = dt + bias
         dt = tl.where(m2, _softplus_dt(dt, SOFTPLUS), 0.0)
-        if SUMMARY:
-            dtsum += tl.sum(dt, axis=1, keep_dims=True)
         dtu = dt * u
         y = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
-        rd = scr + ((c - c0) % 2) * half
-        wr = scr + ((c - c0 + 1) % 2) * half
+        rd = scr + (c % 2) * half
+        wr = scr + ((c + 1) % 2) * half
         tl.debug_barrier()  # the previous chunk's carries are written
         for n in range(0, N):
             A2 = tl.load(Aptr + d * N + n, mask=dmask, other=0.0).to(tl.float32) * 1.4426950408889634
             Bn = tl.load(Bp + bc_base + n * L + t, mask=tmask, other=0.0).to(tl.float32)
-            x0 = tl.load(rd + n, mask=dmask & (d * 0 + c > c0), other=0.0)
-            if FROM_GS:
-                x0 += tl.load(GS + (st + n) * ngrp + grp, mask=dmask & (d * 0 + c == c0), other=0.0)
+            x0 = tl.load(rd + n, mask=dmask & (d * 0 + c > 0), other=0.0)
             if SAVE_STATES:
                 tl.store(XS + (st + n) * NCH + c, x0, mask=dmask)
             a = tl.exp2(dt * A2)
             # the carry enters as the first step's input: the scan's second output is x itself
             _, x = tl.associative_scan((a, dtu * Bn + tl.where(ar == 0, a * x0, 0.0)), axis=1, combine_fn=_combine)
-            if not SUMMARY:
-                y += x * tl.load(Cp + bc_base + n * L + t, mask=tmask, other=0.0).to(tl.float32)
+            y += x * tl.load(Cp + bc_base + n * L + t, mask=tmask, other=0.0).to(tl.float32)
             # past L the inputs are (1, 0): the last column is the state at min(chunk end, L); only
             # the thread that holds it stores it (a reduction to extract it costs a cross-thread step)
-            lastcol = dmask & (ar == CHUNK - 1)
-            tl.store(wr + n + ar * 0, x, mask=lastcol)
-            if SUMMARY:
-                tl.store(GS + (st + n) * ngrp + grp + ar * 0, x, mask=lastcol & (ar * 0 + c == c1 - 1))
-        if not SUMMARY:
-            if HAS_D:
-                y = y + Dv * u
-            if HAS_Z:
-                zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
-                y = y * zz * tl.sigmoid(zz)
-            tl.store(OUT + offs, y.to(OUT.dtype.element_ty), mask=m2)
-    if SUMMARY:
-        for n in range(0, N):
-            A2 = tl.load(Aptr + d * N + n, mask=dmask, other=0.0).to(tl.float32) * 1.4426950408889634
-            tl.store(GP + (st + n) * ngrp + grp, tl.exp2(dtsum * A2), mask=dmask)
+            tl.store(wr + n + ar * 0, x, mask=dmask & (ar == CHUNK - 1))
+        if HAS_D:
+            y = y + Dv * u
+        if HAS_Z:
+            zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
+            y = y * zz * tl.sigmoid(zz)
+        tl.store(OUT + offs, y.to(OUT.dtype.element_ty), mask=m2)
 
 
 @triton.jit
-def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY, GS, GP,
+def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY,
                    DU, DDT, DZ, DA, DBm, DCm, DDv, DDB,
-                   Dm, L, G, N, NCH, CPG,
+                   Dm, L, G, N, NCH,
                    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
-                   SUMMARY: tl.constexpr, FROM_GS: tl.constexpr,
                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
     # chunks last to first, states one after another (layouts and carries as in the forward): per
     # state, rebuild the chunk's states from its checkpoint with one scan, run the adjoint
     # dx[t] = C[t] gy[t] + exp(dt[t+1] A) dx[t+1] as a reverse scan, and fold the contributions into
     # per-channel register accumulators (du, ddelta), the chunk's dB, dC rows (summed over the
-    # block's channels in registers, then one relaxed fp32 atomic per element) and dA. Groups along
-    # L as in the forward: SUMMARY runs only the adjoint scans of each group from a zero carry and
-    # writes dx at the group's first step to GS and the group's decay exp(A sum dt[t+1]) to GP;
-    # FROM_GS then starts each group from the carry of the groups after it.
+    # block's channels in registers, then one relaxed fp32 atomic per element) and dA.
     pid_d = tl.program_id(0)
     b = tl.program_id(1)
-    grp = tl.program_id(2)
-    ngrp = tl.num_programs(2)
     d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D))[:, None]
     dmask = d < Dm
     nar = tl.arange(0, BLOCK_N)[None, :]
@@ -523,16 +491,13 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY, GS, GP,
     row = (b * Dm + d).to(tl.int64) * L
     bc_base = (b * G + g).to(tl.int64) * N * L
     st = (b * Dm + d).to(tl.int64) * N
-    half = tl.num_programs(1).to(tl.int64) * ngrp * Dm * N
-    scr = CARRY + (b * ngrp + grp).to(tl.int64) * Dm * N + d.to(tl.int64) * N
-    c0 = grp * CPG
-    c1 = tl.minimum(c0 + CPG, NCH)
+    half = tl.num_programs(1).to(tl.int64) * Dm * N
+    scr = CARRY + b.to(tl.int64) * Dm * N + d.to(tl.int64) * N
     dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     dD_acc = tl.zeros([BLOCK_D, 1], dtype=tl.float32)
     dbias_acc = tl.zeros([BLOCK_D, 1], dtype=tl.float32)
-    dtnsum = tl.zeros([BLOCK_D, 1], dtype=tl.float32)
-    for ci in range(0, c1 - c0):
-        c = c1 - 1 - ci
+    for ci in range(0, NCH):
+        c = NCH - 1 - ci
         t = c * CHUNK + ar
         tmask = t < L
         m2 = dmask & tmask
@@ -546,14 +511,11 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY, GS, GP,
         if HAS_Z:
             zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
             gy = gy * zz * tl.sigmoid(zz)
-        if SUMMARY:
-            dtnsum += tl.sum(dt_n, axis=1, keep_dims=True)
-        else:
-            dt = tl.where(m2, _softplus_dt(tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias, SOFTPLUS), 0.0)
-            dtu = dt * tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
-            y = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
-            dxB = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
-            dAA = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)  # sum over N of dx[t] exp(dt A) x[t-1] A
+        dt = tl.where(m2, _softplus_dt(tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias, SOFTPLUS), 0.0)
+        dtu = dt * tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
+        y = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
+        dxB = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
+        dAA = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)  # sum over N of dx[t] exp(dt A) x[t-1] A
         rd = scr + (ci % 2) * half
         wr = scr + ((ci + 1) % 2) * half
         tl.debug_barrier()  # the later chunk's carries are written
@@ -564,63 +526,51 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY, GS, GP,
             Cn = tl.load(Cp + bo, mask=tmask, other=0.0).to(tl.float32)
             an = tl.exp2(dt_n * A2)
             dx1 = tl.load(rd + n, mask=dmask & (d * 0 + ci > 0), other=0.0)
-            if FROM_GS:
-                dx1 += tl.load(GS + (st + n) * ngrp + grp, mask=dmask & (d * 0 + ci == 0), other=0.0)
             # the carry enters as the last step's input: the scan's second output is dx itself
             _, dx = tl.associative_scan((an, gy * Cn + tl.where(ar == CHUNK - 1, an * dx1, 0.0)), axis=1,
                                         combine_fn=_combine, reverse=True)
-            if SUMMARY:
-                firstcol = dmask & (ar == 0)
-                tl.store(wr + n + ar * 0, dx, mask=firstcol)
-                tl.store(GS + (st + n) * ngrp + grp + ar * 0, dx, mask=firstcol & (ar * 0 + c == c0))
-            else:
-                Bn = tl.load(Bp + bo, mask=tmask, other=0.0).to(tl.float32)
-                bu = dtu * Bn
-                a = tl.exp2(dt * A2)
-                x0 = tl.load(XS + (st + n) * NCH + c, mask=dmask, other=0.0)
-                _, x = tl.associative_scan((a, bu + tl.where(ar == 0, a * x0, 0.0)), axis=1, combine_fn=_combine)
-                if HAS_Z:
-                    y += x * Cn
-                dxB += dx * Bn
-                dAx = dx * (x - bu)  # dx[t] exp(dt[t] A) x[t-1]
-                dAA += dAx * Anat
-                tl.store(wr + n + ar * 0, dx, mask=dmask & (ar == 0))  # the carry dx[chunk start]
-                dA_c = tl.sum(dAx * dt, axis=1, keep_dims=True)
-                dA_acc = tl.where(nar == n, dA_acc + dA_c, dA_acc)
-                tl.atomic_add(DBm + bo, tl.sum(dx * dtu, axis=0, keep_dims=True), mask=tmask, sem="relaxed")
-                tl.atomic_add(DCm + bo, tl.sum(x * gy, axis=0, keep_dims=True), mask=tmask, sem="relaxed")
-        if not SUMMARY:
-            u = tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
-            du = dxB * dt
-            ddt = dxB * u + dAA
-            if HAS_D:
-                du += Dv * gy
-                dD_acc += tl.sum(gy * u, axis=1, keep_dims=True)
+            Bn = tl.load(Bp + bo, mask=tmask, other=0.0).to(tl.float32)
+            bu = dtu * Bn
+            a = tl.exp2(dt * A2)
+            x0 = tl.load(XS + (st + n) * NCH + c, mask=dmask, other=0.0)
+            _, x = tl.associative_scan((a, bu + tl.where(ar == 0, a * x0, 0.0)), axis=1, combine_fn=_combine)
             if HAS_Z:
-                if HAS_D:
-                    y = y + Dv * u
-                zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
-                sz = tl.sigmoid(zz)
-                dout = tl.load(DOUT + offs, mask=m2, other=0.0).to(tl.float32)
-                tl.store(DZ + offs, (dout * y * sz * (1.0 + zz * (1.0 - sz))).to(DZ.dtype.element_ty), mask=m2)
-            tl.store(DU + offs, du.to(DU.dtype.element_ty), mask=m2)
-            if SOFTPLUS:
-                dt_raw = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias
-                ddt = tl.where(dt_raw <= 20.0, ddt * tl.sigmoid(dt_raw), ddt)
-            ddt = tl.where(m2, ddt, 0.0)
-            if HAS_DB:
-                dbias_acc += tl.sum(ddt, axis=1, keep_dims=True)
-            tl.store(DDT + offs, ddt.to(DDT.dtype.element_ty), mask=m2)
-    if SUMMARY:
-        for n in range(0, N):
-            A2 = tl.load(Aptr + d * N + n, mask=dmask, other=0.0).to(tl.float32) * 1.4426950408889634
-            tl.store(GP + (st + n) * ngrp + grp, tl.exp2(dtnsum * A2), mask=dmask)
-    else:
-        tl.atomic_add(DA + d * N + nar, dA_acc, mask=dmask & (nar < N), sem="relaxed")
+                y += x * Cn
+            dxB += dx * Bn
+            dAx = dx * (x - bu)  # dx[t] exp(dt[t] A) x[t-1]
+            dAA += dAx * Anat
+            # the carry dx[chunk start], stored by the thread that holds it (no cross-thread step)
+            tl.store(wr + n + ar * 0, dx, mask=dmask & (ar == 0))
+            dA_c = tl.sum(dAx * dt, axis=1, keep_dims=True)
+            dA_acc = tl.where(nar == n, dA_acc + dA_c, dA_acc)
+            tl.atomic_add(DBm + bo, tl.sum(dx * dtu, axis=0, keep_dims=True), mask=tmask, sem="relaxed")
+            tl.atomic_add(DCm + bo, tl.sum(x * gy, axis=0, keep_dims=True), mask=tmask, sem="relaxed")
+        u = tl.load(U + offs, mask=m2, other=0.0).to(tl.float32)
+        du = dxB * dt
+        ddt = dxB * u + dAA
         if HAS_D:
-            tl.atomic_add(DDv + d, dD_acc, mask=dmask, sem="relaxed")
+            du += Dv * gy
+            dD_acc += tl.sum(gy * u, axis=1, keep_dims=True)
+        if HAS_Z:
+            if HAS_D:
+                y = y + Dv * u
+            zz = tl.load(Z + offs, mask=m2, other=0.0).to(tl.float32)
+            sz = tl.sigmoid(zz)
+            dout = tl.load(DOUT + offs, mask=m2, other=0.0).to(tl.float32)
+            tl.store(DZ + offs, (dout * y * sz * (1.0 + zz * (1.0 - sz))).to(DZ.dtype.element_ty), mask=m2)
+        tl.store(DU + offs, du.to(DU.dtype.element_ty), mask=m2)
+        if SOFTPLUS:
+            dt_raw = tl.load(DT + offs, mask=m2, other=0.0).to(tl.float32) + bias
+            ddt = tl.where(dt_raw <= 20.0, ddt * tl.sigmoid(dt_raw), ddt)
+        ddt = tl.where(m2, ddt, 0.0)
         if HAS_DB:
-            tl.atomic_add(DDB + d, dbias_acc, mask=dmask, sem="relaxed")
+            dbias_acc += tl.sum(ddt, axis=1, keep_dims=True)
+        tl.store(DDT + offs, ddt.to(DDT.dtype.element_ty), mask=m2)
+    tl.atomic_add(DA + d * N + nar, dA_acc, mask=dmask & (nar < N), sem="relaxed")
+    if HAS_D:
+        tl.atomic_add(DDv + d, dD_acc, mask=dmask, sem="relaxed")
+    if HAS_DB:
+        tl.atomic_add(DDB + d, dbias_acc, mask=dmask, sem="relaxed")
 
 
 def _block_d(Dm: int, G: int, want: int) -> int:
@@ -644,14 +594,6 @@ def _as4(M):
     return M.unsqueeze(1) if M.dim() == 3 else M
 
 
-def _groups(nch: int, cfg: dict) -> tuple[int, int]:
-    """(groups along L, chunks per group): group_chunks = 0 keeps one program per row for all of L."""
-    cpg = cfg["group_chunks"]
-    if not cpg or nch <= cpg:
-        return 1, nch
-    return triton.cdiv(nch, cpg), cpg
-
-
 def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_last):
     """Forward launch. Returns (out (B, D, L), checkpoints (B, D, N, n_chunks) or None, last state
     (B, D, N) or None, chunk); the backward must use the same chunk."""
@@ -661,28 +603,18 @@ def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_l
     bd = _fill_grid(_block_d(Dm, G, cfg["block_d"]), Bsz, Dm, cfg["min_programs"])
     chunk = cfg["chunk"]
     nch = max(1, triton.cdiv(L, chunk))
-    ngrp, cpg = _groups(nch, cfg)
     f32 = dict(dtype=torch.float32, device=u.device)
     out = torch.empty_like(u)
     xs = torch.empty(Bsz, Dm, N, nch, **f32) if save_states else out
-    carry = torch.empty(2, Bsz, ngrp, Dm, N, **f32)
-    gs = gp = carry
+    carry = torch.empty(2, Bsz, Dm, N, **f32)
     args = [u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
             delta_bias if delta_bias is not None else u]
     flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None, SOFTPLUS=softplus,
                  BLOCK_D=bd, CHUNK=chunk, **_launch_opts(cfg, ""))
-    grid = (triton.cdiv(Dm, bd), Bsz, ngrp)
-    if ngrp > 1:
-        # each group's end state from zero and its decay, then the true start states by a scan over groups
-        gs, gp = torch.empty(Bsz, Dm * N, ngrp, **f32), torch.empty(Bsz, Dm * N, ngrp, **f32)
-        _ss_fwd_kernel[grid](*args, out, xs, carry, gs, gp, Dm, L, G, N, nch, cpg,
-                             SAVE_STATES=False, SUMMARY=True, FROM_GS=False, **flags)
-        ends = linear_scan_triton(gp, gs)
-        gs = torch.cat([torch.zeros_like(ends[..., :1]), ends[..., :-1]], dim=-1).contiguous()
-    _ss_fwd_kernel[grid](*args, out, xs, carry, gs, gp, Dm, L, G, N, nch, cpg,
-                         SAVE_STATES=save_states, SUMMARY=False, FROM_GS=ngrp > 1, **flags)
-    # the carry written by the last chunk of the last group: the state after step L
-    last = carry[(nch - (ngrp - 1) * cpg) % 2, :, ngrp - 1] if save_last else None
+    grid = (triton.cdiv(Dm, bd), Bsz)
+    _ss_fwd_kernel[grid](*args, out, xs, carry, Dm, L, G, N, nch, SAVE_STATES=save_states, **flags)
+    # the carry written by the last chunk: the state after step L
+    last = carry[nch % 2] if save_last else None
     return out, (xs if save_states else None), last, chunk
 
 
@@ -693,7 +625,6 @@ def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs, chunk):
     assert cfg["chunk"] == chunk, "the forward's checkpoints were taken with another tiling"
     bd = _block_d(Dm, G, cfg["bwd_block_d"])
     nch = xs.shape[-1]
-    ngrp, cpg = _groups(nch, cfg)
     f32 = dict(dtype=torch.float32, device=u.device)
     du = torch.empty_like(u)
     ddt = torch.empty_like(delta)
@@ -703,23 +634,15 @@ def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs, chunk):
     dC = torch.zeros(Cm.shape, **f32)
     dD = torch.zeros(Dm, **f32) if D is not None else None
     ddb = torch.zeros(Dm, **f32) if delta_bias is not None else None
-    carry = torch.empty(2, Bsz, ngrp, Dm, N, **f32)
-    gs = gp = carry
+    carry = torch.empty(2, Bsz, Dm, N, **f32)
     args = [u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
             delta_bias if delta_bias is not None else u, dout, xs, carry]
     grads = [du, ddt, dz if dz is not None else du, dA, dB, dC, dD if dD is not None else dA,
              ddb if ddb is not None else dA]
     flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None, SOFTPLUS=softplus,
                  BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, **_launch_opts(cfg, "bwd_"))
-    grid = (triton.cdiv(Dm, bd), Bsz, ngrp)
-    if ngrp > 1:
-        # each group's adjoint at its first step from a zero carry and its decay, then the carry
-        # from the later groups by a reverse scan over groups
-        gs, gp = torch.empty(Bsz, Dm * N, ngrp, **f32), torch.empty(Bsz, Dm * N, ngrp, **f32)
-        _ss_bwd_kernel[grid](*args, gs, gp, *grads, Dm, L, G, N, nch, cpg, SUMMARY=True, FROM_GS=False, **flags)
-        starts = linear_scan_triton(gp, gs, reverse=True)
-        gs = torch.cat([starts[..., 1:], torch.zeros_like(starts[..., :1])], dim=-1).contiguous()
-    _ss_bwd_kernel[grid](*args, gs, gp, *grads, Dm, L, G, N, nch, cpg, SUMMARY=False, FROM_GS=ngrp > 1, **flags)
+    grid = (triton.cdiv(Dm, bd), Bsz)
+    _ss_bwd_kernel[grid](*args, *grads, Dm, L, G, N, nch, **flags)
     return du, ddt, dA, dB, dC, dD, dz, ddb
 
 

@@ -261,14 +261,6 @@ def test_selective_triton_few_rows_tiling(tiny_triton, monkeypatch):
     _check_selective_triton(1, 5, 3, 19, None, ("D", "z", "db"), True)
 
 
-@pytest.mark.parametrize("case", [(1, 5, 3, 19, None, ("D", "z", "db"), True), (2, 4, 2, 17, 2, ("z",), False),
-                                  (1, 4, 3, 8, None, ("D",), True)])
-def test_selective_triton_groups_along_L(tiny_triton, monkeypatch, case):
-    # groups of 2 chunks of 4 steps: summaries, a scan over groups, then each group from its true state
-    monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "group_chunks", 2)
-    _check_selective_triton(*case)
-
-
 def test_selective_grid_keeps_enough_programs():
     from kernels.scan.triton_scan import _fill_grid
 
@@ -336,13 +328,10 @@ def test_linear_gpu(dtype, reverse):
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("G", [None, 4])
-def test_selective_gpu(G, monkeypatch):
-    from kernels.scan import triton_scan
-
-    # 2x64 rows take the few-rows tiling (chunk 256); groups of 1 chunk split L = 333 in two
-    monkeypatch.setitem(triton_scan.SELECTIVE_CFG, "group_chunks", 1 if G else 0)
+def test_selective_gpu(G):
+    # 2x64 rows take the few-rows tiling (chunk 512): L = 1100 crosses two chunk boundaries
     ins = {k: (v.detach().cuda().requires_grad_() if v is not None else None)
-           for k, v in _selective_inputs(2, 64, 16, 333, G, torch.float32).items()}
+           for k, v in _selective_inputs(2, 64, 16, 1100, G, torch.float32).items()}
     out = selective_scan(**ins, delta_softplus=True)
     ref = selective_scan_ref(**ins, delta_softplus=True)
     assert _rel(out, ref) < 1e-5
