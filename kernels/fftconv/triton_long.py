@@ -88,6 +88,15 @@ def _swap(x, R: tl.constexpr, A: tl.constexpr, C: tl.constexpr):
 
 
 @triton.jit
+def _pair_rows(b0, h, H, L, B, NA: tl.constexpr):
+    """Offsets of batch rows b0 and b0 + 1 of channel h, and whether row b0 + 1 exists (an (NA, 1)
+    mask: tensor-valued, since a scalar bool mask breaks when B specializes to 1 or 2)."""
+    row0 = (b0 * H + h).to(tl.int64) * L
+    row1 = ((b0 + 1) * H + h).to(tl.int64) * L
+    return row0, row1, (tl.zeros((NA, 1), dtype=tl.int32) + b0 + 1) < B
+
+
+@triton.jit
 def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
               N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr,
               BF16: tl.constexpr, PREC: tl.constexpr):
@@ -190,11 +199,7 @@ def _long_kernel(
     jq = tl.arange(0, Q)[None, :]
     for pair in range(pid, NPAIRS, NPROG):
         h = pair // PB
-        b0 = (pair % PB) * 2
-        row0 = (b0 * H + h).to(tl.int64) * L
-        row1 = ((b0 + 1) * H + h).to(tl.int64) * L
-        # tensor-valued (a scalar bool mask breaks when B specializes to 1 or 2)
-        has1 = (tl.zeros((NA, 1), dtype=tl.int32) + b0 + 1) < B
+        row0, row1, has1 = _pair_rows((pair % PB) * 2, h, H, L, B, NA)
         # the previous pair's pass 3 has read the scratch before this pass 1 overwrites it
         tl.debug_barrier()
         _cols_fwd(u_ptr, row0, row1, has1, s_re, s_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
@@ -250,10 +255,7 @@ def _long_bwd_kernel(
         if HAS_D:
             dh = tl.load(d_ptr + h).to(tl.float32)
         for pb in range(sp, PB, NSPLIT):
-            b0 = pb * 2
-            row0 = (b0 * H + h).to(tl.int64) * L
-            row1 = ((b0 + 1) * H + h).to(tl.int64) * L
-            has1 = (tl.zeros((NA, 1), dtype=tl.int32) + b0 + 1) < B
+            row0, row1, has1 = _pair_rows(pb * 2, h, H, L, B, NA)
             tl.debug_barrier()
             _cols_fwd(u_ptr, row0, row1, has1, z_re, z_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
                       N1, M, NA, BC, BF16, PREC)
