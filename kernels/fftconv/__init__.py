@@ -3,11 +3,12 @@
 Public functions dispatch on the device (see :mod:`kernels._dispatch`); the PyTorch reference
 in :mod:`kernels.fftconv.reference` defines the results.
 
-On CUDA (the Triton backend) the work goes to the fused kernel of
-:mod:`kernels.fftconv.triton_fftconv` when its padded transform is small enough to win
-(``MAX_FUSED_N`` per dtype, measured on an H100: see bench/README.md) and to the torch.fft
-path otherwise (long 1-D lengths, 2-D fields above the limit, 3-D, fp64): the same function,
-never the slower of the two at the lengths benchmarked.
+On CUDA (the Triton backend) a 1-D convolution goes to the one-tile fused kernel of
+:mod:`kernels.fftconv.triton_fftconv` while its padded transform fits on-chip (``MAX_FUSED_N``,
+n <= 4096), to the three-level kernel of :mod:`kernels.fftconv.triton_long` for n = 8K ... 128K
+(L up to 64K), and to the torch.fft path beyond; 2-D fields use the fused kernel up to its size
+limit; 3-D, circular 1-D and fp64 take torch.fft. Measured ratios against torch.fft:
+bench/README.md.
 """
 
 from __future__ import annotations

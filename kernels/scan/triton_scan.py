@@ -10,7 +10,8 @@ selective_scan: each program owns a block of channels of one batch element and w
 (mamba-ssm's organisation, our code): per chunk it reads u and delta once, then takes the N states one
 after another, each as one ``tl.associative_scan`` of (exp(dt*A), dt*B*u) along the chunk's time steps
 (spread over the threads), adding C*x into the output in registers; the per-state carries between
-chunks sit in a small (block_d, N) register tile. Only the state at each chunk start is saved,
+chunks go through a small two-buffer scratch (2, B, D, N), one barrier per chunk. Only the state at
+each chunk start is saved,
 (B, D, N, L/chunk), so (B, D, N, L) never exists in memory. The backward walks the chunks last to
 first and, per state, rebuilds the chunk's states from the checkpoint with the same scan, runs the
 adjoint dx[t] = C[t] gy[t] + exp(dt[t+1] A) dx[t+1] as a reverse scan, and takes

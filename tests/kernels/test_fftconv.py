@@ -114,7 +114,7 @@ def _check(fn, ref, u64, k64, D64, dtype, tol_y, tol_g):
     yr = ref(ur, kr, Dr)
     assert torch.isfinite(y).all()
     assert _rel(y, yr) < tol_y
-    gy = torch.randn(yr.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    gy = torch.randn(yr.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).to(yr.device)
     y.backward(gy.to(dtype))
     yr.backward(gy)
     assert _rel(u.grad, ur.grad) < tol_g
@@ -257,3 +257,24 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d):
     ur = u.clone().requires_grad_(True)
     (dur,) = torch.autograd.grad(fftconv_ref(ur, k, D, causal), ur, gy.double())
     assert calls == ["launch", "launch"] and _rel(du, dur) < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("L,path", [(1000, "triton"), (3000, "long"), (20000, "long")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fftconv_gpu(L, path, dtype, monkeypatch):
+    """On the GPU, the one-tile and three-level paths (forward, fused backward) against the fp64
+    reference; tf32 tensor-core products set the tolerance (~2e-3 measured at B=8, H=768)."""
+    from kernels.fftconv import triton_fftconv as tf
+    from kernels.fftconv import triton_long as tl_
+
+    monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    assert (tf.plan_1d(L, L, dtype) is not None) == (path == "triton")
+    assert (tl_.plan_long(L, L, dtype) is not None) == (path == "long")
+    g = torch.Generator().manual_seed(L)
+    u = torch.randn(3, 4, L, generator=g, dtype=torch.float64)  # odd B: a pair with one row
+    k = torch.randn(4, L, generator=g, dtype=torch.float64) * torch.exp(-torch.arange(L) / (L / 8)) / (L / 8) ** 0.5
+    D = torch.randn(4, generator=g, dtype=torch.float64)
+    tol = 1e-2 if dtype == torch.float32 else 3e-2
+    _check(fftconv, fftconv_ref, u.cuda(), k.cuda(), D.cuda(), dtype, tol, tol)
