@@ -28,9 +28,9 @@ so the convolution's backward only needs gradients w.r.t. the spectrum:
     dD   = sum_{b,t} g u
 
 Precision: fp32 inputs use tf32 tensor-core products (about 2e-3 relative error measured on
-an H100, bench/README.md); bf16 inputs use bf16 operands with fp32 accumulation. fp64 inputs
-and shapes that do not fit on-chip go to the torch.fft path (the reference), which
-``fftconv`` documents.
+an H100, bench/README.md); bf16 inputs use bf16 operands with fp32 accumulation. Longer 1-D
+inputs go to the three-level kernel of :mod:`.triton_long`; fp64 inputs and other shapes that do
+not fit on-chip go to the torch.fft path (the reference), as ``fftconv`` documents.
 """
 
 from __future__ import annotations
@@ -572,7 +572,8 @@ def _supported_dtype(u: torch.Tensor) -> bool:
 def fftconv_triton(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, causal: bool = True) -> torch.Tensor:
     """Fused 1-D FFT conv: u (B, H, L), k (H, L'), D (H,) or None → (B, H, L) in u's dtype.
 
-    Padded lengths above :data:`MAX_FUSED_N` (per dtype) and fp64 inputs take the torch.fft path.
+    Padded lengths above :data:`MAX_FUSED_N` (per dtype) take the three-level kernel of
+    :mod:`.triton_long` where it has a plan, else (and for fp64) the torch.fft path.
     """
     from .reference import _check_kernel, fftconv_ref
 
