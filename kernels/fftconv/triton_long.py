@@ -19,7 +19,8 @@ scratch buffer (written and re-read by the same program, so it stays in L2):
 All DFT contractions are ``tl.dot`` products of complex tiles (4 real products each). The
 program loops over row pairs (a persistent grid of NPROG programs), so the scratch is
 NPROG x n complex whatever B and H (the O(chunk) workspace; the backward holds twice that, plus
-one n-long cross-spectrum row per channel, the size of the kernel's spectrum); the DFT matrices,
+one n-long cross-spectrum row per channel (per share of a channel's pairs when channels are fewer
+than programs), the size of the kernel's spectrum); the DFT matrices,
 twiddles and spectrum are shared by all programs and read through L2.
 
 The spectrum is precomputed by torch.fft (an (H, n) transform, 1/(2B) of the work of the batch)
