@@ -301,7 +301,11 @@ def _regularize(ts: pd.DatetimeIndex, values: np.ndarray, path: Path
                    "so no time step can be inferred",
                    "resample the series to a regular step first (e.g. hourly with pandas' resample().mean())")
     delta = pd.Timedelta(step, unit=ts.unit)
-    offset = to_offset(delta)
+    try:
+        offset = to_offset(delta)
+    except (OverflowError, ValueError):  # pandas' ticks count nanoseconds: about 292 years at most
+        raise _err(f"{path}: the time step {delta} between rows is too long to be a pandas frequency "
+                   "(about 292 years at most)", "check the timestamp column for wrong years or units") from None
     n_other = len(steps) - n_common
     if n_other:
         rel = ts.asi8 - ts.asi8[0]

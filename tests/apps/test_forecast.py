@@ -95,6 +95,8 @@ BAD_CASES = {
     "no time column": ("a,b\n1,2\n3,4\n5,6\n", [], "time"),
     "unparseable timestamps": ("date,OT\n2020-01-01,1\nyesterday,2\n2020-01-03,3\n", [], "timestamp"),
     "duplicate timestamps": ("date,OT\n2020-01-01,1\n2020-01-01,2\n2020-01-02,3\n", [], "duplicate"),
+    # (found by the fuzz test below: a step beyond pandas' nanosecond range crashed inside pandas)
+    "time step of centuries": ("date,OT\n2000-01-01 00:00:00,1\n2293-01-01 00:00:00.000001,2\n", [], "too long"),
     "target absent": ("SERIES", ["--target", "nope"], "nope"),
     "non-numeric target": ("date,OT\n2020-01-01,1\n2020-01-02,abc\n2020-01-03,3\n", [], "numeric"),
     "too many NaNs": ("NANS", [], "missing"),
