@@ -93,13 +93,34 @@ def _combine_c(ar1, ai1, br1, bi1, ar2, ai2, br2, bi2):
 
 
 @triton.jit
+def _block_steps(i, nblk, L, rmask, BLOCK_L: tl.constexpr, LAST_FIRST: tl.constexpr):
+    """Time steps t (BLOCK_L,) of the i-th block visited (blocks last to first when LAST_FIRST;
+    each block's steps stay in increasing order, for 16-byte vector loads) and the mask (rows, t)."""
+    cols = tl.arange(0, BLOCK_L)
+    if LAST_FIRST:
+        t = (nblk - 1 - i) * BLOCK_L + cols
+    else:
+        t = i * BLOCK_L + cols
+    return t, rmask[:, None] & (t < L)[None, :]
+
+
+@triton.jit
+def _edge(x, BLOCK_L: tl.constexpr, FIRST: tl.constexpr):
+    """Column 0 (FIRST) or BLOCK_L - 1 of an (rows, BLOCK_L) block, per row: the carry to the next block."""
+    cols = tl.arange(0, BLOCK_L)[None, :]
+    if FIRST:
+        return tl.sum(tl.where(cols == 0, x, 0.0), axis=1)
+    else:
+        return tl.sum(tl.where(cols == BLOCK_L - 1, x, 0.0), axis=1)
+
+
+@triton.jit
 def _linear_fwd_kernel(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.constexpr,
                        BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
     # blocks are always addressed in increasing order (16-byte vector loads); a reverse
     # recurrence walks the blocks last to first and scans each one right to left
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < R
-    cols = tl.arange(0, BLOCK_L)
     if HAS_H0:
         carry = tl.load(H0 + rows, mask=rmask, other=0.0).to(tl.float32)
     else:
@@ -107,11 +128,7 @@ def _linear_fwd_kernel(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.cons
     base = rows.to(tl.int64)[:, None] * L
     nblk = tl.cdiv(L, BLOCK_L)
     for i in range(0, nblk):
-        if REVERSE:
-            t = (nblk - 1 - i) * BLOCK_L + cols
-        else:
-            t = i * BLOCK_L + cols
-        m = rmask[:, None] & (t < L)[None, :]
+        t, m = _block_steps(i, nblk, L, rmask, BLOCK_L, REVERSE)
         offs = base + t[None, :]
         a = tl.load(A + offs, mask=m, other=1.0).to(tl.float32)
         b = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
@@ -119,10 +136,7 @@ def _linear_fwd_kernel(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.cons
         h = ac * carry[:, None] + bc
         tl.store(H + offs, h.to(H.dtype.element_ty), mask=m)
         # padding positions are identity maps, so the block's end column holds the carry
-        if REVERSE:
-            carry = tl.sum(tl.where(cols[None, :] == 0, h, 0.0), axis=1)
-        else:
-            carry = tl.sum(tl.where(cols[None, :] == BLOCK_L - 1, h, 0.0), axis=1)
+        carry = _edge(h, BLOCK_L, REVERSE)
 
 
 @triton.jit
@@ -141,15 +155,10 @@ def _linear_bwd_kernel(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REV
     base = rows.to(tl.int64)[:, None] * L
     nblk = tl.cdiv(L, BLOCK_L)
     for i in range(0, nblk):
-        if REVERSE:
-            t = i * BLOCK_L + cols
-            nxt = t - 1
-            prv = t + 1
-        else:
-            t = (nblk - 1 - i) * BLOCK_L + cols
-            nxt = t + 1
-            prv = t - 1
-        m = rmask[:, None] & (t < L)[None, :]
+        # the adjoint runs against the recurrence: a[t+s] is the next step's, h[t-s] the previous
+        t, m = _block_steps(i, nblk, L, rmask, BLOCK_L, not REVERSE)
+        nxt = t - 1 if REVERSE else t + 1
+        prv = t + 1 if REVERSE else t - 1
         mn = m & ((nxt >= 0) & (nxt < L))[None, :]
         mp = m & ((prv >= 0) & (prv < L))[None, :]
         g = tl.load(G + base + t[None, :], mask=m, other=0.0).to(tl.float32)
@@ -185,10 +194,7 @@ def _linear_bwd_kernel(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REV
         d = ac * carry[:, None] + bc
         tl.store(GB + base + t[None, :], d.to(GB.dtype.element_ty), mask=m)
         tl.store(GA + base + t[None, :], (d * hp).to(GA.dtype.element_ty), mask=m)
-        if REVERSE:
-            carry = tl.sum(tl.where(cols[None, :] == BLOCK_L - 1, d, 0.0), axis=1)
-        else:
-            carry = tl.sum(tl.where(cols[None, :] == 0, d, 0.0), axis=1)
+        carry = _edge(d, BLOCK_L, not REVERSE)
     if HAS_H0:
         if REVERSE:
             first = L - 1
@@ -207,7 +213,6 @@ def _linear_fwd_kernel_c(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.co
                          BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < R
-    cols = tl.arange(0, BLOCK_L)
     if HAS_H0:
         cr = tl.load(H0 + 2 * rows, mask=rmask, other=0.0)
         ci = tl.load(H0 + 2 * rows + 1, mask=rmask, other=0.0)
@@ -217,11 +222,7 @@ def _linear_fwd_kernel_c(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.co
     base = rows.to(tl.int64)[:, None] * L
     nblk = tl.cdiv(L, BLOCK_L)
     for i in range(0, nblk):
-        if REVERSE:
-            t = (nblk - 1 - i) * BLOCK_L + cols
-        else:
-            t = i * BLOCK_L + cols
-        m = rmask[:, None] & (t < L)[None, :]
+        t, m = _block_steps(i, nblk, L, rmask, BLOCK_L, REVERSE)
         offs = 2 * (base + t[None, :])
         ar = tl.load(A + offs, mask=m, other=1.0)
         ai = tl.load(A + offs + 1, mask=m, other=0.0)
@@ -232,12 +233,8 @@ def _linear_fwd_kernel_c(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.co
         hi = ar * ci[:, None] + ai * cr[:, None] + bi
         tl.store(H + offs, hr, mask=m)
         tl.store(H + offs + 1, hi, mask=m)
-        if REVERSE:
-            last = cols[None, :] == 0
-        else:
-            last = cols[None, :] == BLOCK_L - 1
-        cr = tl.sum(tl.where(last, hr, 0.0), axis=1)
-        ci = tl.sum(tl.where(last, hi, 0.0), axis=1)
+        cr = _edge(hr, BLOCK_L, REVERSE)
+        ci = _edge(hi, BLOCK_L, REVERSE)
 
 
 @triton.jit
@@ -246,7 +243,6 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
     # PyTorch's complex convention: grads flow through conj of the holomorphic derivative
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < R
-    cols = tl.arange(0, BLOCK_L)
     if HAS_H0:
         h0r = tl.load(H0 + 2 * rows, mask=rmask, other=0.0)
         h0i = tl.load(H0 + 2 * rows + 1, mask=rmask, other=0.0)
@@ -258,15 +254,10 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
     base = rows.to(tl.int64)[:, None] * L
     nblk = tl.cdiv(L, BLOCK_L)
     for i in range(0, nblk):
-        if REVERSE:
-            t = i * BLOCK_L + cols
-            nxt = t - 1
-            prv = t + 1
-        else:
-            t = (nblk - 1 - i) * BLOCK_L + cols
-            nxt = t + 1
-            prv = t - 1
-        m = rmask[:, None] & (t < L)[None, :]
+        # the adjoint runs against the recurrence: a[t+s] is the next step's, h[t-s] the previous
+        t, m = _block_steps(i, nblk, L, rmask, BLOCK_L, not REVERSE)
+        nxt = t - 1 if REVERSE else t + 1
+        prv = t + 1 if REVERSE else t - 1
         mn = m & ((nxt >= 0) & (nxt < L))[None, :]
         mp = m & ((prv >= 0) & (prv < L))[None, :]
         ot = 2 * (base + t[None, :])
@@ -286,12 +277,8 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
         # d * conj(h_prev)
         tl.store(GA + ot, dr * hpr + di * hpi, mask=m)
         tl.store(GA + ot + 1, di * hpr - dr * hpi, mask=m)
-        if REVERSE:
-            last = cols[None, :] == BLOCK_L - 1
-        else:
-            last = cols[None, :] == 0
-        cr = tl.sum(tl.where(last, dr, 0.0), axis=1)
-        ci = tl.sum(tl.where(last, di, 0.0), axis=1)
+        cr = _edge(dr, BLOCK_L, not REVERSE)
+        ci = _edge(di, BLOCK_L, not REVERSE)
     if HAS_H0:
         if REVERSE:
             first = L - 1
