@@ -390,6 +390,23 @@ def _softplus_dt(dt, SOFTPLUS: tl.constexpr):
 
 
 @triton.jit
+def _ss_program(CARRY, Dm, L, G, N, BLOCK_D: tl.constexpr):
+    """This program's channels d (BLOCK_D, 1) of batch row b and their mask, the offsets of their
+    rows of u (and delta, z, ...), of the B/C group's rows, of their states (x N), and their slots
+    in the two-buffer carry scratch (2, B, D, N) with the distance between the two buffers."""
+    pid_d = tl.program_id(0)
+    b = tl.program_id(1)
+    d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D))[:, None]
+    g = (pid_d * BLOCK_D) // (Dm // G)
+    row = (b * Dm + d).to(tl.int64) * L
+    bc_base = (b * G + g).to(tl.int64) * N * L
+    st = (b * Dm + d).to(tl.int64) * N
+    half = tl.num_programs(1).to(tl.int64) * Dm * N
+    scr = CARRY + b.to(tl.int64) * Dm * N + d.to(tl.int64) * N
+    return d, d < Dm, row, bc_base, st, scr, half
+
+
+@triton.jit
 def _ss_fwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, CARRY,
                    Dm, L, G, N, NCH,
                    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -401,21 +418,12 @@ def _ss_fwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, CARRY,
     # threads after the next chunk's barrier; two buffers so that no read of chunk c sees a write of
     # chunk c. (Measured and removed: groups of chunks along L run in parallel from a summary pass,
     # for few rows; slower at every few-rows tiling on the H200, bench/README.md.)
-    pid_d = tl.program_id(0)
-    b = tl.program_id(1)
-    d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D))[:, None]
-    dmask = d < Dm
-    g = (pid_d * BLOCK_D) // (Dm // G)
+    d, dmask, row, bc_base, st, scr, half = _ss_program(CARRY, Dm, L, G, N, BLOCK_D)
     if HAS_DB:
         bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
     if HAS_D:
         Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
     ar = tl.arange(0, CHUNK)[None, :]
-    row = (b * Dm + d).to(tl.int64) * L
-    bc_base = (b * G + g).to(tl.int64) * N * L
-    st = (b * Dm + d).to(tl.int64) * N
-    half = tl.num_programs(1).to(tl.int64) * Dm * N
-    scr = CARRY + b.to(tl.int64) * Dm * N + d.to(tl.int64) * N
     for c in range(0, NCH):
         t = c * CHUNK + ar
         tmask = t < L
@@ -463,12 +471,8 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY,
     # dx[t] = C[t] gy[t] + exp(dt[t+1] A) dx[t+1] as a reverse scan, and fold the contributions into
     # per-channel register accumulators (du, ddelta), the chunk's dB, dC rows (summed over the
     # block's channels in registers, then one relaxed fp32 atomic per element) and dA.
-    pid_d = tl.program_id(0)
-    b = tl.program_id(1)
-    d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D))[:, None]
-    dmask = d < Dm
+    d, dmask, row, bc_base, st, scr, half = _ss_program(CARRY, Dm, L, G, N, BLOCK_D)
     nar = tl.arange(0, BLOCK_N)[None, :]
-    g = (pid_d * BLOCK_D) // (Dm // G)
     if HAS_DB:
         bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
     else:
@@ -476,11 +480,6 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY,
     if HAS_D:
         Dv = tl.load(Dp + d, mask=dmask, other=0.0).to(tl.float32)
     ar = tl.arange(0, CHUNK)[None, :]
-    row = (b * Dm + d).to(tl.int64) * L
-    bc_base = (b * G + g).to(tl.int64) * N * L
-    st = (b * Dm + d).to(tl.int64) * N
-    half = tl.num_programs(1).to(tl.int64) * Dm * N
-    scr = CARRY + b.to(tl.int64) * Dm * N + d.to(tl.int64) * N
     dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     dD_acc = tl.zeros([BLOCK_D, 1], dtype=tl.float32)
     dbias_acc = tl.zeros([BLOCK_D, 1], dtype=tl.float32)
