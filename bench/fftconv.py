@@ -45,6 +45,13 @@ def torch_fftconv(u, k, D):
     return (y + uf * D.float()[:, None]).to(u.dtype)
 
 
+def _decaying_kernel(H, L):
+    """k (H, L) on the GPU with exponential decay (as S4/Hyena make), so the output is O(1) and
+    relative errors mean something."""
+    t = torch.arange(L, device="cuda", dtype=torch.float32)
+    return torch.randn(H, L, device="cuda") * torch.exp(-t / (L / 8)) / (L / 8) ** 0.5
+
+
 def _rel(x, r):
     return ((x.float() - r.float()).norm() / r.float().norm()).item()
 
@@ -84,9 +91,7 @@ def _path(L, dtype):
 def bench_conv(B, H, L, dtype, bw, force=None, reps=20):
     torch.manual_seed(0)
     u = torch.randn(B, H, L, device="cuda").to(dtype).requires_grad_(True)
-    # a decaying kernel (as S4/Hyena make) so the output is O(1) and relative errors mean something
-    t = torch.arange(L, device="cuda", dtype=torch.float32)
-    k = (torch.randn(H, L, device="cuda") * torch.exp(-t / (L / 8)) / (L / 8) ** 0.5).requires_grad_(True)
+    k = _decaying_kernel(H, L).requires_grad_(True)
     D = torch.randn(H, device="cuda").requires_grad_(True)
     g = torch.randn(B, H, L, device="cuda").to(dtype)
     _set_force(force)
@@ -249,8 +254,7 @@ def sweep_long(bw, B=8, H=768):
         dtype = getattr(torch, dt)
         torch.manual_seed(0)
         u = torch.randn(B, H, L, device="cuda").to(dtype)
-        t = torch.arange(L, device="cuda", dtype=torch.float32)
-        k = torch.randn(H, L, device="cuda") * torch.exp(-t / (L / 8)) / (L / 8) ** 0.5
+        k = _decaying_kernel(H, L)
         D = torch.randn(H, device="cuda")
         y = torch.empty_like(u)
         t_torch = time_ms(lambda: torch_fftconv(u, k, D))["median_ms"]
@@ -288,8 +292,7 @@ def sweep_long_bwd(bw, B=8, H=768):
     for L in (4096, 16384, 65536):
         torch.manual_seed(0)
         u = torch.randn(B, H, L, device="cuda").requires_grad_(True)
-        t = torch.arange(L, device="cuda", dtype=torch.float32)
-        k = (torch.randn(H, L, device="cuda") * torch.exp(-t / (L / 8)) / (L / 8) ** 0.5).requires_grad_(True)
+        k = _decaying_kernel(H, L).requires_grad_(True)
         D = torch.randn(H, device="cuda").requires_grad_(True)
         g = torch.randn(B, H, L, device="cuda")
         t_torch = time_ms(_fwd_bwd(torch_fftconv, u, k, D, g))["median_ms"]

@@ -18,10 +18,10 @@ scratch buffer (written and re-read by the same program, so it stays in L2):
 
 All DFT contractions are ``tl.dot`` products of complex tiles (4 real products each). The
 program loops over row pairs (a persistent grid of NPROG programs), so the scratch is
-NPROG x n complex whatever B and H (the O(chunk) workspace; the backward holds twice that, plus
+NPROG x n complex whatever B and H (the O(chunk) workspace). The backward holds twice that, plus
 one n-long cross-spectrum row per channel (per share of a channel's pairs when channels are fewer
-than programs), the size of the kernel's spectrum); the DFT matrices,
-twiddles and spectrum are shared by all programs and read through L2.
+than programs), the size of the kernel's spectrum. The DFT matrices, twiddles and spectrum are
+shared by all programs and read through L2.
 
 The spectrum is precomputed by torch.fft (an (H, n) transform, 1/(2B) of the work of the batch)
 in the tile order of pass 2, already scaled by 1/n. Backward (one kernel, one pass over u and
@@ -96,6 +96,12 @@ def _pair_rows(b0, h, H, L, B, NA: tl.constexpr):
     row0 = (b0 * H + h).to(tl.int64) * L
     row1 = ((b0 + 1) * H + h).to(tl.int64) * L
     return row0, row1, (tl.zeros((NA, 1), dtype=tl.int32) + b0 + 1) < B
+
+
+@triton.jit
+def _row_block(rb, M: tl.constexpr, R: tl.constexpr):
+    """Scratch offsets (R, M) of the R rows k1 = rb ... rb + R - 1 that pass 2 takes at once."""
+    return rb * M + tl.arange(0, R)[:, None] * M + tl.arange(0, M)[None, :]
 
 
 @triton.jit
@@ -208,7 +214,7 @@ def _long_kernel(
                   N1, M, NA, BC, BF16, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
-            off = rb * M + tl.arange(0, R)[:, None] * M + tl.arange(0, M)[None, :]
+            off = _row_block(rb, M, R)
             xr, xi = _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
                                P, Q, R, BF16, PREC)
             # the spectrum is stored in the tile order of _rows_fwd
@@ -265,12 +271,12 @@ def _long_bwd_kernel(
                       N1, M, NA, BC, BF16, PREC)
             tl.debug_barrier()
             for rb in range(0, N1, R):
-                off = rb * M + tl.arange(0, R)[:, None] * M + tl.arange(0, M)[None, :]
+                off = _row_block(rb, M, R)
                 zr, zi = _rows_fwd(z_re, z_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
                                    P, Q, R, BF16, PREC)
                 wr, wi = _rows_fwd(w_re, w_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
                                    P, Q, R, BF16, PREC)
-                poff = rb * M + tl.arange(0, R * P)[:, None] * Q + jq
+                poff = rb * M + tl.arange(0, R * P)[:, None] * Q + jq  # tile order of _rows_fwd
                 pr = zr * wr + zi * wi
                 pi = zr * wi - zi * wr
                 if pb > sp:  # the same threads wrote these elements for the previous pair

@@ -39,7 +39,8 @@ LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024
 # 2-byte data (forward 88-93% of copy bandwidth against 60-66% with the fp32 tiling, same sweep).
 # bwd_gather: the backward moves a[t+1] and h[t-1] one column in registers (tl.gather, warp-local when a
 # row of the block lies in one warp) instead of loading them one step off, which compiles to scalar
-# 2-byte loads (16 LDG.U16 against 1 LDG.128 per thread and block in the sm_90 code); exact, NOT timed.
+# 2-byte loads (16 LDG.U16 against 1 LDG.128 per thread and block in the sm_90 code): H200 bf16 fwd+bwd
+# 68% / 71% of copy bandwidth at 2^26 / 2^28 against 63% / 65% (bench/results/scan_h200_run11.json).
 LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8,
                           "bwd_block_l": 256, "bwd_tile": 4096, "bwd_num_warps": 16, "bwd_gather": True}
 # Selective scan tiling: chunk = time steps per scan (forward and backward must agree: the forward
@@ -48,8 +49,8 @@ LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8,
 # SM). One-warp programs (no cross-warp barriers in the scans) are fastest with many rows; below
 # few_rows (batch x channels) rows, or few_rows_infer for a forward without gradients, the GPU
 # has too few warps for them and FEW_ROWS_TILING replaces those keys. From the H200 runs in
-# bench/results/selective_scan_sweep_h200_run8.json (B=8, D=1536, N=16, L=2048) and
-# selective_scan_h200_run8_few_rows.txt (B=1 and 2).
+# bench/results/selective_scan_sweep_h200_run8.json (B=8, D=1536, N=16, L=2048) and the few-rows
+# sweeps selective_scan_few_rows_sweep_h200_run1[012].json (B=1, L=16384).
 SELECTIVE_CFG = {"chunk": 128, "block_d": 2, "num_warps": 1, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 1,
                  "bwd_maxnreg": None, "min_programs": 1024, "few_rows": 2048, "few_rows_infer": 4096}
 FEW_ROWS_TILING = {"chunk": 512, "block_d": 4, "num_warps": 2, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 4,
