@@ -42,6 +42,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._launch import launcher
+
 # Largest padded transform n = N1 * N2 given to the fused kernel, per input dtype. Measured on an
 # H100 (bench/README.md, B=8, H=768): with n = 4096 (L = 2K) the fused path beat torch.fft in
 # fp32 (1.22x fwd, 1.14x fwd+bwd) and bf16 (2.17x, 1.78x); at n = 8192 (L = 4K) it lost in
@@ -313,6 +315,8 @@ def _spectrum_bwd_kernel(
 # ----------------------------------------------------------------------------------------------
 # host side
 
+_FWD, _BWD_K = launcher(_fftconv_fwd_kernel), launcher(_fftconv_bwd_k_kernel)
+_SPECTRUM, _SPECTRUM_BWD = launcher(_spectrum_kernel), launcher(_spectrum_bwd_kernel)
 _CONSTS: dict = {}
 
 
@@ -374,53 +378,48 @@ def plan_2d(S: tuple[int, int], Sk: tuple[int, int], circular: bool, dtype=torch
     return n1, n2
 
 
-class _Spectrum(torch.autograd.Function):
-    """k (H, *Sk) -> its effective kernel's unnormalized DFT, (H, N1, N2, 2) fp32 in tile order.
-
-    A Triton kernel with the same DFT products as the convolution (a torch.fft call here cost
-    more than the whole fused convolution at short lengths); its adjoint is the real part of
-    the inverse DFT, gathered back into k's shape.
-    """
-
-    @staticmethod
-    def forward(ctx, k, N1, N2, causal, two_d):
-        H = k.shape[0]
-        k = k.contiguous()
-        if two_d:
-            lk1, lk2 = k.shape[1], k.shape[2]
-            sh1, sh2 = (0, 0) if causal else ((lk1 - 1) // 2, (lk2 - 1) // 2)
-        else:
-            lk1, lk2 = k.shape[1], 1
-            sh1, sh2 = (0 if causal else (lk1 - 1) // 2), 0
-        n = N1 * N2
-        R = _rows(H, n, TILE_ELEMS)
-        out = torch.empty(H, N1, N2, 2, device=k.device, dtype=torch.float32)
-        consts = _consts(N1, N2, not two_d, k.device)
-        _spectrum_kernel[(triton.cdiv(H, R),)](
-            k, out, *consts, H, lk1, lk2, sh1, sh2, *_kstrides((N1, N2, not two_d)),
-            R=R, N1=N1, N2=N2, TWIDDLE=not two_d, TWO_D=two_d, PREC=_prec(), num_warps=_warps(R * n),
-        )
-        ctx.args = (N1, N2, two_d, lk1, lk2, sh1, sh2, k.shape, k.dtype)
-        return out
-
-    @staticmethod
-    def backward(ctx, dK):
-        N1, N2, two_d, lk1, lk2, sh1, sh2, shape, dtype = ctx.args
-        H = shape[0]
-        n = N1 * N2
-        R = _rows(H, n, TILE_ELEMS)
-        dk = torch.empty(shape, device=dK.device, dtype=dtype)
-        consts = _consts(N1, N2, not two_d, dK.device)
-        _spectrum_bwd_kernel[(triton.cdiv(H, R),)](
-            dK.contiguous(), dk, *consts, H, lk1, lk2, sh1, sh2, *_kstrides((N1, N2, not two_d)),
-            R=R, N1=N1, N2=N2, TWIDDLE=not two_d, TWO_D=two_d, PREC=_prec(), num_warps=_warps(R * n),
-        )
-        return dk, None, None, None, None
+def _kgeom(kshape, causal: bool, two_d: bool) -> tuple[int, int, int, int]:
+    """k's extent (lk1, lk2) and the shift (sh1, sh2) that centres a non-causal kernel."""
+    if two_d:
+        lk1, lk2 = kshape[1], kshape[2]
+        return (lk1, lk2) + ((0, 0) if causal else ((lk1 - 1) // 2, (lk2 - 1) // 2))
+    lk1 = kshape[1]
+    return lk1, 1, (0 if causal else (lk1 - 1) // 2), 0
 
 
 def _spectrum(k: torch.Tensor, N1: int, N2: int, causal: bool, two_d: bool) -> torch.Tensor:
-    """The kernel's spectrum (unnormalized), (H, N1, N2, 2) fp32, in frequency order (see _kstrides)."""
-    return _Spectrum.apply(k, N1, N2, causal, two_d)
+    """k (H, *Sk) -> its effective kernel's unnormalized DFT, (H, N1, N2, 2) fp32 in frequency order
+    (see _kstrides); not differentiable (the convolution's backward calls :func:`_spectrum_adjoint`).
+
+    A Triton kernel with the same DFT products as the convolution (a torch.fft call here cost
+    more than the whole fused convolution at short lengths).
+    """
+    H = k.shape[0]
+    k = k.contiguous()
+    n = N1 * N2
+    R = _rows(H, n, TILE_ELEMS)
+    out = torch.empty(H, N1, N2, 2, device=k.device, dtype=torch.float32)
+    _SPECTRUM[(triton.cdiv(H, R),)](
+        k, out, *_consts(N1, N2, not two_d, k.device), H, *_kgeom(k.shape, causal, two_d),
+        *_kstrides((N1, N2, not two_d)),
+        R=R, N1=N1, N2=N2, TWIDDLE=not two_d, TWO_D=two_d, PREC=_prec(), num_warps=_warps(R * n),
+    )
+    return out
+
+
+def _spectrum_adjoint(dK: torch.Tensor, kshape, kdtype, causal: bool, two_d: bool) -> torch.Tensor:
+    """Gradient for k (kshape, kdtype) from the gradient dK (H, N1, N2, 2) of its spectrum: the real
+    part of the inverse DFT, gathered back into k's shape."""
+    H, N1, N2 = dK.shape[:3]
+    n = N1 * N2
+    R = _rows(H, n, TILE_ELEMS)
+    dk = torch.empty(kshape, device=dK.device, dtype=kdtype)
+    _SPECTRUM_BWD[(triton.cdiv(H, R),)](
+        dK.contiguous(), dk, *_consts(N1, N2, not two_d, dK.device), H, *_kgeom(kshape, causal, two_d),
+        *_kstrides((N1, N2, not two_d)),
+        R=R, N1=N1, N2=N2, TWIDDLE=not two_d, TWO_D=two_d, PREC=_prec(), num_warps=_warps(R * n),
+    )
+    return dk
 
 
 def _kstrides(geom) -> tuple[int, int]:
@@ -457,14 +456,23 @@ def _warps(tile: int) -> int:
     return 4 if tile <= 8192 else 8
 
 
+def _conv(u, k, D, geom, causal):
+    """Forward without autograd: the kernel's spectrum, then the fused convolution. Returns (y, K)."""
+    K = _spectrum(k, geom[0], geom[1], causal, two_d=not geom[2])
+    y = torch.empty_like(u)
+    _launch_fwd(u, K, D, y, geom, conj=False)
+    return y, K
+
+
 class _FFTConv(torch.autograd.Function):
+    """u, k, D -> y through the fused kernels; geom = (N1, N2, twiddle (1-D), row limit, column limit,
+    row stride, elements per (b, h) row) and causal describe the transform and k's placement."""
+
     @staticmethod
-    def forward(ctx, u, K, D, geom):
-        u = u.contiguous()
-        y = torch.empty_like(u)
-        _launch_fwd(u, K, D, y, geom, conj=False)
+    def forward(ctx, u, k, D, geom, causal):
+        y, K = _conv(u, k, D, geom, causal)
         ctx.save_for_backward(u, K, D)
-        ctx.geom = geom
+        ctx.geom, ctx.causal, ctx.kmeta = geom, causal, (tuple(k.shape), k.dtype)
         return y
 
     @staticmethod
@@ -475,13 +483,13 @@ class _FFTConv(torch.autograd.Function):
         n = N1 * N2
         B, H = u.shape[0], u.shape[1]
         g = gy.contiguous().to(u.dtype)
-        du = dK = dD = None
+        du = dk = dD = None
         if ctx.needs_input_grad[0]:
             du = torch.empty_like(u)
             _launch_fwd(g, K, D, du, geom, conj=True)
         need_d = D is not None and ctx.needs_input_grad[2]
         if not (ctx.needs_input_grad[1] or need_d):
-            return du, None, None, None
+            return du, None, None, None, None
         if n > BWD_TILE_ELEMS or BWD_K == "torch":
             # two transforms of this size do not fit one program's shared memory: torch.fft
             dK, dD = _bwd_k_torch(u, g, geom, need_d)
@@ -494,19 +502,29 @@ class _FFTConv(torch.autograd.Function):
             nsplit = triton.cdiv(groups, g_per)
             pk = torch.empty((nsplit,) + tuple(K.shape), device=u.device, dtype=torch.float32)
             pdd = torch.empty(nsplit, H, device=u.device, dtype=torch.float32)
-            f1r, f1i, f2r, f2i, tr, ti = _consts(N1, N2, twiddle, u.device)
             ks1, ks2 = _kstrides(geom)
-            ck = _fftconv_bwd_k_kernel[(H, nsplit)](
-                u, g, pk, pdd, f1r, f1i, f2r, f2i, tr, ti,
+            ck = _BWD_K[(H, nsplit)](
+                u, g, pk, pdd, *_consts(N1, N2, twiddle, u.device),
                 B, H, g_per, rlim, clim, stride, tot, 1.0 / n,
                 KS1=ks1, KS2=ks2, R=R, N1=N1, N2=N2, TWIDDLE=twiddle,
                 BF16=(u.dtype == torch.bfloat16), PREC=_prec(),
                 num_warps=_warps(R * n), num_stages=1,
             )
             _record("bwd_k", N1, N2, ck)
-            dK = pk.sum(0)
-            dD = pdd.sum(0) if need_d else None
-        return du, dK, None if dD is None else dD.to(D.dtype), None
+            dK = pk.sum(0) if nsplit > 1 else pk[0]
+            dD = (pdd.sum(0) if nsplit > 1 else pdd[0]) if need_d else None
+        if ctx.needs_input_grad[1]:
+            dk = _spectrum_adjoint(dK, *ctx.kmeta, ctx.causal, two_d=not twiddle)
+        return du, dk, None if dD is None else dD.to(D.dtype), None, None
+
+
+def _apply(u, k, D, geom, causal):
+    """The convolution, through autograd only when a gradient is wanted (each autograd Function
+    call costs host time that short convolutions feel)."""
+    u = u.contiguous()
+    if torch.is_grad_enabled() and (u.requires_grad or k.requires_grad or (D is not None and D.requires_grad)):
+        return _FFTConv.apply(u, k, D, geom, causal)
+    return _conv(u, k, D, geom, causal)[0]
 
 
 def _bwd_k_torch(u, g, geom, need_d):
@@ -529,24 +547,26 @@ def _bwd_k_torch(u, g, geom, need_d):
 
 
 def _consts(N1, N2, twiddle, device):
-    f1r, f1i = _dft_matrix(N1, device)
-    f2r, f2i = _dft_matrix(N2, device)
-    if twiddle:
-        tr, ti = _twiddle(N1, N2, device)
-    else:
-        tr, ti = f1r, f1i  # unused by the kernel
-    return f1r, f1i, f2r, f2i, tr, ti
+    """The six DFT-constant tensors a kernel takes, cached per geometry and device."""
+    key = ("C", N1, N2, twiddle, device)
+    c = _CONSTS.get(key)
+    if c is None:
+        f1r, f1i = _dft_matrix(N1, device)
+        f2r, f2i = _dft_matrix(N2, device)
+        # without the twiddle (2-D) the kernel ignores the last two
+        tr, ti = _twiddle(N1, N2, device) if twiddle else (f1r, f1i)
+        c = _CONSTS[key] = (f1r, f1i, f2r, f2i, tr, ti)
+    return c
 
 
 def _launch_fwd(u, K, D, y, geom, conj: bool):
     N1, N2, twiddle, rlim, clim, stride, tot = geom
     n = N1 * N2
     B, H = u.shape[0], u.shape[1]
-    f1r, f1i, f2r, f2i, tr, ti = _consts(N1, N2, twiddle, u.device)
     R = _rows(B, n, TILE_ELEMS)
     ks1, ks2 = _kstrides(geom)
-    ck = _fftconv_fwd_kernel[(H, triton.cdiv(B, R))](
-        u, K, D if D is not None else u, y, f1r, f1i, f2r, f2i, tr, ti,
+    ck = _FWD[(H, triton.cdiv(B, R))](
+        u, K, D if D is not None else u, y, *_consts(N1, N2, twiddle, u.device),
         B, H, rlim, clim, stride, tot, 1.0 / n,
         KS1=ks1, KS2=ks2, R=R, N1=N1, N2=N2, TWIDDLE=twiddle, CONJ=conj, HAS_D=D is not None,
         BF16=(u.dtype == torch.bfloat16), PREC=_prec(), COALESCE=COALESCE,
@@ -590,9 +610,7 @@ def fftconv_triton(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = No
             return fftconv_long(u, k, D, causal, lplan)
         return fftconv_ref(u, k, D, causal)
     N1, N2 = plan
-    K = _spectrum(k, N1, N2, causal, two_d=False)
-    geom = (N1, N2, True, N1, N2, N2, L)
-    return _FFTConv.apply(u, K, D, geom)
+    return _apply(u, k, D, (N1, N2, True, N1, N2, N2, L), causal)
 
 
 def fftconv_nd_triton(
@@ -613,7 +631,5 @@ def fftconv_nd_triton(
         plan = plan_2d(S, (k.shape[1], k.shape[2]), circular, u.dtype)
         if plan is not None:
             N1, N2 = plan
-            K = _spectrum(k, N1, N2, causal, two_d=True)
-            geom = (N1, N2, False, S[0], S[1], S[1], S[0] * S[1])
-            return _FFTConv.apply(u, K, D, geom)
+            return _apply(u, k, D, (N1, N2, False, S[0], S[1], S[1], S[0] * S[1]), causal)
     return fftconv_nd_ref(u, k, D, causal, circular)

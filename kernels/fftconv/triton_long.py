@@ -23,8 +23,8 @@ one n-long cross-spectrum row per channel (per share of a channel's pairs when c
 than programs), the size of the kernel's spectrum. The DFT matrices, twiddles and spectrum are
 shared by all programs and read through L2.
 
-The spectrum is precomputed by torch.fft (an (H, n) transform, 1/(2B) of the work of the batch)
-in the tile order of pass 2, already scaled by 1/n. Backward (one kernel, one pass over u and
+The spectrum is precomputed in the tile order of pass 2, already scaled by 1/n, by a third kernel
+(passes 1-2 on each row of k; torch.fft for a centred kernel). Backward (one kernel, one pass over u and
 the output gradient g): per row pair, passes 1-2 transform both z = u pair and w = g pair; the
 cross-spectrum conj(Z) W is summed over the channel's pairs (for dk: since u, g, k are real,
 dk = Re(ifft(sum_pairs conj(Z) W)), one (H, n) inverse on the host), and W conj(K) goes through
@@ -37,6 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._launch import launcher
 from .triton_fftconv import _dft_matrix as _dft
 from .triton_fftconv import _dot, _pow2_at_least, _prec, _twiddle
 
@@ -295,8 +296,44 @@ def _long_bwd_kernel(
                       N1, M, NA, BC, HAS_D, BF16, PREC)
 
 
+@triton.jit
+def _long_spectrum_kernel(
+    k_ptr, kt_ptr, s_ptr,
+    f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
+    H, LK, NPROG, inv_n,
+    N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    # The causal kernel's spectrum for _long_kernel: row h of k (H, LK), zero padded to n, through
+    # passes 1-2 forward (as a complex row with zero imaginary part), scaled by 1/n and stored in
+    # pass 2's tile order, re plane then im plane of kt (H, 2, n).
+    M: tl.constexpr = P * Q
+    NN: tl.constexpr = N1 * M
+    pid = tl.program_id(0)
+    s_re = s_ptr + pid.to(tl.int64) * (2 * NN)
+    s_im = s_re + NN
+    jq = tl.arange(0, Q)[None, :]
+    no_im = tl.zeros((NA, 1), dtype=tl.int32) != 0
+    for h in range(pid, H, NPROG):
+        h = tl.cast(h, tl.int64)  # a Python int under the interpreter
+        row = h * LK
+        tl.debug_barrier()
+        _cols_fwd(k_ptr, row, row, no_im, s_re, s_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, LK,
+                  N1, M, NA, BC, False, PREC)
+        tl.debug_barrier()
+        for rb in range(0, N1, R):
+            off = _row_block(rb, M, R)
+            xr, xi = _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+                               P, Q, R, False, PREC)
+            koff = h * (2 * NN) + rb * M + tl.arange(0, R * P)[:, None] * Q + jq
+            tl.store(kt_ptr + koff, xr * inv_n)
+            tl.store(kt_ptr + NN + koff, xi * inv_n)
+
+
 # ----------------------------------------------------------------------------------------------
 # host side
+
+_LONG, _LONG_BWD, _SPECTRUM = launcher(_long_kernel), launcher(_long_bwd_kernel), launcher(_long_spectrum_kernel)
 
 def plan_long(L: int, Lk: int, dtype=torch.float32) -> tuple[int, int, int] | None:
     """(N1, P, Q) of the long kernel for a length-L input and length-Lk kernel, or None."""
@@ -311,11 +348,22 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool) -> torch.Tensor:
     """k (H, Lk) -> (H, 2, n) fp32: re/im planes of DFT_n(k_eff) / n in pass 2's tile order.
 
     k_eff is k zero padded to n, rolled back by the centre when not causal. Position
-    (k1, kp, kq) of the tile order holds frequency k1 + N1 (kp + P kq).
+    (k1, kp, kq) of the tile order holds frequency k1 + N1 (kp + P kq). Causal kernels on the GPU
+    take the Triton passes 1-2 (one read of k, one write of the tiles; torch.fft and the reorder
+    took 20-30% of the forward's time, bench/README.md); centred kernels take torch.fft.
     """
     N1, P, Q = plan
     n = N1 * P * Q
     H, Lk = k.shape
+    if causal:
+        kt = torch.empty(H, 2, n, device=k.device, dtype=torch.float32)
+        nprog = _nprog(H, k.device)
+        scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
+        _SPECTRUM[(nprog,)](
+            k.detach().contiguous(), kt, scratch, *_tables(plan, k.device), H, Lk, nprog, 1.0 / n,
+            N1=N1, P=P, Q=Q, **_blocks(plan, Lk, TILE), PREC=_prec(), num_warps=WARPS, num_stages=1,
+        )
+        return kt
     kf = k.detach().float()
     if not causal:
         sh = (Lk - 1) // 2
@@ -359,7 +407,7 @@ def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bo
     npairs = H * PB
     nprog = _nprog(npairs, u.device)
     scratch = torch.empty(nprog, 2, N1 * P * Q, device=u.device, dtype=torch.float32)
-    _long_kernel[(nprog,)](
+    _LONG[(nprog,)](
         u, Kt, D if D is not None else u, y, scratch, *_tables(plan, u.device),
         B, H, L, npairs, PB, nprog,
         N1=N1, P=P, Q=Q, **_blocks(plan, L, TILE), CONJ=conj, HAS_D=D is not None,
@@ -385,7 +433,7 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan) -> t
     scratch = torch.empty(nprog, 4, n, device=u.device, dtype=torch.float32)
     psum = torch.empty(nwork, 2, n, device=u.device, dtype=torch.float32)
     du = torch.empty_like(u)
-    _long_bwd_kernel[(nprog,)](
+    _LONG_BWD[(nprog,)](
         u, g, Kt, D if D is not None else u, du, psum, scratch, *_tables(plan, u.device),
         B, H, L, PB, nsplit, nwork, nprog,
         N1=N1, P=P, Q=Q, **_blocks(plan, L, BWD_TILE), HAS_D=D is not None,

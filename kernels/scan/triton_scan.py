@@ -27,6 +27,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._launch import launcher
+
 # Tunables, read at call time (tests monkeypatch them to tiny values).
 # tile: elements per program; defaults from bench/results/scan_sweep.json (H100, fp32).
 # min_programs: fewer rows per program (down to 1) while the grid would have fewer programs than this,
@@ -292,6 +294,12 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
         tl.store(GH0 + 2 * rows + 1, a0r * ci + a0i * cr, mask=rmask)
 
 
+_LIN_FWD_C = launcher(_linear_fwd_kernel_c)
+_LIN_FWD = launcher(_linear_fwd_kernel)
+_LIN_BWD_C = launcher(_linear_bwd_kernel_c)
+_LIN_BWD = launcher(_linear_bwd_kernel)
+
+
 def _linear_cfg(itemsize: int) -> dict:
     return {**LINEAR_CFG, **LINEAR_CFG_16BIT} if itemsize == 2 else LINEAR_CFG
 
@@ -314,12 +322,12 @@ def _linear_fwd(a, b, h0, reverse):
     if a.is_complex():
         h = torch.empty_like(b)
         h0v = torch.view_as_real(h0.contiguous()) if h0 is not None else h
-        _linear_fwd_kernel_c[grid](torch.view_as_real(a), torch.view_as_real(b), h0v, torch.view_as_real(h), R, L,
+        _LIN_FWD_C[grid](torch.view_as_real(a), torch.view_as_real(b), h0v, torch.view_as_real(h), R, L,
                                    HAS_H0=h0 is not None, REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l,
                                    num_warps=nw)
     else:
         h = torch.empty_like(b)
-        _linear_fwd_kernel[grid](a, b, h0 if h0 is not None else h, h, R, L, HAS_H0=h0 is not None,
+        _LIN_FWD[grid](a, b, h0 if h0 is not None else h, h, R, L, HAS_H0=h0 is not None,
                                  REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=nw)
     return h
 
@@ -335,11 +343,11 @@ def _linear_bwd(a, h, h0, g, reverse):
     gh0 = torch.empty_like(h0) if h0 is not None else None
     if a.is_complex():
         vr = torch.view_as_real
-        _linear_bwd_kernel_c[grid](vr(a), vr(h), vr(h0) if h0 is not None else vr(h), vr(g), vr(ga), vr(gb),
+        _LIN_BWD_C[grid](vr(a), vr(h), vr(h0) if h0 is not None else vr(h), vr(g), vr(ga), vr(gb),
                                    vr(gh0) if h0 is not None else vr(gb), R, L, HAS_H0=h0 is not None,
                                    REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=nw)
     else:
-        _linear_bwd_kernel[grid](a, h, h0 if h0 is not None else h, g, ga, gb, gh0 if h0 is not None else gb,
+        _LIN_BWD[grid](a, h, h0 if h0 is not None else h, g, ga, gb, gh0 if h0 is not None else gb,
                                  R, L, HAS_H0=h0 is not None, REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r,
                                  BLOCK_L=block_l, SHIFT_GATHER=_linear_cfg(a.element_size()).get("bwd_gather", False),
                                  num_warps=nw)
@@ -561,6 +569,10 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY,
         tl.atomic_add(DDB + d, dbias_acc, mask=dmask, sem="relaxed")
 
 
+_SS_FWD = launcher(_ss_fwd_kernel)
+_SS_BWD = launcher(_ss_bwd_kernel)
+
+
 def _block_d(Dm: int, G: int, want: int) -> int:
     bd = max(1, min(want, triton.next_power_of_2(Dm)))
     if G > 1:
@@ -600,7 +612,7 @@ def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_l
     flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None, SOFTPLUS=softplus,
                  BLOCK_D=bd, CHUNK=chunk, **_launch_opts(cfg, ""))
     grid = (triton.cdiv(Dm, bd), Bsz)
-    _ss_fwd_kernel[grid](*args, out, xs, carry, Dm, L, G, N, nch, SAVE_STATES=save_states, **flags)
+    _SS_FWD[grid](*args, out, xs, carry, Dm, L, G, N, nch, SAVE_STATES=save_states, **flags)
     # the carry written by the last chunk: the state after step L
     last = carry[nch % 2] if save_last else None
     return out, (xs if save_states else None), last, chunk
@@ -630,7 +642,7 @@ def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs, chunk):
     flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None, SOFTPLUS=softplus,
                  BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, **_launch_opts(cfg, "bwd_"))
     grid = (triton.cdiv(Dm, bd), Bsz)
-    _ss_bwd_kernel[grid](*args, *grads, Dm, L, G, N, nch, **flags)
+    _SS_BWD[grid](*args, *grads, Dm, L, G, N, nch, **flags)
     return du, ddt, dA, dB, dC, dD, dz, ddb
 
 
