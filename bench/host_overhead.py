@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._timing import device_name, print_table, write_json  # noqa: E402
 from bench.fftconv import _decaying_kernel, torch_fftconv  # noqa: E402
-from kernels import _launch  # noqa: E402
 from kernels.fftconv import fftconv  # noqa: E402
 from kernels.fftconv import triton_fftconv as tf  # noqa: E402
 
@@ -79,16 +78,13 @@ def main():
     x = torch.zeros(1024, device="cuda", dtype=torch.int32)
     rows, profiles = [], {}
     noop = host_us(lambda: _noop[(1,)](x), args.calls)
-    # each case twice: Triton's own launch path, then the cached launches of kernels._launch
-    cases = [(dt, int(L), fast) for dt in args.dtypes.split(",") for L in args.lengths.split(",") for fast in (0, 1)]
-    for dt, L, fast in cases:
+    for dt, L in [(dt, int(L)) for dt in args.dtypes.split(",") for L in args.lengths.split(",")]:
         dtype = getattr(torch, dt)
-        _launch._DISABLED = not fast
         u = torch.randn(B, H, L, device="cuda").to(dtype)
         k = _decaying_kernel(H, L)
         D = torch.randn(H, device="cuda")
         plan = tf.plan_1d(L, L, dtype)
-        r = {"B": B, "H": H, "L": L, "dtype": dt, "cached_launch": bool(fast), "noop_launch_us": noop}
+        r = {"B": B, "H": H, "L": L, "dtype": dt, "noop_launch_us": noop}
         with torch.no_grad():
             r["fftconv_us"] = host_us(lambda: fftconv(u, k, D), args.calls)
             r["torch_fft_us"] = host_us(lambda: torch_fftconv(u, k, D), args.calls)
@@ -101,7 +97,7 @@ def main():
                 r["launch_fwd_us"] = host_us(lambda: tf._launch_fwd(u, K, D, y, geom, False), args.calls)
                 r["fftconv_apply_us"] = host_us(lambda: tf._FFTConv.apply(u, k, D, geom, True), args.calls)
             if not args.no_profile:
-                profiles[f"{dt}_{L}_fwd_cached{fast}"] = profile(lambda: fftconv(u, k, D), args.calls)
+                profiles[f"{dt}_{L}_fwd"] = profile(lambda: fftconv(u, k, D), args.calls)
         ug, kg, Dg = (t.clone().requires_grad_(True) for t in (u, k, D))
         g = torch.randn_like(u)
 
@@ -115,7 +111,7 @@ def main():
         r["fftconv_fwdbwd_us"] = host_us(fb(fftconv), args.calls)
         r["torch_fft_fwdbwd_us"] = host_us(fb(torch_fftconv), args.calls)
         if not args.no_profile:
-            profiles[f"{dt}_{L}_fwdbwd_cached{fast}"] = profile(fb(fftconv), args.calls)
+            profiles[f"{dt}_{L}_fwdbwd"] = profile(fb(fftconv), args.calls)
         rows.append({k2: (round(v, 1) if isinstance(v, float) else v) for k2, v in r.items()})
         print_table([rows[-1]], list(rows[-1].keys()))
     for key, text in profiles.items():

@@ -186,6 +186,39 @@ def few_rows_sweep(bw, mamba_fn):
     triton_scan.FEW_ROWS_TILING.update(default_few)
 
 
+def ab(variants: list[dict], rounds: int = 3):
+    """Same-run A/B of our kernels: the default config and each variant (SELECTIVE_CFG overrides),
+    timed in turn `rounds` times at every shape; reports the median over rounds of each config's fwd
+    and fwd+bwd medians (across runs, different GPUs of one model differ by a few percent)."""
+    default = dict(triton_scan.SELECTIVE_CFG)
+    configs = [{}] + variants
+    rows = []
+    for B, L in SHAPES:
+        ins = make_inputs(B, L)
+        times = {i: ([], []) for i in range(len(configs))}
+        for _ in range(rounds):
+            for i, cfg in enumerate(configs):
+                triton_scan.SELECTIVE_CFG.clear()
+                triton_scan.SELECTIVE_CFG.update({**default, **cfg})
+                fwd, fwdbwd, _, _ = _fns(selective_scan, ins)
+                times[i][0].append(time_ms(fwd)["median_ms"])
+                times[i][1].append(time_ms(fwdbwd)["median_ms"])
+        for i, cfg in enumerate(configs):
+            f, fb = sorted(times[i][0]), sorted(times[i][1])
+            d0, d1 = sorted(times[0][0])[rounds // 2], sorted(times[0][1])[rounds // 2]
+            rows.append({"B": B, "L": L, "config": str(cfg or "default"), "fwd_ms": f[rounds // 2],
+                         "fwdbwd_ms": fb[rounds // 2], "speedup_fwd_vs_default": d0 / f[rounds // 2],
+                         "speedup_fwdbwd_vs_default": d1 / fb[rounds // 2]})
+            print(rows[-1], flush=True)
+        del ins
+        torch.cuda.empty_cache()
+    triton_scan.SELECTIVE_CFG.clear()
+    triton_scan.SELECTIVE_CFG.update(default)
+    print_table(rows, list(rows[0].keys()))
+    write_json("selective_scan_ab", {"device": device_name(), "torch": torch.__version__, "default": default,
+                                     "rounds": rounds, "rows": rows})
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--mamba-root", default=".peers/mamba")
@@ -197,7 +230,12 @@ def main():
     p.add_argument("--no-ref", action="store_true", help="skip timing the PyTorch reference")
     p.add_argument("--few-rows-sweep", action="store_true", help="time few-rows tilings at B=1, L=16K beside "
                    "mamba-ssm, write selective_scan_few_rows_sweep.json, exit")
+    p.add_argument("--ab", default="", help="only a same-run A/B of ours: variants separated by ';', "
+                   "e.g. 'chunk=256;bwd_num_warps=2' (see ab())")
     args = p.parse_args()
+    if args.ab:
+        ab([parse_options(v) for v in args.ab.split(";")])
+        return
     if args.cfg_from:
         import json
 

@@ -42,7 +42,6 @@ import torch
 import triton
 import triton.language as tl
 
-from .._launch import launcher
 
 # Largest padded transform n = N1 * N2 given to the fused kernel, per input dtype. Measured on an
 # H100 (bench/README.md, B=8, H=768): with n = 4096 (L = 2K) the fused path beat torch.fft in
@@ -315,8 +314,6 @@ def _spectrum_bwd_kernel(
 # ----------------------------------------------------------------------------------------------
 # host side
 
-_FWD, _BWD_K = launcher(_fftconv_fwd_kernel), launcher(_fftconv_bwd_k_kernel)
-_SPECTRUM, _SPECTRUM_BWD = launcher(_spectrum_kernel), launcher(_spectrum_bwd_kernel)
 _CONSTS: dict = {}
 
 
@@ -399,7 +396,7 @@ def _spectrum(k: torch.Tensor, N1: int, N2: int, causal: bool, two_d: bool) -> t
     n = N1 * N2
     R = _rows(H, n, TILE_ELEMS)
     out = torch.empty(H, N1, N2, 2, device=k.device, dtype=torch.float32)
-    _SPECTRUM[(triton.cdiv(H, R),)](
+    _spectrum_kernel[(triton.cdiv(H, R),)](
         k, out, *_consts(N1, N2, not two_d, k.device), H, *_kgeom(k.shape, causal, two_d),
         *_kstrides((N1, N2, not two_d)),
         R=R, N1=N1, N2=N2, TWIDDLE=not two_d, TWO_D=two_d, PREC=_prec(), num_warps=_warps(R * n),
@@ -414,7 +411,7 @@ def _spectrum_adjoint(dK: torch.Tensor, kshape, kdtype, causal: bool, two_d: boo
     n = N1 * N2
     R = _rows(H, n, TILE_ELEMS)
     dk = torch.empty(kshape, device=dK.device, dtype=kdtype)
-    _SPECTRUM_BWD[(triton.cdiv(H, R),)](
+    _spectrum_bwd_kernel[(triton.cdiv(H, R),)](
         dK.contiguous(), dk, *_consts(N1, N2, not two_d, dK.device), H, *_kgeom(kshape, causal, two_d),
         *_kstrides((N1, N2, not two_d)),
         R=R, N1=N1, N2=N2, TWIDDLE=not two_d, TWO_D=two_d, PREC=_prec(), num_warps=_warps(R * n),
@@ -503,7 +500,7 @@ class _FFTConv(torch.autograd.Function):
             pk = torch.empty((nsplit,) + tuple(K.shape), device=u.device, dtype=torch.float32)
             pdd = torch.empty(nsplit, H, device=u.device, dtype=torch.float32)
             ks1, ks2 = _kstrides(geom)
-            ck = _BWD_K[(H, nsplit)](
+            ck = _fftconv_bwd_k_kernel[(H, nsplit)](
                 u, g, pk, pdd, *_consts(N1, N2, twiddle, u.device),
                 B, H, g_per, rlim, clim, stride, tot, 1.0 / n,
                 KS1=ks1, KS2=ks2, R=R, N1=N1, N2=N2, TWIDDLE=twiddle,
@@ -565,7 +562,7 @@ def _launch_fwd(u, K, D, y, geom, conj: bool):
     B, H = u.shape[0], u.shape[1]
     R = _rows(B, n, TILE_ELEMS)
     ks1, ks2 = _kstrides(geom)
-    ck = _FWD[(H, triton.cdiv(B, R))](
+    ck = _fftconv_fwd_kernel[(H, triton.cdiv(B, R))](
         u, K, D if D is not None else u, y, *_consts(N1, N2, twiddle, u.device),
         B, H, rlim, clim, stride, tot, 1.0 / n,
         KS1=ks1, KS2=ks2, R=R, N1=N1, N2=N2, TWIDDLE=twiddle, CONJ=conj, HAS_D=D is not None,

@@ -37,7 +37,6 @@ import torch
 import triton
 import triton.language as tl
 
-from .._launch import launcher
 from .triton_fftconv import _dft_matrix as _dft
 from .triton_fftconv import _dot, _pow2_at_least, _prec, _twiddle
 
@@ -333,8 +332,6 @@ def _long_spectrum_kernel(
 # ----------------------------------------------------------------------------------------------
 # host side
 
-_LONG, _LONG_BWD, _SPECTRUM = launcher(_long_kernel), launcher(_long_bwd_kernel), launcher(_long_spectrum_kernel)
-
 def plan_long(L: int, Lk: int, dtype=torch.float32) -> tuple[int, int, int] | None:
     """(N1, P, Q) of the long kernel for a length-L input and length-Lk kernel, or None."""
     lo, hi = LONG_N.get(dtype, (1, 0))
@@ -359,7 +356,7 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool) -> torch.Tensor:
         kt = torch.empty(H, 2, n, device=k.device, dtype=torch.float32)
         nprog = _nprog(H, k.device)
         scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
-        _SPECTRUM[(nprog,)](
+        _long_spectrum_kernel[(nprog,)](
             k.detach().contiguous(), kt, scratch, *_tables(plan, k.device), H, Lk, nprog, 1.0 / n,
             N1=N1, P=P, Q=Q, **_blocks(plan, Lk, TILE), PREC=_prec(), num_warps=WARPS, num_stages=1,
         )
@@ -407,7 +404,7 @@ def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bo
     npairs = H * PB
     nprog = _nprog(npairs, u.device)
     scratch = torch.empty(nprog, 2, N1 * P * Q, device=u.device, dtype=torch.float32)
-    _LONG[(nprog,)](
+    _long_kernel[(nprog,)](
         u, Kt, D if D is not None else u, y, scratch, *_tables(plan, u.device),
         B, H, L, npairs, PB, nprog,
         N1=N1, P=P, Q=Q, **_blocks(plan, L, TILE), CONJ=conj, HAS_D=D is not None,
@@ -433,7 +430,7 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan) -> t
     scratch = torch.empty(nprog, 4, n, device=u.device, dtype=torch.float32)
     psum = torch.empty(nwork, 2, n, device=u.device, dtype=torch.float32)
     du = torch.empty_like(u)
-    _LONG_BWD[(nprog,)](
+    _long_bwd_kernel[(nprog,)](
         u, g, Kt, D if D is not None else u, du, psum, scratch, *_tables(plan, u.device),
         B, H, L, PB, nsplit, nwork, nprog,
         N1=N1, P=P, Q=Q, **_blocks(plan, L, BWD_TILE), HAS_D=D is not None,

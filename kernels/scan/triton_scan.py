@@ -27,8 +27,6 @@ import torch
 import triton
 import triton.language as tl
 
-from .._launch import launcher
-
 # Tunables, read at call time (tests monkeypatch them to tiny values).
 # tile: elements per program; defaults from bench/results/scan_sweep.json (H100, fp32).
 # min_programs: fewer rows per program (down to 1) while the grid would have fewer programs than this,
@@ -57,12 +55,6 @@ SELECTIVE_CFG = {"chunk": 128, "block_d": 2, "num_warps": 1, "maxnreg": None, "b
                  "bwd_maxnreg": None, "min_programs": 1024, "few_rows": 2048, "few_rows_infer": 4096}
 FEW_ROWS_TILING = {"chunk": 512, "block_d": 4, "num_warps": 2, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 4,
                    "bwd_maxnreg": None}
-# Floats per state in the selective scans' carry scratch. The chunk-end state is stored from the
-# scan's tile by the one thread that holds it; with a 16-byte slot per state the store's address has
-# the tile's alignment, so Triton keeps the tile's vector layout for it. With one float per state the
-# compiler converted the whole (BLOCK_D, CHUNK) tile to another layout (through shared memory, two
-# barriers) for every state of every chunk, in the forward and the backward (sm_90 code).
-CARRY_SLOT = tl.constexpr(4)
 
 
 def _tiling(rows: int, grad: bool) -> dict:
@@ -300,12 +292,6 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
         tl.store(GH0 + 2 * rows + 1, a0r * ci + a0i * cr, mask=rmask)
 
 
-_LIN_FWD_C = launcher(_linear_fwd_kernel_c)
-_LIN_FWD = launcher(_linear_fwd_kernel)
-_LIN_BWD_C = launcher(_linear_bwd_kernel_c)
-_LIN_BWD = launcher(_linear_bwd_kernel)
-
-
 def _linear_cfg(itemsize: int) -> dict:
     return {**LINEAR_CFG, **LINEAR_CFG_16BIT} if itemsize == 2 else LINEAR_CFG
 
@@ -328,12 +314,12 @@ def _linear_fwd(a, b, h0, reverse):
     if a.is_complex():
         h = torch.empty_like(b)
         h0v = torch.view_as_real(h0.contiguous()) if h0 is not None else h
-        _LIN_FWD_C[grid](torch.view_as_real(a), torch.view_as_real(b), h0v, torch.view_as_real(h), R, L,
+        _linear_fwd_kernel_c[grid](torch.view_as_real(a), torch.view_as_real(b), h0v, torch.view_as_real(h), R, L,
                                    HAS_H0=h0 is not None, REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l,
                                    num_warps=nw)
     else:
         h = torch.empty_like(b)
-        _LIN_FWD[grid](a, b, h0 if h0 is not None else h, h, R, L, HAS_H0=h0 is not None,
+        _linear_fwd_kernel[grid](a, b, h0 if h0 is not None else h, h, R, L, HAS_H0=h0 is not None,
                                  REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=nw)
     return h
 
@@ -349,11 +335,11 @@ def _linear_bwd(a, h, h0, g, reverse):
     gh0 = torch.empty_like(h0) if h0 is not None else None
     if a.is_complex():
         vr = torch.view_as_real
-        _LIN_BWD_C[grid](vr(a), vr(h), vr(h0) if h0 is not None else vr(h), vr(g), vr(ga), vr(gb),
+        _linear_bwd_kernel_c[grid](vr(a), vr(h), vr(h0) if h0 is not None else vr(h), vr(g), vr(ga), vr(gb),
                                    vr(gh0) if h0 is not None else vr(gb), R, L, HAS_H0=h0 is not None,
                                    REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=nw)
     else:
-        _LIN_BWD[grid](a, h, h0 if h0 is not None else h, g, ga, gb, gh0 if h0 is not None else gb,
+        _linear_bwd_kernel[grid](a, h, h0 if h0 is not None else h, g, ga, gb, gh0 if h0 is not None else gb,
                                  R, L, HAS_H0=h0 is not None, REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r,
                                  BLOCK_L=block_l, SHIFT_GATHER=_linear_cfg(a.element_size()).get("bwd_gather", False),
                                  num_warps=nw)
@@ -408,7 +394,7 @@ def _softplus_dt(dt, SOFTPLUS: tl.constexpr):
 def _ss_program(CARRY, Dm, L, G, N, BLOCK_D: tl.constexpr):
     """This program's channels d (BLOCK_D, 1) of batch row b and their mask, the offsets of their
     rows of u (and delta, z, ...), of the B/C group's rows, of their states (x N), and their slots
-    in the two-buffer carry scratch (2, B, D, N, CARRY_SLOT) with the distance between the two buffers."""
+    in the two-buffer carry scratch (2, B, D, N) with the distance between the two buffers."""
     pid_d = tl.program_id(0)
     b = tl.program_id(1)
     d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D))[:, None]
@@ -416,8 +402,8 @@ def _ss_program(CARRY, Dm, L, G, N, BLOCK_D: tl.constexpr):
     row = (b * Dm + d).to(tl.int64) * L
     bc_base = (b * G + g).to(tl.int64) * N * L
     st = (b * Dm + d).to(tl.int64) * N
-    half = tl.num_programs(1).to(tl.int64) * Dm * N * CARRY_SLOT
-    scr = CARRY + (b.to(tl.int64) * Dm * N + d.to(tl.int64) * N) * CARRY_SLOT
+    half = tl.num_programs(1).to(tl.int64) * Dm * N
+    scr = CARRY + b.to(tl.int64) * Dm * N + d.to(tl.int64) * N
     return d, d < Dm, row, bc_base, st, scr, half
 
 
@@ -457,7 +443,7 @@ def _ss_fwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, CARRY,
         for n in range(0, N):
             A2 = tl.load(Aptr + d * N + n, mask=dmask, other=0.0).to(tl.float32) * 1.4426950408889634
             Bn = tl.load(Bp + bc_base + n * L + t, mask=tmask, other=0.0).to(tl.float32)
-            x0 = tl.load(rd + n * CARRY_SLOT + (CARRY_SLOT - 1), mask=dmask & (d * 0 + c > 0), other=0.0)
+            x0 = tl.load(rd + n, mask=dmask & (d * 0 + c > 0), other=0.0)
             if SAVE_STATES:
                 tl.store(XS + (st + n) * NCH + c, x0, mask=dmask)
             a = tl.exp2(dt * A2)
@@ -466,7 +452,7 @@ def _ss_fwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, OUT, XS, CARRY,
             y += x * tl.load(Cp + bc_base + n * L + t, mask=tmask, other=0.0).to(tl.float32)
             # past L the inputs are (1, 0): the last column is the state at min(chunk end, L); only
             # the thread that holds it stores it (a reduction to extract it costs a cross-thread step)
-            tl.store(wr + n * CARRY_SLOT + (ar - (CHUNK - CARRY_SLOT)), x, mask=dmask & (ar == CHUNK - 1))
+            tl.store(wr + n + ar * 0, x, mask=dmask & (ar == CHUNK - 1))
         if HAS_D:
             y = y + Dv * u
         if HAS_Z:
@@ -527,7 +513,7 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY,
             bo = bc_base + n * L + t
             Cn = tl.load(Cp + bo, mask=tmask, other=0.0).to(tl.float32)
             an = tl.exp2(dt_n * A2)
-            dx1 = tl.load(rd + n * CARRY_SLOT, mask=dmask & (d * 0 + ci > 0), other=0.0)
+            dx1 = tl.load(rd + n, mask=dmask & (d * 0 + ci > 0), other=0.0)
             # the carry enters as the last step's input: the scan's second output is dx itself
             _, dx = tl.associative_scan((an, gy * Cn + tl.where(ar == CHUNK - 1, an * dx1, 0.0)), axis=1,
                                         combine_fn=_combine, reverse=True)
@@ -542,7 +528,7 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY,
             dAx = dx * (x - bu)  # dx[t] exp(dt[t] A) x[t-1]
             dAA += dAx * Anat
             # the carry dx[chunk start], stored by the thread that holds it (no cross-thread step)
-            tl.store(wr + n * CARRY_SLOT + ar, dx, mask=dmask & (ar == 0))
+            tl.store(wr + n + ar * 0, dx, mask=dmask & (ar == 0))
             dA_c = tl.sum(dAx * dt, axis=1, keep_dims=True)
             dA_acc = tl.where(nar == n, dA_acc + dA_c, dA_acc)
             tl.atomic_add(DBm + bo, tl.sum(dx * dtu, axis=0, keep_dims=True), mask=tmask, sem="relaxed")
@@ -573,10 +559,6 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY,
         tl.atomic_add(DDv + d, dD_acc, mask=dmask, sem="relaxed")
     if HAS_DB:
         tl.atomic_add(DDB + d, dbias_acc, mask=dmask, sem="relaxed")
-
-
-_SS_FWD = launcher(_ss_fwd_kernel)
-_SS_BWD = launcher(_ss_bwd_kernel)
 
 
 def _block_d(Dm: int, G: int, want: int) -> int:
@@ -612,15 +594,15 @@ def _ss_fwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, save_states, save_l
     f32 = dict(dtype=torch.float32, device=u.device)
     out = torch.empty_like(u)
     xs = torch.empty(Bsz, Dm, N, nch, **f32) if save_states else out
-    carry = torch.empty(2, Bsz, Dm, N, CARRY_SLOT.value, **f32)
+    carry = torch.empty(2, Bsz, Dm, N, **f32)
     args = [u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
             delta_bias if delta_bias is not None else u]
     flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None, SOFTPLUS=softplus,
                  BLOCK_D=bd, CHUNK=chunk, **_launch_opts(cfg, ""))
     grid = (triton.cdiv(Dm, bd), Bsz)
-    _SS_FWD[grid](*args, out, xs, carry, Dm, L, G, N, nch, SAVE_STATES=save_states, **flags)
+    _ss_fwd_kernel[grid](*args, out, xs, carry, Dm, L, G, N, nch, SAVE_STATES=save_states, **flags)
     # the carry written by the last chunk: the state after step L
-    last = carry[nch % 2, ..., CARRY_SLOT.value - 1].contiguous() if save_last else None
+    last = carry[nch % 2] if save_last else None
     return out, (xs if save_states else None), last, chunk
 
 
@@ -640,7 +622,7 @@ def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs, chunk):
     dC = torch.zeros(Cm.shape, **f32)
     dD = torch.zeros(Dm, **f32) if D is not None else None
     ddb = torch.zeros(Dm, **f32) if delta_bias is not None else None
-    carry = torch.empty(2, Bsz, Dm, N, CARRY_SLOT.value, **f32)
+    carry = torch.empty(2, Bsz, Dm, N, **f32)
     args = [u, delta, A, Bm, Cm, D if D is not None else u, z if z is not None else u,
             delta_bias if delta_bias is not None else u, dout, xs, carry]
     grads = [du, ddt, dz if dz is not None else du, dA, dB, dC, dD if dD is not None else dA,
@@ -648,7 +630,7 @@ def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs, chunk):
     flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None, SOFTPLUS=softplus,
                  BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, **_launch_opts(cfg, "bwd_"))
     grid = (triton.cdiv(Dm, bd), Bsz)
-    _SS_BWD[grid](*args, *grads, Dm, L, G, N, nch, **flags)
+    _ss_bwd_kernel[grid](*args, *grads, Dm, L, G, N, nch, **flags)
     return du, ddt, dA, dB, dC, dD, dz, ddb
 
 

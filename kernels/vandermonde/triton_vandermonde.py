@@ -18,8 +18,6 @@ import torch
 import triton
 import triton.language as tl
 
-from .._launch import launcher
-
 _TWO_PI = 2.0 * math.pi
 
 
@@ -95,7 +93,6 @@ def _vandermonde_bwd_kernel(
     tl.store(s2i_ptr + idx, s2i, mask=m)
 
 
-_LAUNCH_FWD, _LAUNCH_BWD = launcher(_vandermonde_fwd_kernel), launcher(_vandermonde_bwd_kernel)
 _FWD = dict(BLOCK_H=16, BLOCK_N=8, BLOCK_L=64, num_warps=4)
 _BWD = dict(BLOCK_H=8, BLOCK_N=16, BLOCK_L=64, num_warps=4)
 
@@ -116,7 +113,7 @@ class _Vandermonde(torch.autograd.Function):
         K = torch.empty(H, L, device=C.device, dtype=torch.float32)
         cfg = _FWD
         grid = (triton.cdiv(L, cfg["BLOCK_L"]), triton.cdiv(H, cfg["BLOCK_H"]))
-        _LAUNCH_FWD[grid](cr, ci, lm, tu, K, H, N, L, **cfg)
+        _vandermonde_fwd_kernel[grid](cr, ci, lm, tu, K, H, N, L, **cfg)
         ctx.save_for_backward(C, z, lm, tu)
         ctx.L = L
         return K
@@ -130,7 +127,7 @@ class _Vandermonde(torch.autograd.Function):
         s = [torch.empty(H, N, device=C.device, dtype=torch.float32) for _ in range(4)]
         cfg = _BWD
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(H, cfg["BLOCK_H"]))
-        _LAUNCH_BWD[grid](g, lm, tu, *s, H, N, L, **cfg)
+        _vandermonde_bwd_kernel[grid](g, lm, tu, *s, H, N, L, **cfg)
         s1 = torch.complex(s[0], s[1])
         s2 = torch.complex(s[2], s[3])
         dC = s1.to(C.dtype) if ctx.needs_input_grad[0] else None
