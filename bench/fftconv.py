@@ -387,7 +387,7 @@ def main():
                 continue
             if r["path"] != "triton" and 2 * L <= 8192:
                 others.append("triton")
-            if r["path"] != "long" and 8192 <= 2 * L <= (1 << 19):
+            if r["path"] != "long" and 4096 <= 2 * L <= (1 << 19):
                 others.append("long")
             if r["path"] != "torch.fft":
                 others.append("torch")
