@@ -3,10 +3,10 @@
 Public functions dispatch on the device (see :mod:`kernels._dispatch`); the PyTorch reference
 in :mod:`kernels.fftconv.reference` defines the results.
 
-On CUDA (the Triton backend) a 1-D convolution goes to the one-tile fused kernel of
-:mod:`kernels.fftconv.triton_fftconv` while its padded transform fits on-chip (``MAX_FUSED_N``,
-n <= 4096), to the three-level kernel of :mod:`kernels.fftconv.triton_long` for n = 8K ... 128K
-(L up to 64K), and to the torch.fft path beyond; 2-D fields use the fused kernel up to its size
+On CUDA (the Triton backend) a 1-D convolution goes to the three-level kernel of
+:mod:`kernels.fftconv.triton_long` for padded n = 4K (fp32; 8K in bf16/fp16) ... 128K (L up to
+64K), to the one-tile fused kernel of :mod:`kernels.fftconv.triton_fftconv` below that (its whole
+transform on-chip), and to the torch.fft path beyond; 2-D fields use the fused kernel up to its size
 limit; 3-D, circular 1-D and fp64 take torch.fft. Measured ratios against torch.fft:
 bench/README.md.
 """

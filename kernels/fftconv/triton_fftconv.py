@@ -47,7 +47,8 @@ import triton.language as tl
 # H100 (bench/README.md, B=8, H=768): with n = 4096 (L = 2K) the fused path beat torch.fft in
 # fp32 (1.22x fwd, 1.14x fwd+bwd) and bf16 (2.17x, 1.78x); at n = 8192 (L = 4K) it lost in
 # both (fp32 0.45-0.58x: register spills of the 128x64 split; bf16 0.92x fwd, 0.68x fwd+bwd).
-# Larger transforms take the torch.fft path, so the public op is not the slower one there.
+# Larger transforms take the three-level kernel of triton_long (which also takes fp32 n = 4096,
+# where it measured faster on the H200) or torch.fft.
 MAX_FUSED_N = {torch.float32: 4096, torch.bfloat16: 4096, torch.float16: 4096}
 # tl.dot needs every matrix dimension >= 16
 _MIN_SIDE = 16
@@ -589,8 +590,9 @@ def _supported_dtype(u: torch.Tensor) -> bool:
 def fftconv_triton(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, causal: bool = True) -> torch.Tensor:
     """Fused 1-D FFT conv: u (B, H, L), k (H, L'), D (H,) or None → (B, H, L) in u's dtype.
 
-    Padded lengths above :data:`MAX_FUSED_N` (per dtype) take the three-level kernel of
-    :mod:`.triton_long` where it has a plan, else (and for fp64) the torch.fft path.
+    Padded lengths in the range of the three-level kernel of :mod:`.triton_long` (``LONG_N``,
+    per dtype) take it; shorter ones this module's one-tile kernel (up to :data:`MAX_FUSED_N`);
+    anything else (and fp64) the torch.fft path.
     """
     from .reference import _check_kernel, fftconv_ref
 
@@ -598,13 +600,14 @@ def fftconv_triton(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = No
     L, Lk = u.shape[-1], k.shape[-1]
     if not _supported_dtype(u) or u.dim() != 3:
         return fftconv_ref(u, k, D, causal)
+    from .triton_long import fftconv_long, plan_long
+
+    # the three-level kernel where it has a plan (its range starts below MAX_FUSED_N for fp32)
+    lplan = plan_long(L, Lk, u.dtype)
+    if lplan is not None:
+        return fftconv_long(u, k, D, causal, lplan)
     plan = plan_1d(L, Lk, u.dtype)
     if plan is None:
-        from .triton_long import fftconv_long, plan_long
-
-        lplan = plan_long(L, Lk, u.dtype)
-        if lplan is not None:
-            return fftconv_long(u, k, D, causal, lplan)
         return fftconv_ref(u, k, D, causal)
     N1, N2 = plan
     return _apply(u, k, D, (N1, N2, True, N1, N2, N2, L), causal)

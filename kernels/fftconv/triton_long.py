@@ -44,7 +44,10 @@ from .triton_fftconv import _dot, _pow2_at_least, _prec, _twiddle
 # dispatcher uses the one-tile kernel (smaller n) or torch.fft. Measured on an H200
 # (bench/results/fftconv_long_h200.json): 1.0-1.25x torch.fft forward for n = 8K ... 128K
 # (L = 4K ... 64K), 0.42x at n = 512K (L = 256K, B = 1), hence the upper bound.
-LONG_N = {torch.float32: (8192, 1 << 17), torch.bfloat16: (8192, 1 << 17), torch.float16: (8192, 1 << 17)}
+# fp32 from n = 4096 (L = 2K), where the one-tile kernel also applies: there this kernel measured
+# 1.51x torch.fft forward and 1.08x fwd+bwd against the one-tile kernel's 0.96x / 0.95x (H200,
+# bench/results/fftconv_h200_run15_short.json); in bf16 both measured alike (1.67-1.69x).
+LONG_N = {torch.float32: (4096, 1 << 17), torch.bfloat16: (8192, 1 << 17), torch.float16: (8192, 1 << 17)}
 
 # default (N1, P, Q) per log2 n; bench/fftconv.py --sweep-long tries others via SPLITS
 SPLITS = {
