@@ -16,6 +16,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import re
 import sys
 import time
 from pathlib import Path
@@ -63,7 +64,9 @@ def profile(fn, calls: int, top: int = 25) -> str:
     torch.cuda.synchronize()
     s = io.StringIO()
     pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(top)
-    return s.getvalue()
+    # file names relative to site-packages / the repository: no machine paths in the results
+    text = re.sub(r"/\S*?site-packages/", "site-packages/", s.getvalue())
+    return text.replace(str(Path(__file__).resolve().parents[1]) + "/", "")
 
 
 def main():
