@@ -28,7 +28,7 @@ import triton.language as tl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._timing import device_name, print_table, write_json  # noqa: E402
-from bench.fftconv import _decaying_kernel, torch_fftconv  # noqa: E402
+from bench.fftconv import _decaying_kernel, _fwd_bwd, torch_fftconv  # noqa: E402
 from kernels.fftconv import fftconv  # noqa: E402
 from kernels.fftconv import triton_fftconv as tf  # noqa: E402
 
@@ -104,17 +104,10 @@ def main():
         ug, kg, Dg = (t.clone().requires_grad_(True) for t in (u, k, D))
         g = torch.randn_like(u)
 
-        def fb(fn):
-            def run():
-                for t in (ug, kg, Dg):
-                    t.grad = None
-                fn(ug, kg, Dg).backward(g)
-            return run
-
-        r["fftconv_fwdbwd_us"] = host_us(fb(fftconv), args.calls)
-        r["torch_fft_fwdbwd_us"] = host_us(fb(torch_fftconv), args.calls)
+        r["fftconv_fwdbwd_us"] = host_us(_fwd_bwd(fftconv, ug, kg, Dg, g), args.calls)
+        r["torch_fft_fwdbwd_us"] = host_us(_fwd_bwd(torch_fftconv, ug, kg, Dg, g), args.calls)
         if not args.no_profile:
-            profiles[f"{dt}_{L}_fwdbwd"] = profile(fb(fftconv), args.calls)
+            profiles[f"{dt}_{L}_fwdbwd"] = profile(_fwd_bwd(fftconv, ug, kg, Dg, g), args.calls)
         rows.append({k2: (round(v, 1) if isinstance(v, float) else v) for k2, v in r.items()})
         print_table([rows[-1]], list(rows[-1].keys()))
     for key, text in profiles.items():
