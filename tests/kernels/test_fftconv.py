@@ -296,3 +296,20 @@ def test_long_spectrum_kernel_layout(monkeypatch):
     want = K.view(3, 16, 16, 16).permute(0, 3, 2, 1).reshape(3, n)
     assert got.shape == (3, 2, n)
     assert _rel(got[:, 0], want.real) < 1e-6 and _rel(got[:, 1], want.imag) < 1e-6
+
+
+def test_dispatch_lengths():
+    """Which 1-D path a length takes (the thresholds measured in bench/README.md): the one-tile kernel
+    below padded n = 4096, the three-level kernel from 4096 in fp32 (8192 in bf16) to 128K, torch.fft above."""
+    from kernels.fftconv import triton_fftconv as tf
+    from kernels.fftconv import triton_long as tl_
+
+    def path(L, dtype):
+        if tl_.plan_long(L, L, dtype) is not None:
+            return "long"
+        return "one-tile" if tf.plan_1d(L, L, dtype) is not None else "torch"
+
+    assert [path(L, torch.float32) for L in (1024, 2048, 4096, 65536, 65537)] == \
+        ["one-tile", "long", "long", "long", "torch"]
+    assert [path(L, torch.bfloat16) for L in (1024, 2048, 4096, 65536, 65537)] == \
+        ["one-tile", "one-tile", "long", "long", "torch"]
