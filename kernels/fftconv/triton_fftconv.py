@@ -20,16 +20,17 @@ Everything the kernel does is a circular convolution of length n followed by "ke
 outputs"; causal/centred kernels and linear/circular boundaries are all expressed in the
 spectrum (zero padding to n >= L + L' - 1, a circular roll by the centre for non-causal), which
 is computed once per call by a small Triton kernel with the same DFT products (it is (H, n),
-small next to u for B > 1; its backward is the inverse DFT) and is part of the autograd graph,
-so the convolution's backward only needs gradients w.r.t. the spectrum:
+small next to u for B > 1). One autograd Function holds both kernels (each Function call costs
+host time that short convolutions feel, bench/README.md); its backward:
 
-    du   = Re(iDFT(DFT(g) * conj(Khat)))[:L] + D g      (the same kernel with CONJ=True)
-    dKhat = sum_b conj(DFT(u_b)) * DFT(g_b)              (second kernel, loops over b)
-    dD   = sum_{b,t} g u
+    du    = Re(iDFT(DFT(g) * conj(Khat)))[:L] + D g     (the same kernel with CONJ=True)
+    dKhat = sum_b conj(DFT(u_b)) * DFT(g_b)             (second kernel, loops over b)
+    dk    = the spectrum's adjoint (inverse DFT, real part, gathered into k's shape) of dKhat
+    dD    = sum_{b,t} g u
 
 Precision: fp32 inputs use tf32 tensor-core products (about 2e-3 relative error measured on
 an H100, bench/README.md); bf16 inputs use bf16 operands with fp32 accumulation. Longer 1-D
-inputs go to the three-level kernel of :mod:`.triton_long`; fp64 inputs and other shapes that do
+inputs (fp32 from n = 4096) go to the three-level kernel of :mod:`.triton_long`; fp64 inputs and other shapes that do
 not fit on-chip go to the torch.fft path (the reference), as ``fftconv`` documents.
 """
 
