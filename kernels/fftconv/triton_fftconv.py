@@ -30,8 +30,9 @@ host time that short convolutions feel, bench/README.md); its backward:
 
 Precision: fp32 inputs use tf32 tensor-core products (about 2e-3 relative error measured on
 an H100, bench/README.md); bf16 inputs use bf16 operands with fp32 accumulation. Longer 1-D
-inputs (fp32 from n = 4096) go to the three-level kernel of :mod:`.triton_long`; fp64 inputs and other shapes that do
-not fit on-chip go to the torch.fft path (the reference), as ``fftconv`` documents.
+inputs (fp32 from n = 4096) go to the three-level kernel of :mod:`.triton_long`; fp64 inputs and
+other shapes that do not fit on-chip go to the torch.fft path (the reference), as ``fftconv``
+documents.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ import os
 import torch
 import triton
 import triton.language as tl
-
 
 # Largest padded transform n = N1 * N2 given to the fused kernel, per input dtype. Measured on an
 # H100 (bench/README.md, B=8, H=768): with n = 4096 (L = 2K) the fused path beat torch.fft in
@@ -393,32 +393,29 @@ def _spectrum(k: torch.Tensor, N1: int, N2: int, causal: bool, two_d: bool) -> t
     A Triton kernel with the same DFT products as the convolution (a torch.fft call here cost
     more than the whole fused convolution at short lengths).
     """
-    H = k.shape[0]
     k = k.contiguous()
-    n = N1 * N2
-    R = _rows(H, n, TILE_ELEMS)
-    out = torch.empty(H, N1, N2, 2, device=k.device, dtype=torch.float32)
-    _spectrum_kernel[(triton.cdiv(H, R),)](
-        k, out, *_consts(N1, N2, not two_d, k.device), H, *_kgeom(k.shape, causal, two_d),
-        *_kstrides((N1, N2, not two_d)),
-        R=R, N1=N1, N2=N2, TWIDDLE=not two_d, TWO_D=two_d, PREC=_prec(), num_warps=_warps(R * n),
-    )
+    out = torch.empty(k.shape[0], N1, N2, 2, device=k.device, dtype=torch.float32)
+    _launch_spectrum(_spectrum_kernel, k, out, N1, N2, k.shape, causal, two_d)
     return out
 
 
 def _spectrum_adjoint(dK: torch.Tensor, kshape, kdtype, causal: bool, two_d: bool) -> torch.Tensor:
     """Gradient for k (kshape, kdtype) from the gradient dK (H, N1, N2, 2) of its spectrum: the real
     part of the inverse DFT, gathered back into k's shape."""
-    H, N1, N2 = dK.shape[:3]
-    n = N1 * N2
-    R = _rows(H, n, TILE_ELEMS)
     dk = torch.empty(kshape, device=dK.device, dtype=kdtype)
-    _spectrum_bwd_kernel[(triton.cdiv(H, R),)](
-        dK.contiguous(), dk, *_consts(N1, N2, not two_d, dK.device), H, *_kgeom(kshape, causal, two_d),
+    _launch_spectrum(_spectrum_bwd_kernel, dK.contiguous(), dk, dK.shape[1], dK.shape[2], kshape, causal, two_d)
+    return dk
+
+
+def _launch_spectrum(kernel, src, dst, N1: int, N2: int, kshape, causal: bool, two_d: bool) -> None:
+    """Run the spectrum kernel or its adjoint from src into dst (one of them k, the other the spectrum)."""
+    H, n = kshape[0], N1 * N2
+    R = _rows(H, n, TILE_ELEMS)
+    kernel[(triton.cdiv(H, R),)](
+        src, dst, *_consts(N1, N2, not two_d, src.device), H, *_kgeom(kshape, causal, two_d),
         *_kstrides((N1, N2, not two_d)),
         R=R, N1=N1, N2=N2, TWIDDLE=not two_d, TWO_D=two_d, PREC=_prec(), num_warps=_warps(R * n),
     )
-    return dk
 
 
 def _kstrides(geom) -> tuple[int, int]:

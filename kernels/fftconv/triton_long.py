@@ -348,9 +348,9 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool) -> torch.Tensor:
     """k (H, Lk) -> (H, 2, n) fp32: re/im planes of DFT_n(k_eff) / n in pass 2's tile order.
 
     k_eff is k zero padded to n, rolled back by the centre when not causal. Position
-    (k1, kp, kq) of the tile order holds frequency k1 + N1 (kp + P kq). Causal kernels on the GPU
-    take the Triton passes 1-2 (one read of k, one write of the tiles; torch.fft and the reorder
-    took 20-30% of the forward's time, bench/README.md); centred kernels take torch.fft.
+    (k1, kp, kq) of the tile order holds frequency k1 + N1 (kp + P kq). Causal kernels take the
+    Triton passes 1-2 (one read of k, one write of the tiles; torch.fft and the reorder took
+    20-30% of the forward's time, bench/README.md); centred kernels take torch.fft.
     """
     N1, P, Q = plan
     n = N1 * P * Q
@@ -364,10 +364,9 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool) -> torch.Tensor:
             N1=N1, P=P, Q=Q, **_blocks(plan, Lk, TILE), PREC=_prec(), num_warps=WARPS, num_stages=1,
         )
         return kt
+    sh = (Lk - 1) // 2  # centred: k_eff starts at k's centre and wraps around
     kf = k.detach().float()
-    if not causal:
-        sh = (Lk - 1) // 2
-        kf = torch.cat([kf[:, sh:], kf.new_zeros(H, n - Lk), kf[:, :sh]], dim=1)
+    kf = torch.cat([kf[:, sh:], kf.new_zeros(H, n - Lk), kf[:, :sh]], dim=1)
     K = torch.fft.fft(kf, n=n) / n
     # frequency f = k1 + N1 kp + N1 P kq -> view (H, kq, kp, k1), then to (k1, kp, kq)
     K = K.view(H, Q, P, N1).permute(0, 3, 2, 1).reshape(H, n)
