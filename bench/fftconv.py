@@ -81,10 +81,11 @@ def _set_force(force):
 
 
 def _path(L, dtype):
-    if tf.plan_1d(L, L, dtype) is not None:
-        return "triton"
+    """The path fftconv dispatches to (the same order as fftconv_triton: the long kernel first)."""
     if tlong.plan_long(L, L, dtype) is not None:
         return "long"
+    if tf.plan_1d(L, L, dtype) is not None:
+        return "triton"
     return "torch.fft"
 
 

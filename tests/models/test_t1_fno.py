@@ -208,6 +208,41 @@ def test_t1_learned_skip_is_a_per_mode_linear_map_of_the_inputs():
         T1Operator2d(1, 2, resolution=16, width=4, modes=4, n_layers=1, head_width=4, input_skip=True)
 
 
+@pytest.mark.parametrize("m", [4, 6])
+def test_t1_quadratic_branch_is_the_retained_spectrum_of_a_product_of_fields(m):
+    """With both projections picking channel 0 and the output projection writing channel 0, the branch returns
+    the retained Fourier coefficients of x^2 for the band-limited field x whose retained spectrum is channel 0:
+    the product on the small grid (> 3 m points) is exact, no aliasing onto the retained modes."""
+    n = 32
+    x = _bandlimited(2, 1, n, m - 1, seed=m)
+    blk = T1Block2d(3, m, m, n * n, product=2, coef_scale=1.0)
+    assert blk.product_grid[0] > 3 * m and blk.product_grid[0] < n
+    with torch.no_grad():
+        for w in (blk.prod_in, blk.prod_out):
+            w.zero_()
+        blk.prod_in[:, 0, 0] = 1.0  # a = channel 0
+        blk.prod_in[:, 0, 2] = 1.0  # b = channel 0 (the second factor's projections start at P = 2)
+        blk.prod_out[:, 0, 0] = 1.0
+        z = torch.zeros(2 * m, m, 2, 3, dtype=torch.cfloat)
+        z[..., 0] = gather_modes(torch.fft.rfft2(x[:, 0], norm="forward"), m, m).permute(1, 2, 0)
+        got = blk.quadratic(z)
+    # x^2 has modes up to 2(m - 1) < n / 2: its rfft2 on the n-grid is exact
+    want = gather_modes(torch.fft.rfft2(x[:, 0].double() ** 2, norm="forward"), m, m).permute(1, 2, 0)
+    torch.testing.assert_close(got[..., 0], want.to(got.dtype), atol=2e-5, rtol=0)
+    assert got[..., 1:].abs().max() == 0
+
+
+def test_t1_product_blocks_and_transform_rules():
+    m = T1Operator2d(3, 1, resolution=16, width=8, modes=4, n_layers=3, head_width=8, product=4, product_blocks=1)
+    assert [b.product for b in m.blocks] == [4, 0, 0]
+    x = _bandlimited(2, 3, 16, 3)
+    m(x).square().mean().backward()
+    assert m.blocks[0].prod_in.grad.abs().sum() > 0 and m.blocks[0].prod_out.grad.abs().sum() > 0
+    assert all(b.product == 4 for b in T1Operator2d(1, 1, 16, width=4, modes=4, n_layers=2, product=4).blocks)
+    with pytest.raises(UserInputError, match="product"):
+        T1Operator2d(1, 1, 16, width=4, modes=4, n_layers=1, transform="dct", product=4)
+
+
 def test_t1_coef_scale_defaults_to_ortho_units_and_is_checked():
     assert T1Operator2d(1, 1, resolution=16, width=4, modes=4, n_layers=1, head_width=4).coef_scale == 16.0
     with pytest.raises(UserInputError, match="coef_scale"):

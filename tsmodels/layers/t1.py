@@ -17,6 +17,10 @@ M1 * M2 modes with no transposes, which is what the block spends most of its ari
 - ``mix_modes``: dense complex mixing along each mode axis (M1 x M1 and M2 x M2, one matrix per
   channel), the paper's "spatial mixing": pointwise products in space are convolutions in frequency,
   so without it nothing in a block couples different modes.
+- ``quadratic`` (optional, ``product`` > 0; not in the paper): z + ... + Q(A z * B z), the product of two
+  per-mode projections of z as fields, i.e. the convolution of their retained spectra, computed exactly
+  on a small alias-free grid. It gives a block the bilinear mode coupling of advection, which the
+  per-coefficient activation and linear mode mixing can only approximate (bench/README.md, T1 section).
 
 Initialization (``init``):
 - ``"vp"``: the paper's variance-preserving scheme for reduced-order layers. With N grid points,
@@ -41,6 +45,8 @@ import math
 
 import torch
 from torch import nn
+
+from tsmodels.layers.fno import gather_modes, scatter_modes
 
 
 _ACTS = {"gelu": nn.functional.gelu, "tanh": torch.tanh, "sin": torch.sin, "identity": lambda t: t}
@@ -135,12 +141,18 @@ class T1Block2d(nn.Module):
             (z + gain * f(z)): a small value starts a deep stack near the identity (ReZero-style).
         real: real coefficients and weights (the cosine transform): M1 = modes1 rows (no negative
             frequencies) and the vp init without the conjugate-half factor.
+        product: P > 0 adds a quadratic branch (see :meth:`quadratic`): two per-mode projections W -> P of z,
+            multiplied as fields, projected back P -> W per mode. 0: none (the paper's block).
+        coef_scale: the constant the model multiplies its coefficients by (the product divides by it once,
+            so the branch's output has the units of z).
     """
 
     def __init__(self, width: int, modes1: int, modes2: int, signal_size: int, act: str = "gelu",
                  mode_mixing: bool = True, residual: bool = True, init: str = "fan_in", gain: float | None = None,
-                 real: bool = False):
+                 real: bool = False, product: int = 0, coef_scale: float = 1.0):
         super().__init__()
+        if product and real:
+            raise ValueError("the quadratic branch needs the Fourier (dft) transform")
         self.width, self.modes1, self.modes2 = width, modes1, modes2
         self.act, self.residual, self.mode_mixing = act, residual, mode_mixing
         M1, M2 = (modes1 if real else 2 * modes1), modes2
@@ -157,6 +169,15 @@ class T1Block2d(nn.Module):
                                      + randn(width, M1, M1, std=0.1 / math.sqrt(M1)))
             self.mix2 = nn.Parameter(torch.eye(M2, dtype=dtype).expand(width, M2, M2)
                                      + randn(width, M2, M2, std=0.1 / math.sqrt(M2)))
+        self.product, self.coef_scale = product, coef_scale
+        if product:
+            # (mode, W, 2P): both factors' projections in one bmm; (mode, P, W) back, small so the branch starts small
+            self.prod_in = nn.Parameter(crandn(M1 * M2, width, 2 * product, std=1.0 / math.sqrt(width)))
+            self.prod_out = nn.Parameter(crandn(M1 * M2, product, width, std=0.1 / math.sqrt(product)))
+            # factors hold |k| <= m per axis (the conjugate half of the rfft2 columns reaches +m), products
+            # |k| <= 2m; on more than 3m points no alias lands on a retained mode (rounded up for the FFT)
+            n = -(-(3 * max(modes1, modes2) + 1) // 4) * 4
+            self.product_grid = (n, n)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z (M1, M2, B, W) complex -> (M1, M2, B, W)."""
@@ -170,6 +191,26 @@ class T1Block2d(nn.Module):
             y = torch.bmm(y, self.mix2).view(W, M1, B, M2).permute(1, 3, 2, 0)
         else:
             y = y.view(M1, M2, B, W)
+        if self.product:
+            y = y + self.quadratic(z)
         if self.gain is not None:
             y = self.gain * y
         return z + y if self.residual else y
+
+    def quadratic(self, z: torch.Tensor) -> torch.Tensor:
+        """The product branch: z (M1, M2, B, W) complex -> (M1, M2, B, W), sum_p Q_p[k] (a_p * b_p)^[k] with
+        a = A[k] z[k], b = B[k] z[k] per retained mode k.
+
+        Why: the per-coefficient activation never couples modes, and the advection term of Navier-Stokes,
+        u . grad(w), is a product of two fields (u and grad w are per-mode linear maps of w: exactly what A
+        and B can represent), i.e. a convolution of their spectra. The convolution of the retained spectra
+        is computed as an FFT convolution: both spectra zero-padded onto a small alias-free grid (> 3 m points
+        per axis, not the data's grid), multiplied there, transformed back, truncated to the retained modes.
+        """
+        M1, M2, B, W = z.shape
+        P = self.product
+        ab = torch.bmm(z.reshape(M1 * M2, B, W), self.prod_in).view(M1, M2, B, 2 * P).permute(2, 3, 0, 1)
+        f = torch.fft.irfft2(scatter_modes(ab, self.product_grid), s=self.product_grid, norm="forward")
+        prod = f[:, :P] * f[:, P:] * (1.0 / self.coef_scale)
+        zp = gather_modes(torch.fft.rfft2(prod, norm="forward"), M1 // 2, M2)  # (B, P, M1, M2)
+        return torch.bmm(zp.permute(2, 3, 0, 1).reshape(M1 * M2, B, P), self.prod_out).view(M1, M2, B, W)

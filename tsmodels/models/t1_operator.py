@@ -79,6 +79,9 @@ class T1Operator2d(nn.Module):
             (the paper's code uses it for Navier-Stokes). Its basis is not periodic, so on a periodic field it
             needs more modes for the same accuracy, but all arithmetic is real (half the data, a quarter of
             the multiplies per weight).
+        product: channels P of each block's quadratic branch (:meth:`T1Block2d.quadratic`; 0: none, the
+            paper's blocks). The DFT transform only.
+        product_blocks: how many of the first blocks get the quadratic branch (None: all).
     Shapes: x (B, in_channels, X, Y) -> (B, out_channels, X, Y) for any X, Y holding the modes.
     """
 
@@ -86,7 +89,8 @@ class T1Operator2d(nn.Module):
                  n_layers: int = 4, head_width: int = 128, act: str = "gelu", init: str = "fan_in",
                  head_init: float = 0.01, mode_mixing: bool = True, grid: bool = True,
                  input_skip: bool | None = None, coef_scale: float | None = None, learned_skip: bool = False,
-                 block_gain: float | None = None, transform: str = "dft"):
+                 block_gain: float | None = None, transform: str = "dft", product: int = 0,
+                 product_blocks: int | None = None):
         super().__init__()
         if transform not in ("dft", "dct"):
             raise UserInputError(f"unknown transform {transform!r}", "use transform=dft or transform=dct")
@@ -107,10 +111,14 @@ class T1Operator2d(nn.Module):
         self.lift_weight = nn.Parameter(torch.randn(c, width) / math.sqrt(c))
         self.lift_bias = nn.Parameter(torch.zeros(width))
         real = transform == "dct"
+        if product and real:
+            raise UserInputError("the quadratic branch (product) needs the Fourier transform", "use transform=dft")
+        n_product = n_layers if product_blocks is None else product_blocks
         self.blocks = nn.ModuleList(
             T1Block2d(width, modes, modes, resolution * resolution, act=act, mode_mixing=mode_mixing, init=init,
-                      gain=block_gain, real=real)
-            for _ in range(n_layers))
+                      gain=block_gain, real=real, product=product if i < n_product else 0,
+                      coef_scale=self.coef_scale)
+            for i in range(n_layers))
         randn = rrandn if real else crandn
         self.head1 = nn.Parameter(randn(width, head_width, std=1.0 / math.sqrt(width)))
         self.head2 = nn.Parameter(randn(head_width, out_channels, std=head_init / math.sqrt(head_width)))
