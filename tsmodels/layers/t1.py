@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import torch
 from torch import nn
@@ -204,9 +205,25 @@ class T1Block2d(nn.Module):
         Why: the per-coefficient activation never couples modes, and the advection term of Navier-Stokes,
         u . grad(w), is a product of two fields (u and grad w are per-mode linear maps of w: exactly what A
         and B can represent), i.e. a convolution of their spectra. The convolution of the retained spectra
-        is computed as an FFT convolution: both spectra zero-padded onto a small alias-free grid (> 3 m points
-        per axis, not the data's grid), multiplied there, transformed back, truncated to the retained modes.
+        is computed as a DFT convolution: both spectra synthesized on a small alias-free grid (> 3 m points
+        per axis, not the data's grid), multiplied there, analysed back onto the retained modes only.
         """
+        if _PRODUCT_IMPL == "fft":
+            return self._quadratic_fft(z)
+        M1, M2, B, W = z.shape
+        P = self.product
+        ex, ey, fx, fy = product_dft(M1 // 2, M2, self.product_grid[0], self.coef_scale, z.device)
+        n = ex.shape[0]
+        ab = torch.bmm(z.reshape(M1 * M2, B, W), self.prod_in).view(M1, M2, B * 2 * P)
+        # synthesis: columns (the C2R weights are in ey), then rows; the field is the real part
+        f = (ex @ torch.matmul(ey, ab).view(M1, n * B * 2 * P)).real.view(n, n, B, 2, P)
+        a, b = f.unbind(3)
+        # analysis of the real product: columns as one real GEMM (cos and sin rows), then rows (complex)
+        h = torch.matmul(fy, (a * b).view(n, n, B * P)).view(n, 2, M2, B * P)
+        zp = (fx @ torch.complex(h[:, 0], h[:, 1]).view(n, M2 * B * P)).view(M1 * M2, B, P)
+        return torch.bmm(zp, self.prod_out).view(M1, M2, B, W)
+
+    def _quadratic_fft(self, z: torch.Tensor) -> torch.Tensor:
         M1, M2, B, W = z.shape
         P = self.product
         ab = torch.bmm(z.reshape(M1 * M2, B, W), self.prod_in).view(M1, M2, B, 2 * P).permute(2, 3, 0, 1)
@@ -214,3 +231,26 @@ class T1Block2d(nn.Module):
         prod = f[:, :P] * f[:, P:] * (1.0 / self.coef_scale)
         zp = gather_modes(torch.fft.rfft2(prod, norm="forward"), M1 // 2, M2)  # (B, P, M1, M2)
         return torch.bmm(zp.permute(2, 3, 0, 1).reshape(M1 * M2, B, P), self.prod_out).view(M1, M2, B, W)
+
+
+_PRODUCT_IMPL = os.environ.get("TSMODELS_T1_PRODUCT", "dft")
+
+
+@functools.lru_cache(maxsize=16)
+def product_dft(m1: int, m2: int, n: int, scale: float, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """DFT matrices of the quadratic branch on an n x n grid for retained rows [0, m1) then [-m1, 0) and columns
+    [0, m2): row synthesis ex (n, 2 m1) complex, column synthesis ey (n, m2) complex with the weights of a real
+    field's half spectrum (1 for column 0, 2 for the others: the field is the real part), row analysis fx
+    (2 m1, n) complex and column analysis fy (2 m2, n) real (rows: cos then -sin), norm="forward" and 1 / scale
+    folded in. Cached per shape and device."""
+    kx = torch.cat([torch.arange(m1), torch.arange(-m1, 0)]).double()
+    ky = torch.arange(m2).double()
+    x = torch.arange(n).double() * (2 * math.pi / n)
+    ex = torch.polar(torch.ones(n, 2 * m1, dtype=torch.float64), x[:, None] * kx[None, :])
+    wy = torch.full((m2,), 2.0, dtype=torch.float64)
+    wy[0] = 1.0
+    ey = torch.polar(wy.expand(n, m2), x[:, None] * ky[None, :])
+    fx = ex.conj().t() / n
+    phase = ky[:, None] * x[None, :]
+    fy = torch.cat([torch.cos(phase), -torch.sin(phase)]) / (n * scale)
+    return ex.to(device, torch.cfloat), ey.to(device, torch.cfloat), fx.to(device, torch.cfloat), fy.to(device, torch.float32)
