@@ -201,7 +201,7 @@ def test_t1_learned_skip_is_a_per_mode_linear_map_of_the_inputs():
     expected = torch.zeros_like(diff)
     expected[:, 0, 1, 1] = m.encode(x)[:, 0, 1, 1]
     torch.testing.assert_close(diff, expected, atol=1e-6, rtol=0)
-    assert T1Operator2d(3, 1, resolution=16, width=8, modes=4, n_layers=1, head_width=4).skip_delta is None
+    assert T1Operator2d(3, 1, resolution=16, width=8, modes=4, n_layers=1, head_width=4, learned_skip=False).skip_delta is None
     # auto: off when there are more outputs than inputs; asking for it then is a user error
     assert not T1Operator2d(1, 2, resolution=16, width=4, modes=4, n_layers=1, head_width=4).input_skip
     with pytest.raises(UserInputError, match="input_skip"):

@@ -42,12 +42,9 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
 import torch
 from torch import nn
-
-from tsmodels.layers.fno import gather_modes, scatter_modes
 
 
 _ACTS = {"gelu": nn.functional.gelu, "tanh": torch.tanh, "sin": torch.sin, "identity": lambda t: t}
@@ -176,8 +173,8 @@ class T1Block2d(nn.Module):
             self.prod_in = nn.Parameter(crandn(M1 * M2, width, 2 * product, std=1.0 / math.sqrt(width)))
             self.prod_out = nn.Parameter(crandn(M1 * M2, product, width, std=0.1 / math.sqrt(product)))
             # factors hold |k| <= m per axis (the conjugate half of the rfft2 columns reaches +m), products
-            # |k| <= 2m; on more than 3m points no alias lands on a retained mode (rounded up for the FFT)
-            n = -(-(3 * max(modes1, modes2) + 1) // 4) * 4
+            # |k| <= 2m; on more than 3m points no alias lands on a retained mode
+            n = 3 * max(modes1, modes2) + 1
             self.product_grid = (n, n)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -208,8 +205,6 @@ class T1Block2d(nn.Module):
         is computed as a DFT convolution: both spectra synthesized on a small alias-free grid (> 3 m points
         per axis, not the data's grid), multiplied there, analysed back onto the retained modes only.
         """
-        if _PRODUCT_IMPL == "fft":
-            return self._quadratic_fft(z)
         M1, M2, B, W = z.shape
         P = self.product
         ex, ey, fx, fy = product_dft(M1 // 2, M2, self.product_grid[0], self.coef_scale, z.device)
@@ -222,18 +217,6 @@ class T1Block2d(nn.Module):
         h = torch.matmul(fy, (a * b).view(n, n, B * P)).view(n, 2, M2, B * P)
         zp = (fx @ torch.complex(h[:, 0], h[:, 1]).view(n, M2 * B * P)).view(M1 * M2, B, P)
         return torch.bmm(zp, self.prod_out).view(M1, M2, B, W)
-
-    def _quadratic_fft(self, z: torch.Tensor) -> torch.Tensor:
-        M1, M2, B, W = z.shape
-        P = self.product
-        ab = torch.bmm(z.reshape(M1 * M2, B, W), self.prod_in).view(M1, M2, B, 2 * P).permute(2, 3, 0, 1)
-        f = torch.fft.irfft2(scatter_modes(ab, self.product_grid), s=self.product_grid, norm="forward")
-        prod = f[:, :P] * f[:, P:] * (1.0 / self.coef_scale)
-        zp = gather_modes(torch.fft.rfft2(prod, norm="forward"), M1 // 2, M2)  # (B, P, M1, M2)
-        return torch.bmm(zp.permute(2, 3, 0, 1).reshape(M1 * M2, B, P), self.prod_out).view(M1, M2, B, W)
-
-
-_PRODUCT_IMPL = os.environ.get("TSMODELS_T1_PRODUCT", "dft")
 
 
 @functools.lru_cache(maxsize=16)

@@ -2,7 +2,7 @@
 
     x (B, C_in, X, Y) --rfft2 once, keep 2 m1 x m2 low modes--> zx (B, C_in, 2 m1, m2)   encode
       --lift (complex-linear over channels, + the grid channels' spectrum + bias)-->
-      --T1 blocks (channel mixing per mode, activation, mode mixing, residual)-->
+      --T1 blocks (channel mixing per mode, activation, quadratic branch or mode mixing, residual)-->
       --head: complex MLP W -> head_width -> C_out--> zy (B, C_out, 2 m1, m2)             step_modes
       --zero-pad, irfft2 once--> y (B, C_out, X, Y)                                     spectrum_to_grid
 
@@ -27,6 +27,16 @@ pointwise on the coefficients: Fourier-series coefficients of a vorticity field 
 32: median |c| ~ 2e-6, 99th percentile 0.06), where GELU is linear to first order and its quadratic
 term is noise, so the network stays ~linear. The constant is fixed at construction, so evaluating at
 another grid keeps the same units (resolution invariance holds).
+
+Quadratic branch (``product``, on by default in the first two blocks; not in the paper): the paper's
+blocks couple modes only linearly (mode mixing) and apply their nonlinearity to each coefficient
+alone, so they cannot form a product of two fields, i.e. a convolution of spectra, which is what
+advection u . grad(w) is. The branch adds one: two per-mode projections of the block input are
+synthesized as fields on a (3m + 1)^2 grid (alias-free for the retained modes, far smaller than the
+data's), multiplied, and analysed back onto the retained modes with DFT matrices. It is the model's only
+other transform, and it never touches the data grid. Measured on the NS benchmark (H200, 30 epochs, 3
+seeds, bench/README.md): one-step rel. L2 0.0026-0.0043 with it vs 0.0075-0.0095 without (FNO 0.0062-0.0070),
+at 0.31 s per epoch (FNO 1.03 s).
 
 Input skip (``input_skip``, on by default for time steppers): the output is the last ``out_channels``
 input fields plus the head's prediction, so an untrained stepper is persistence rather than zero and
@@ -61,7 +71,10 @@ class T1Operator2d(nn.Module):
         act: activation (``"gelu"``/``"tanh"`` split real/imag, or ``"sin"``).
         init: channel-weight init of the blocks, ``"fan_in"`` (default), ``"vp"`` (the paper's) or ``"fno"``.
         head_init: std multiplier of the head's last layer (relative to fan-in scaling).
-        mode_mixing: include the blocks' mode-mixing step.
+        mode_mixing: include the blocks' mode-mixing step (the paper's). None (default): only when there is no
+            quadratic branch. Measured (H200, NS benchmark, bench/README.md): without the branch a T1 needs it
+            (one-step rel. L2 0.0175 without, 0.0076 with); beside the branch it adds 55% to an epoch for no
+            gain.
         grid: append the (x, y) coordinate channels to the input (FNO's practice). Without them the
             model is exactly resolution invariant on band-limited inputs.
         input_skip: add the retained spectrum of the last ``out_channels`` input fields to the output, so
@@ -72,25 +85,27 @@ class T1Operator2d(nn.Module):
         learned_skip: with ``input_skip``, the skip is a learned linear map of all input fields per
             retained mode (persistence at init: the identity on the last fields plus a learned change,
             M1 * M2 * C_in * C_out complex weights), a per-mode linear autoregression, the frequency-domain
-            counterpart of FNO's pointwise linear path. False: a fixed copy of the last fields.
+            counterpart of FNO's pointwise linear path (default). False: a fixed copy of the last fields.
         block_gain: None, or the initial value of a learned scalar on each block's residual branch.
         transform: ``"dft"`` (rfft2, complex coefficients and weights; the default) or ``"dct"``: the cosine
             series (DCT-II, cell-centred), real coefficients and weights, ``modes`` x ``modes`` retained
             (the paper's code uses it for Navier-Stokes). Its basis is not periodic, so on a periodic field it
             needs more modes for the same accuracy, but all arithmetic is real (half the data, a quarter of
             the multiplies per weight).
-        product: channels P of each block's quadratic branch (:meth:`T1Block2d.quadratic`; 0: none, the
-            paper's blocks). The DFT transform only.
-        product_blocks: how many of the first blocks get the quadratic branch (None: all).
+        product: channels P of the quadratic branch (:meth:`T1Block2d.quadratic`: the product of two per-mode
+            projections as fields, our addition to the paper's block; 0: none). None (default): 16 with the
+            DFT, 0 with the cosine transform (the branch needs the DFT). On the NS benchmark it takes T1's
+            one-step error from 0.0076 to 0.0026 (bench/README.md, T1 section).
+        product_blocks: how many of the first blocks get the quadratic branch (default 2; None: all).
     Shapes: x (B, in_channels, X, Y) -> (B, out_channels, X, Y) for any X, Y holding the modes.
     """
 
     def __init__(self, in_channels: int, out_channels: int, resolution: int, width: int = 32, modes: int = 12,
                  n_layers: int = 4, head_width: int = 128, act: str = "gelu", init: str = "fan_in",
-                 head_init: float = 0.01, mode_mixing: bool = True, grid: bool = True,
-                 input_skip: bool | None = None, coef_scale: float | None = None, learned_skip: bool = False,
-                 block_gain: float | None = None, transform: str = "dft", product: int = 0,
-                 product_blocks: int | None = None):
+                 head_init: float = 0.01, mode_mixing: bool | None = None, grid: bool = True,
+                 input_skip: bool | None = None, coef_scale: float | None = None, learned_skip: bool = True,
+                 block_gain: float | None = None, transform: str = "dft", product: int | None = None,
+                 product_blocks: int | None = 2):
         super().__init__()
         if transform not in ("dft", "dct"):
             raise UserInputError(f"unknown transform {transform!r}", "use transform=dft or transform=dct")
@@ -111,8 +126,16 @@ class T1Operator2d(nn.Module):
         self.lift_weight = nn.Parameter(torch.randn(c, width) / math.sqrt(c))
         self.lift_bias = nn.Parameter(torch.zeros(width))
         real = transform == "dct"
+        if product is None:
+            product = 0 if real else 16
         if product and real:
-            raise UserInputError("the quadratic branch (product) needs the Fourier transform", "use transform=dft")
+            raise UserInputError("the quadratic branch (product) needs the Fourier transform",
+                                 "use transform=dft or product=0")
+        if product < 0 or (product_blocks is not None and product_blocks < 0):
+            raise UserInputError(f"product={product}, product_blocks={product_blocks}: both must be >= 0",
+                                 "pass product >= 0 and product_blocks >= 0 (or None: all blocks)")
+        if mode_mixing is None:
+            mode_mixing = not product
         n_product = n_layers if product_blocks is None else product_blocks
         self.blocks = nn.ModuleList(
             T1Block2d(width, modes, modes, resolution * resolution, act=act, mode_mixing=mode_mixing, init=init,
