@@ -239,6 +239,10 @@ def test_t1_product_blocks_and_transform_rules():
     m(x).square().mean().backward()
     assert m.blocks[0].prod_in.grad.abs().sum() > 0 and m.blocks[0].prod_out.grad.abs().sum() > 0
     assert all(b.product == 4 for b in T1Operator2d(1, 1, 16, width=4, modes=4, n_layers=2, product=4).blocks)
+    # mode mixing by default only where no block has the branch
+    assert not any(b.mode_mixing for b in m.blocks)
+    for kw in (dict(product=0), dict(product_blocks=0), dict(transform="dct")):
+        assert all(b.mode_mixing for b in T1Operator2d(1, 1, 16, width=4, modes=4, n_layers=2, **kw).blocks)
     with pytest.raises(UserInputError, match="product"):
         T1Operator2d(1, 1, 16, width=4, modes=4, n_layers=1, transform="dct", product=4)
 

@@ -73,7 +73,7 @@ class T1Operator2d(nn.Module):
         head_init: std multiplier of the head's last layer (relative to fan-in scaling).
         mode_mixing: include the blocks' mode-mixing step (the paper's). None (default): only when there is no
             quadratic branch. Measured (H200, NS benchmark, bench/README.md): without the branch a T1 needs it
-            (one-step rel. L2 0.0175 without, 0.0076 with); beside the branch it adds 55% to an epoch for no
+            (one-step rel. L2 0.0175 without, 0.0076 with); beside the branch it adds 28-55% to an epoch for no
             gain.
         grid: append the (x, y) coordinate channels to the input (FNO's practice). Without them the
             model is exactly resolution invariant on band-limited inputs.
@@ -134,9 +134,9 @@ class T1Operator2d(nn.Module):
         if product < 0 or (product_blocks is not None and product_blocks < 0):
             raise UserInputError(f"product={product}, product_blocks={product_blocks}: both must be >= 0",
                                  "pass product >= 0 and product_blocks >= 0 (or None: all blocks)")
+        n_product = n_layers if product_blocks is None else min(product_blocks, n_layers)
         if mode_mixing is None:
-            mode_mixing = not product
-        n_product = n_layers if product_blocks is None else product_blocks
+            mode_mixing = not (product and n_product)
         self.blocks = nn.ModuleList(
             T1Block2d(width, modes, modes, resolution * resolution, act=act, mode_mixing=mode_mixing, init=init,
                       gain=block_gain, real=real, product=product if i < n_product else 0,
