@@ -104,7 +104,7 @@ def main() -> None:
     p.add_argument("--target-frame", type=int, default=None, help="--mode direct: 0-based frame index (default last)")
     p.add_argument("--no-cuda-graphs", action="store_true", help="train eagerly (autograd launches every kernel)")
     p.add_argument("--seed", type=int, default=0, help="training seed (the data are generated with seed 0)")
-    p.add_argument("--t1-options", default="", help="further T1Operator2d arguments, e.g. learned_skip=true,act=tanh")
+    p.add_argument("--t1-options", default="", help="further T1Operator2d arguments, e.g. product=32,product_blocks=4 or product=0 (the paper's blocks)")
     a = p.parse_args()
     t1_options = parse_options(a.t1_options)
     # fail before the data generation and micro-benchmark, not after them
