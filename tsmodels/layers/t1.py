@@ -46,6 +46,8 @@ import math
 import torch
 from torch import nn
 
+from tsmodels.errors import UserInputError
+
 
 _ACTS = {"gelu": nn.functional.gelu, "tanh": torch.tanh, "sin": torch.sin, "identity": lambda t: t}
 
@@ -150,7 +152,8 @@ class T1Block2d(nn.Module):
                  real: bool = False, product: int = 0, coef_scale: float = 1.0):
         super().__init__()
         if product and real:
-            raise ValueError("the quadratic branch needs the Fourier (dft) transform")
+            raise UserInputError("the quadratic branch (product) needs the Fourier transform",
+                                 "use transform=dft or product=0")
         self.width, self.modes1, self.modes2 = width, modes1, modes2
         self.act, self.residual, self.mode_mixing = act, residual, mode_mixing
         M1, M2 = (modes1 if real else 2 * modes1), modes2
@@ -174,8 +177,7 @@ class T1Block2d(nn.Module):
             self.prod_out = nn.Parameter(crandn(M1 * M2, product, width, std=0.1 / math.sqrt(product)))
             # factors hold |k| <= m per axis (the conjugate half of the rfft2 columns reaches +m), products
             # |k| <= 2m; on more than 3m points no alias lands on a retained mode
-            n = 3 * max(modes1, modes2) + 1
-            self.product_grid = (n, n)
+            self.product_grid = 3 * max(modes1, modes2) + 1
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z (M1, M2, B, W) complex -> (M1, M2, B, W)."""
@@ -211,8 +213,8 @@ class T1Block2d(nn.Module):
         """
         M1, M2, B, W = z.shape
         P = self.product
-        ex, ey, fx, fy = product_dft(M1 // 2, M2, self.product_grid[0], self.coef_scale, z.device)
-        n = ex.shape[0]
+        n = self.product_grid
+        ex, ey, fx, fy = product_dft(M1 // 2, M2, n, self.coef_scale, z.device)
         ab = torch.bmm(z.reshape(M1 * M2, B, W), self.prod_in).view(M1, M2, B * 2 * P)
         # synthesis: columns (the C2R weights are in ey), then rows; the field is the real part
         f = (ex @ torch.matmul(ey, ab).view(M1, n * B * 2 * P)).real.view(n, n, B, 2, P)

@@ -128,9 +128,6 @@ class T1Operator2d(nn.Module):
         real = transform == "dct"
         if product is None:
             product = 0 if real else 16
-        if product and real:
-            raise UserInputError("the quadratic branch (product) needs the Fourier transform",
-                                 "use transform=dft or product=0")
         if product < 0 or (product_blocks is not None and product_blocks < 0):
             raise UserInputError(f"product={product}, product_blocks={product_blocks}: both must be >= 0",
                                  "pass product >= 0 and product_blocks >= 0 (or None: all blocks)")
