@@ -218,23 +218,25 @@ def test_triton_paths_that_fall_back(monkeypatch):
     assert _rel(fftconv(u1.double(), k1.double()), fftconv_ref(u1.double(), k1.double())) < 1e-12
 
 
-@pytest.mark.parametrize("B,L,Lk,causal,has_d", [
-    (3, 2100, 1990, True, True),  # odd B: the last row pair holds one real row
-    (2, 1500, 1500, False, False),  # centred kernel; n = 4096 with most of the outer column empty
+@pytest.mark.parametrize("B,L,Lk,causal,has_d,split", [
+    (3, 2100, 1990, True, True, (16, 16, 16)),  # odd B: the last row pair holds one real row
+    (2, 1500, 1500, False, False, (16, 16, 16)),  # centred kernel; n = 4096 with most of the outer column empty
+    (1, 2500, 2000, True, True, (16, 32, 16)),  # P != Q: the scratch's (q, p) row order and its twiddles
 ])
-def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d):
+def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split):
     """The three-level kernel (n = N1 * P * Q) against the reference, forward and all gradients.
 
-    Its production range starts at n = 8192; here the one-tile kernel is switched off and the
-    long kernel takes n = 4096 = 16 x 16 x 16 (the smallest split tl.dot allows), so the
-    interpreter runs it in seconds."""
+    Its production range starts at n = 4096 in fp32; the one-tile kernel is switched off and the
+    long kernel takes the smallest splits tl.dot allows, so the interpreter runs it in seconds."""
     from kernels.fftconv import triton_fftconv as tf
     from kernels.fftconv import triton_long as tl_
 
+    n = split[0] * split[1] * split[2]
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
     monkeypatch.setattr(tf, "MAX_FUSED_N", 0)
-    monkeypatch.setattr(tl_, "LONG_N", {torch.float32: (4096, 4096)})
-    assert tl_.plan_long(L, Lk, torch.float32) == (16, 16, 16)
+    monkeypatch.setattr(tl_, "LONG_N", {torch.float32: (n, n)})
+    monkeypatch.setattr(tl_, "SPLITS", {n.bit_length() - 1: split})
+    assert tl_.plan_long(L, Lk, torch.float32) == split
     calls = []
     for name in ("launch", "launch_bwd"):
         fn = getattr(tl_, name)
