@@ -1,13 +1,16 @@
 """Triton Vandermonde kernel generation: K[h, l] = Re(sum_n C[h, n] z[h, n]^l), never materializing (H, N, L).
 
-Each program owns a tile of BLOCK_H rows and BLOCK_L positions and loops over the N nodes.
-z^l is exp(l log|z|) (cos + i sin)(l arg z). The phase l*arg(z) is formed in fp64 and reduced
-modulo one turn before the fp32 cos/sin: in fp32 the product alone loses ~1e-3 rad at l ~ 1e4,
-which is larger than the rest of the error budget. The backward uses the same tiling with the
-roles of n and l swapped:
-    dC[h, n] = sum_l g[h, l] conj(z^l)
+A program owns one row h and a chunk of positions. For l = l0 + j (j < BLOCK_L) it uses
+z^l = z^l0 * z^j: the table z^j (BLOCK_N, BLOCK_L) is made once per program and block of nodes,
+then each block of positions costs one power z^l0 per node and one complex product per element,
+instead of an exp, cos and sin per element. Powers are exp(l log|z|) (cos + i sin)(l arg z) with
+the phase l*arg(z) formed in fp64 and reduced modulo one turn before the fp32 cos/sin: in fp32 the
+product alone loses ~1e-3 rad at l ~ 1e4, more than the rest of the error budget. The backward
+uses the same tables:
+    dC[h, n] = sum_l g[h, l] conj(z^l)      = sum_l0 conj(z^l0) sum_j g[h, l0 + j] conj(z^j)
     dz[h, n] = conj(C / z) * sum_l l g[h, l] conj(z^l)
-(torch's convention for complex gradients: dL/dRe + i dL/dIm).
+(torch's convention for complex gradients: dL/dRe + i dL/dIm); chunks of one row add their sums
+atomically.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ _TWO_PI = 2.0 * math.pi
 
 @triton.jit
 def _powers(logmag, turns, l):
-    """(re, im) of z^l from log|z| and arg(z)/2pi (broadcast tensors), l integer positions."""
+    """(re, im) of z^l from log|z| and arg(z)/2pi (fp64) (broadcast tensors), l integer positions."""
     lf = l.to(tl.float32)
     t = l.to(tl.float64) * turns
     t = (t - tl.floor(t)).to(tl.float32) * 6.283185307179586
@@ -32,69 +35,92 @@ def _powers(logmag, turns, l):
 
 
 @triton.jit
+def _nodes(lm_ptr, tu_ptr, h, n0, N, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
+    """Offsets and mask of nodes n0 ... n0 + BLOCK_N - 1 of row h, their log|z|, arg/2pi, and the
+    table z^j (BLOCK_N, BLOCK_L); masked nodes get log|z| = 0, turns = 0."""
+    offs_n = n0 + tl.arange(0, BLOCK_N)
+    mn = offs_n < N
+    idx = h * N + offs_n
+    lm = tl.load(lm_ptr + idx, mask=mn, other=0.0)
+    tu = tl.load(tu_ptr + idx, mask=mn, other=0.0).to(tl.float64)
+    vr, vi = _powers(lm[:, None], tu[:, None], tl.arange(0, BLOCK_L)[None, :])
+    return idx, mn, lm, tu, vr, vi
+
+
+@triton.jit
 def _vandermonde_fwd_kernel(
     cr_ptr, ci_ptr, lm_ptr, tu_ptr, k_ptr,
-    H, N, L,
-    BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
+    H, N, L, LCHUNK,
+    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
 ):
     pid_l = tl.program_id(0)
-    pid_h = tl.program_id(1)
-    offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
-    mh = offs_h < H
-    acc = tl.zeros((BLOCK_H, BLOCK_L), dtype=tl.float32)
+    h = tl.program_id(1).to(tl.int64)
+    j = tl.arange(0, BLOCK_L)
+    l_lo = pid_l * LCHUNK
+    l_hi = tl.minimum(l_lo + LCHUNK, L)
     for n0 in range(0, N, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        m = mh[:, None] & (offs_n[None, :] < N)
-        idx = offs_h[:, None] * N + offs_n[None, :]
+        idx, mn, lm, tu, vr, vi = _nodes(lm_ptr, tu_ptr, h, n0, N, BLOCK_N, BLOCK_L)
         # masked nodes get C = 0 so they add nothing
-        cr = tl.load(cr_ptr + idx, mask=m, other=0.0)
-        ci = tl.load(ci_ptr + idx, mask=m, other=0.0)
-        lm = tl.load(lm_ptr + idx, mask=m, other=0.0)
-        tu = tl.load(tu_ptr + idx, mask=m, other=0.0)
-        pr, pi = _powers(lm[:, :, None], tu[:, :, None].to(tl.float64), offs_l[None, None, :])
-        acc += tl.sum(cr[:, :, None] * pr - ci[:, :, None] * pi, axis=1)
-    out = offs_h[:, None] * L + offs_l[None, :]
-    tl.store(k_ptr + out, acc, mask=mh[:, None] & (offs_l[None, :] < L))
+        cr = tl.load(cr_ptr + idx, mask=mn, other=0.0)
+        ci = tl.load(ci_ptr + idx, mask=mn, other=0.0)
+        for l0 in range(l_lo, l_hi, BLOCK_L):
+            pr, pi = _powers(lm, tu, l0 + tl.zeros_like(idx))
+            wr = cr * pr - ci * pi  # C z^l0
+            wi = cr * pi + ci * pr
+            k = tl.sum(wr[:, None] * vr - wi[:, None] * vi, axis=0)
+            out = k_ptr + h * L + l0 + j
+            ml = l0 + j < l_hi
+            if n0 > 0:  # this program stored these positions for the previous block of nodes
+                k += tl.load(out, mask=ml, other=0.0)
+            tl.store(out, k, mask=ml)
 
 
 @triton.jit
 def _vandermonde_bwd_kernel(
     g_ptr, lm_ptr, tu_ptr, s1r_ptr, s1i_ptr, s2r_ptr, s2i_ptr,
-    H, N, L,
-    BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
+    H, N, L, LCHUNK,
+    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
 ):
-    pid_n = tl.program_id(0)
-    pid_h = tl.program_id(1)
-    offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    m = (offs_h[:, None] < H) & (offs_n[None, :] < N)
-    idx = offs_h[:, None] * N + offs_n[None, :]
-    lm = tl.load(lm_ptr + idx, mask=m, other=0.0)[:, :, None]
-    tu = tl.load(tu_ptr + idx, mask=m, other=0.0).to(tl.float64)[:, :, None]
-    s1r = tl.zeros((BLOCK_H, BLOCK_N), dtype=tl.float32)
-    s1i = tl.zeros((BLOCK_H, BLOCK_N), dtype=tl.float32)
-    s2r = tl.zeros((BLOCK_H, BLOCK_N), dtype=tl.float32)
-    s2i = tl.zeros((BLOCK_H, BLOCK_N), dtype=tl.float32)
-    for l0 in range(0, L, BLOCK_L):
-        offs_l = l0 + tl.arange(0, BLOCK_L)
-        gm = (offs_h[:, None] < H) & (offs_l[None, :] < L)
-        g = tl.load(g_ptr + offs_h[:, None] * L + offs_l[None, :], mask=gm, other=0.0)[:, None, :]
-        pr, pi = _powers(lm, tu, offs_l[None, None, :])
-        # conj(z^l) = pr - i pi
-        s1r += tl.sum(g * pr, axis=2)
-        s1i -= tl.sum(g * pi, axis=2)
-        gl = g * offs_l[None, None, :].to(tl.float32)
-        s2r += tl.sum(gl * pr, axis=2)
-        s2i -= tl.sum(gl * pi, axis=2)
-    tl.store(s1r_ptr + idx, s1r, mask=m)
-    tl.store(s1i_ptr + idx, s1i, mask=m)
-    tl.store(s2r_ptr + idx, s2r, mask=m)
-    tl.store(s2i_ptr + idx, s2i, mask=m)
+    pid_l = tl.program_id(0)
+    h = tl.program_id(1).to(tl.int64)
+    j = tl.arange(0, BLOCK_L)
+    l_lo = pid_l * LCHUNK
+    l_hi = tl.minimum(l_lo + LCHUNK, L)
+    for n0 in range(0, N, BLOCK_N):
+        idx, mn, lm, tu, vr, vi = _nodes(lm_ptr, tu_ptr, h, n0, N, BLOCK_N, BLOCK_L)
+        s1r = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        s1i = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        s2r = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        s2i = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        for l0 in range(l_lo, l_hi, BLOCK_L):
+            g = tl.load(g_ptr + h * L + l0 + j, mask=l0 + j < l_hi, other=0.0)[None, :]
+            gl = g * (l0 + j).to(tl.float32)[None, :]
+            # sum_j g conj(z^j), then times conj(z^l0)
+            ar = tl.sum(g * vr, axis=1)
+            ai = -tl.sum(g * vi, axis=1)
+            br = tl.sum(gl * vr, axis=1)
+            bi = -tl.sum(gl * vi, axis=1)
+            pr, pi = _powers(lm, tu, l0 + tl.zeros_like(idx))
+            s1r += pr * ar + pi * ai
+            s1i += pr * ai - pi * ar
+            s2r += pr * br + pi * bi
+            s2i += pr * bi - pi * br
+        tl.atomic_add(s1r_ptr + idx, s1r, mask=mn, sem="relaxed")
+        tl.atomic_add(s1i_ptr + idx, s1i, mask=mn, sem="relaxed")
+        tl.atomic_add(s2r_ptr + idx, s2r, mask=mn, sem="relaxed")
+        tl.atomic_add(s2i_ptr + idx, s2i, mask=mn, sem="relaxed")
 
 
-_FWD = dict(BLOCK_H=16, BLOCK_N=8, BLOCK_L=64, num_warps=4)
-_BWD = dict(BLOCK_H=8, BLOCK_N=16, BLOCK_L=64, num_warps=4)
+# nodes per table (up to), positions per block, blocks per program (a chunk of L), warps
+CFG = dict(max_block_n=64, block_l=64, chunk_blocks=16, num_warps=4)
+
+
+def _launch(kernel, args, H: int, N: int, L: int):
+    """Grid (chunks of L, rows) and block sizes from CFG for one of the two kernels."""
+    bn = min(CFG["max_block_n"], max(2, triton.next_power_of_2(N)))
+    bl = CFG["block_l"]
+    chunk = bl * CFG["chunk_blocks"]
+    kernel[(triton.cdiv(L, chunk), H)](*args, H, N, L, chunk, BLOCK_N=bn, BLOCK_L=bl, num_warps=CFG["num_warps"])
 
 
 def _prep(z: torch.Tensor):
@@ -111,9 +137,7 @@ class _Vandermonde(torch.autograd.Function):
         cr = C.real.float().contiguous()
         ci = C.imag.float().contiguous()
         K = torch.empty(H, L, device=C.device, dtype=torch.float32)
-        cfg = _FWD
-        grid = (triton.cdiv(L, cfg["BLOCK_L"]), triton.cdiv(H, cfg["BLOCK_H"]))
-        _vandermonde_fwd_kernel[grid](cr, ci, lm, tu, K, H, N, L, **cfg)
+        _launch(_vandermonde_fwd_kernel, (cr, ci, lm, tu, K), H, N, L)
         ctx.save_for_backward(C, z, lm, tu)
         ctx.L = L
         return K
@@ -124,10 +148,8 @@ class _Vandermonde(torch.autograd.Function):
         H, N = C.shape
         L = ctx.L
         g = gK.float().contiguous()
-        s = [torch.empty(H, N, device=C.device, dtype=torch.float32) for _ in range(4)]
-        cfg = _BWD
-        grid = (triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(H, cfg["BLOCK_H"]))
-        _vandermonde_bwd_kernel[grid](g, lm, tu, *s, H, N, L, **cfg)
+        s = [torch.zeros(H, N, device=C.device, dtype=torch.float32) for _ in range(4)]
+        _launch(_vandermonde_bwd_kernel, (g, lm, tu, *s), H, N, L)
         s1 = torch.complex(s[0], s[1])
         s2 = torch.complex(s[2], s[3])
         dC = s1.to(C.dtype) if ctx.needs_input_grad[0] else None

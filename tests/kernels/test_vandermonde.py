@@ -77,3 +77,26 @@ def test_triton_broadcast_leading_dims(monkeypatch):
     Kr = vandermonde_ref(C64.reshape(2, 3, 4), z64[:3], 9)
     assert K.shape == (2, 3, 9)
     assert _rel(K.double(), Kr) < 2e-5
+
+
+def test_triton_blocks_and_chunks(monkeypatch):
+    """Several blocks of nodes (partial last one), of positions and chunks of L per row: the
+    z^l0 * z^j factorisation, the per-row accumulation over node blocks and the atomic chunk sums."""
+    from kernels.vandermonde import triton_vandermonde as tv
+
+    monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    monkeypatch.setattr(tv, "CFG", dict(max_block_n=16, block_l=16, chunk_blocks=3, num_warps=4))
+    H, N, L = 3, 37, 203  # 3 node blocks (the last holds 5), 13 position blocks, 5 chunks
+    C64, z64 = _nodes(H, N, L, 7)
+    C = C64.to(torch.complex64).requires_grad_(True)
+    z = z64.to(torch.complex64).requires_grad_(True)
+    K = vandermonde(C, z, L)
+    Cr = C64.clone().requires_grad_(True)
+    zr = z64.clone().requires_grad_(True)
+    Kr = vandermonde_ref(Cr, zr, L)
+    assert _rel(K.double(), Kr) < 2e-5
+    g = torch.randn(H, L, dtype=torch.float64)
+    K.backward(g.float())
+    Kr.backward(g)
+    assert _rel(C.grad.to(torch.complex128), Cr.grad) < 1e-4
+    assert _rel(z.grad.to(torch.complex128), zr.grad) < 1e-4
