@@ -100,3 +100,23 @@ def test_triton_blocks_and_chunks(monkeypatch):
     Kr.backward(g)
     assert _rel(C.grad.to(torch.complex128), Cr.grad) < 1e-4
     assert _rel(z.grad.to(torch.complex128), zr.grad) < 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_triton_gpu_long():
+    """On the GPU at S4D-like sizes (several chunks of L, one node block), forward and gradients."""
+    H, N, L = 8, 64, 5000
+    C64, z64 = _nodes(H, N, L, 11)
+    C = C64.to(torch.complex64).cuda().requires_grad_(True)
+    z = z64.to(torch.complex64).cuda().requires_grad_(True)
+    K = vandermonde(C, z, L)
+    Cr = C64.clone().requires_grad_(True)
+    zr = z64.clone().requires_grad_(True)
+    Kr = vandermonde_ref(Cr, zr, L)
+    assert _rel(K.double().cpu(), Kr) < 1e-4
+    g = torch.randn(H, L, dtype=torch.float64)
+    K.backward(g.float().cuda())
+    Kr.backward(g)
+    assert _rel(C.grad.cpu().to(torch.complex128), Cr.grad) < 1e-4
+    assert _rel(z.grad.cpu().to(torch.complex128), zr.grad) < 1e-4
