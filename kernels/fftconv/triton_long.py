@@ -41,9 +41,9 @@ from .triton_fftconv import _dft_matrix as _dft
 from .triton_fftconv import _dot, _pow2_at_least, _prec, _record, _twiddle
 
 # (min n, max n) of the padded transform given to this kernel per input dtype; outside it the
-# dispatcher uses the one-tile kernel (smaller n) or torch.fft. Measured on an H200
-# (bench/results/fftconv_long_h200.json): 1.0-1.25x torch.fft forward for n = 8K ... 128K
-# (L = 4K ... 64K), 0.42x at n = 512K (L = 256K, B = 1), hence the upper bound.
+# dispatcher uses the one-tile kernel (smaller n) or torch.fft. Measured on an H200: 1.5-1.9x
+# torch.fft forward for n = 8K ... 128K (L = 4K ... 64K; bench/results/fftconv_h200_run17.json),
+# 0.42x at n = 512K (L = 256K, B = 1; fftconv_long_h200.json), hence the upper bound.
 # fp32 from n = 4096 (L = 2K), where the one-tile kernel also applies: there this kernel measured
 # 1.51x torch.fft forward and 1.08x fwd+bwd against the one-tile kernel's 0.96x / 0.95x (H200,
 # bench/results/fftconv_h200_run15_short.json); in bf16 both measured alike (1.67-1.69x).
@@ -56,7 +56,7 @@ SPLITS = {
     14: (64, 16, 16),
     15: (32, 32, 32),
     16: (64, 32, 32),
-    17: (128, 32, 32),
+    17: (64, 64, 32),  # H200, 4 warps: 11.3 ms vs 12.5 (128, 32, 32) and 11.9 (32, 64, 64) at L = 64K
     18: (128, 64, 32),
     19: (128, 64, 64),
 }

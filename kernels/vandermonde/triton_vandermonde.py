@@ -1,16 +1,16 @@
 """Triton Vandermonde kernel generation: K[h, l] = Re(sum_n C[h, n] z[h, n]^l), never materializing (H, N, L).
 
-A program owns one row h and a chunk of positions. For l = l0 + j (j < BLOCK_L) it uses
-z^l = z^l0 * z^j: the table z^j (BLOCK_N, BLOCK_L) is made once per program and block of nodes,
-then each block of positions costs one power z^l0 per node and one complex product per element,
-instead of an exp, cos and sin per element. Powers are exp(l log|z|) (cos + i sin)(l arg z) with
+A program owns one row h and R blocks of BLOCK_L positions. For l = l0 + j (j < BLOCK_L) it
+uses z^l = z^l0 * z^j: with the table z^j (BLOCK_N, BLOCK_L), made once per program and block of
+nodes, and the R x BLOCK_N powers z^l0, the sum over nodes is a matrix product (tl.dot in full
+fp32), instead of an exp, cos and sin per element. Powers are exp(l log|z|) (cos + i sin)(l arg z) with
 the phase l*arg(z) formed in fp64 and reduced modulo one turn before the fp32 cos/sin: in fp32 the
 product alone loses ~1e-3 rad at l ~ 1e4, more than the rest of the error budget. The backward
 uses the same tables:
     dC[h, n] = sum_l g[h, l] conj(z^l)      = sum_l0 conj(z^l0) sum_j g[h, l0 + j] conj(z^j)
     dz[h, n] = conj(C / z) * sum_l l g[h, l] conj(z^l)
-(torch's convention for complex gradients: dL/dRe + i dL/dIm); chunks of one row add their sums
-atomically.
+(torch's convention for complex gradients: dL/dRe + i dL/dIm); the programs of one row add their
+sums atomically.
 """
 
 from __future__ import annotations
@@ -36,97 +36,89 @@ def _powers(logmag, turns, l):
 
 @triton.jit
 def _nodes(lm_ptr, tu_ptr, h, n0, N, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    """Offsets and mask of nodes n0 ... n0 + BLOCK_N - 1 of row h, their log|z|, arg/2pi, and the
-    table z^j (BLOCK_N, BLOCK_L); masked nodes get log|z| = 0, turns = 0."""
+    """Offsets and mask of nodes n0 ... n0 + BLOCK_N - 1 of row h, their log|z| (1, BLOCK_N) and
+    arg/2pi (fp64), and the table z^j as (BLOCK_N, BLOCK_L) re/im; masked nodes give z = 1."""
     offs_n = n0 + tl.arange(0, BLOCK_N)
     mn = offs_n < N
     idx = h * N + offs_n
     lm = tl.load(lm_ptr + idx, mask=mn, other=0.0)
-    tu = tl.load(tu_ptr + idx, mask=mn, other=0.0).to(tl.float64)
+    tu = tl.load(tu_ptr + idx, mask=mn, other=0.0)
     vr, vi = _powers(lm[:, None], tu[:, None], tl.arange(0, BLOCK_L)[None, :])
-    return idx, mn, lm, tu, vr, vi
+    return idx, mn, lm[None, :], tu[None, :], vr, vi
 
 
 @triton.jit
 def _vandermonde_fwd_kernel(
     cr_ptr, ci_ptr, lm_ptr, tu_ptr, k_ptr,
-    H, N, L, LCHUNK,
-    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
+    H, N, L,
+    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr, R: tl.constexpr,
 ):
+    # a program: row h, positions l = l0_r + j with l0_r = (pid_l R + r) BLOCK_L, r < R, j < BLOCK_L.
+    # K[r, j] = Re(sum_n (C z^l0_r)[r, n] (z^j)[n, j]): two real (R, BLOCK_N) @ (BLOCK_N, BLOCK_L)
+    # products per block of nodes, in full fp32 (tf32 would cost ~1e-3)
     pid_l = tl.program_id(0)
     h = tl.program_id(1).to(tl.int64)
-    j = tl.arange(0, BLOCK_L)
-    l_lo = pid_l * LCHUNK
-    l_hi = tl.minimum(l_lo + LCHUNK, L)
+    l0 = (pid_l * R + tl.arange(0, R)[:, None]) * BLOCK_L  # (R, 1)
+    pos = l0 + tl.arange(0, BLOCK_L)[None, :]
+    acc = tl.zeros((R, BLOCK_L), dtype=tl.float32)
     for n0 in range(0, N, BLOCK_N):
         idx, mn, lm, tu, vr, vi = _nodes(lm_ptr, tu_ptr, h, n0, N, BLOCK_N, BLOCK_L)
         # masked nodes get C = 0 so they add nothing
-        cr = tl.load(cr_ptr + idx, mask=mn, other=0.0)
-        ci = tl.load(ci_ptr + idx, mask=mn, other=0.0)
-        for l0 in range(l_lo, l_hi, BLOCK_L):
-            pr, pi = _powers(lm, tu, l0 + tl.zeros_like(idx))
-            wr = cr * pr - ci * pi  # C z^l0
-            wi = cr * pi + ci * pr
-            k = tl.sum(wr[:, None] * vr - wi[:, None] * vi, axis=0)
-            out = k_ptr + h * L + l0 + j
-            ml = l0 + j < l_hi
-            if n0 > 0:  # this program stored these positions for the previous block of nodes
-                k += tl.load(out, mask=ml, other=0.0)
-            tl.store(out, k, mask=ml)
+        cr = tl.load(cr_ptr + idx, mask=mn, other=0.0)[None, :]
+        ci = tl.load(ci_ptr + idx, mask=mn, other=0.0)[None, :]
+        pr, pi = _powers(lm, tu, l0)  # z^l0: (R, BLOCK_N)
+        wr = cr * pr - ci * pi
+        wi = cr * pi + ci * pr
+        acc += tl.dot(wr, vr, input_precision="ieee") - tl.dot(wi, vi, input_precision="ieee")
+    tl.store(k_ptr + h * L + pos, acc, mask=pos < L)
 
 
 @triton.jit
 def _vandermonde_bwd_kernel(
     g_ptr, lm_ptr, tu_ptr, s1r_ptr, s1i_ptr, s2r_ptr, s2i_ptr,
-    H, N, L, LCHUNK,
-    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
+    H, N, L,
+    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr, R: tl.constexpr,
 ):
+    # the same positions as the forward; per block of nodes A[r, n] = sum_j g[r, j] conj(z^j)[n, j]
+    # (products with the transposed table), then sum_r conj(z^l0_r) A[r, n] (and with g l for dz)
     pid_l = tl.program_id(0)
     h = tl.program_id(1).to(tl.int64)
-    j = tl.arange(0, BLOCK_L)
-    l_lo = pid_l * LCHUNK
-    l_hi = tl.minimum(l_lo + LCHUNK, L)
+    l0 = (pid_l * R + tl.arange(0, R)[:, None]) * BLOCK_L
+    pos = l0 + tl.arange(0, BLOCK_L)[None, :]
+    g = tl.load(g_ptr + h * L + pos, mask=pos < L, other=0.0)
+    gl = g * pos.to(tl.float32)
     for n0 in range(0, N, BLOCK_N):
         idx, mn, lm, tu, vr, vi = _nodes(lm_ptr, tu_ptr, h, n0, N, BLOCK_N, BLOCK_L)
-        s1r = tl.zeros((BLOCK_N,), dtype=tl.float32)
-        s1i = tl.zeros((BLOCK_N,), dtype=tl.float32)
-        s2r = tl.zeros((BLOCK_N,), dtype=tl.float32)
-        s2i = tl.zeros((BLOCK_N,), dtype=tl.float32)
-        for l0 in range(l_lo, l_hi, BLOCK_L):
-            g = tl.load(g_ptr + h * L + l0 + j, mask=l0 + j < l_hi, other=0.0)[None, :]
-            gl = g * (l0 + j).to(tl.float32)[None, :]
-            # sum_j g conj(z^j), then times conj(z^l0)
-            ar = tl.sum(g * vr, axis=1)
-            ai = -tl.sum(g * vi, axis=1)
-            br = tl.sum(gl * vr, axis=1)
-            bi = -tl.sum(gl * vi, axis=1)
-            pr, pi = _powers(lm, tu, l0 + tl.zeros_like(idx))
-            s1r += pr * ar + pi * ai
-            s1i += pr * ai - pi * ar
-            s2r += pr * br + pi * bi
-            s2i += pr * bi - pi * br
-        tl.atomic_add(s1r_ptr + idx, s1r, mask=mn, sem="relaxed")
-        tl.atomic_add(s1i_ptr + idx, s1i, mask=mn, sem="relaxed")
-        tl.atomic_add(s2r_ptr + idx, s2r, mask=mn, sem="relaxed")
-        tl.atomic_add(s2i_ptr + idx, s2i, mask=mn, sem="relaxed")
+        vrt = tl.trans(vr)
+        vit = tl.trans(vi)
+        ar = tl.dot(g, vrt, input_precision="ieee")
+        ai = -tl.dot(g, vit, input_precision="ieee")
+        br = tl.dot(gl, vrt, input_precision="ieee")
+        bi = -tl.dot(gl, vit, input_precision="ieee")
+        pr, pi = _powers(lm, tu, l0)
+        tl.atomic_add(s1r_ptr + idx, tl.sum(pr * ar + pi * ai, axis=0), mask=mn, sem="relaxed")
+        tl.atomic_add(s1i_ptr + idx, tl.sum(pr * ai - pi * ar, axis=0), mask=mn, sem="relaxed")
+        tl.atomic_add(s2r_ptr + idx, tl.sum(pr * br + pi * bi, axis=0), mask=mn, sem="relaxed")
+        tl.atomic_add(s2i_ptr + idx, tl.sum(pr * bi - pi * br, axis=0), mask=mn, sem="relaxed")
 
 
-# nodes per table (up to), positions per block, blocks per program (a chunk of L), warps
-CFG = dict(max_block_n=64, block_l=64, chunk_blocks=16, num_warps=4)
+# nodes per table (up to; at least 16 for tl.dot), positions per block, blocks per program (>= 16), warps
+CFG = dict(max_block_n=64, block_l=64, blocks=16, num_warps=4)
 
 
 def _launch(kernel, args, H: int, N: int, L: int):
-    """Grid (chunks of L, rows) and block sizes from CFG for one of the two kernels."""
-    bn = min(CFG["max_block_n"], max(2, triton.next_power_of_2(N)))
-    bl = CFG["block_l"]
-    chunk = bl * CFG["chunk_blocks"]
-    kernel[(triton.cdiv(L, chunk), H)](*args, H, N, L, chunk, BLOCK_N=bn, BLOCK_L=bl, num_warps=CFG["num_warps"])
+    """Grid (groups of CFG["blocks"] position blocks, rows) and block sizes for one of the two kernels."""
+    bn = min(CFG["max_block_n"], max(16, triton.next_power_of_2(N)))
+    bl, r = CFG["block_l"], CFG["blocks"]
+    kernel[(triton.cdiv(L, bl * r), H)](*args, H, N, L, BLOCK_N=bn, BLOCK_L=bl, R=r, num_warps=CFG["num_warps"])
 
 
 def _prep(z: torch.Tensor):
-    """log|z| (fp32) and arg(z)/2pi (fp32 in [-1/2, 1/2]) for the kernels, computed in fp64."""
+    """log|z| (fp32) and arg(z)/2pi (fp64 in [-1/2, 1/2]) for the kernels, computed in fp64.
+
+    The turns stay fp64: rounded to fp32 they would move the phase l arg(z) by up to ~2e-7 l rad."""
     z64 = z.to(torch.complex128)
-    return z64.abs().log().float().contiguous(), (z64.angle() / _TWO_PI).float().contiguous()
+    return z64.abs().log().float().contiguous(), (z64.angle() / _TWO_PI).contiguous()
 
 
 class _Vandermonde(torch.autograd.Function):
