@@ -49,23 +49,29 @@ def test_reference_rejects_bad_input():
         vandermonde_ref(C.real, z, 4)
 
 
+def _check_triton(H, N, L, seed, device="cpu"):
+    """Triton (complex64 inputs on device) against the reference in complex128 at the same rounded
+    inputs (rounding z alone moves z^l by ~l * 6e-8): forward < 2e-5, gradients < 1e-4."""
+    C64, z64 = _nodes(H, N, L, seed)
+    C = C64.to(torch.complex64).to(device).requires_grad_(True)
+    z = z64.to(torch.complex64).to(device).requires_grad_(True)
+    K = vandermonde(C, z, L)
+    Cr = C.detach().cpu().to(torch.complex128).requires_grad_(True)
+    zr = z.detach().cpu().to(torch.complex128).requires_grad_(True)
+    Kr = vandermonde_ref(Cr, zr, L)
+    assert K.shape == (H, L) and K.dtype == torch.float32
+    assert _rel(K.double().cpu(), Kr) < 2e-5
+    g = torch.randn(H, L, dtype=torch.float64)
+    K.backward(g.float().to(device))
+    Kr.backward(g)
+    assert _rel(C.grad.cpu().to(torch.complex128), Cr.grad) < 1e-4
+    assert _rel(z.grad.cpu().to(torch.complex128), zr.grad) < 1e-4
+
+
 @pytest.mark.parametrize("H,N,L", [(3, 5, 1), (5, 7, 37), (17, 9, 70)])
 def test_triton_forward_and_grad(monkeypatch, H, N, L):
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
-    C64, z64 = _nodes(H, N, L, H * 100 + L)
-    C = C64.to(torch.complex64).requires_grad_(True)
-    z = z64.to(torch.complex64).requires_grad_(True)
-    K = vandermonde(C, z, L)
-    Cr = C64.clone().requires_grad_(True)
-    zr = z64.clone().requires_grad_(True)
-    Kr = vandermonde_ref(Cr, zr, L)
-    assert K.shape == (H, L) and K.dtype == torch.float32
-    assert _rel(K.double(), Kr) < 2e-5
-    g = torch.randn(H, L, dtype=torch.float64)
-    K.backward(g.float())
-    Kr.backward(g)
-    assert _rel(C.grad.to(torch.complex128), Cr.grad) < 1e-4
-    assert _rel(z.grad.to(torch.complex128), zr.grad) < 1e-4
+    _check_triton(H, N, L, H * 100 + L)
 
 
 def test_triton_broadcast_leading_dims(monkeypatch):
@@ -86,38 +92,11 @@ def test_triton_blocks_and_chunks(monkeypatch):
 
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
     monkeypatch.setattr(tv, "CFG", dict(max_block_n=16, block_l=16, blocks=16, num_warps=4))
-    H, N, L = 3, 37, 600  # 3 node blocks (the last holds 5), 3 programs per row (the last partial)
-    C64, z64 = _nodes(H, N, L, 7)
-    C = C64.to(torch.complex64).requires_grad_(True)
-    z = z64.to(torch.complex64).requires_grad_(True)
-    K = vandermonde(C, z, L)
-    Cr = C64.clone().requires_grad_(True)
-    zr = z64.clone().requires_grad_(True)
-    Kr = vandermonde_ref(Cr, zr, L)
-    assert _rel(K.double(), Kr) < 2e-5
-    g = torch.randn(H, L, dtype=torch.float64)
-    K.backward(g.float())
-    Kr.backward(g)
-    assert _rel(C.grad.to(torch.complex128), Cr.grad) < 1e-4
-    assert _rel(z.grad.to(torch.complex128), zr.grad) < 1e-4
+    _check_triton(3, 37, 600, 7)  # 3 node blocks (the last holds 5), 3 programs per row (the last partial)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_triton_gpu_long():
-    """On the GPU at S4D-like sizes (several chunks of L, one node block), forward and gradients."""
-    H, N, L = 8, 64, 5000
-    C64, z64 = _nodes(H, N, L, 11)
-    C = C64.to(torch.complex64).cuda().requires_grad_(True)
-    z = z64.to(torch.complex64).cuda().requires_grad_(True)
-    K = vandermonde(C, z, L)
-    # the reference at the complex64 inputs: rounding z alone moves z^l by ~l * 6e-8
-    Cr = C.detach().cpu().to(torch.complex128).requires_grad_(True)
-    zr = z.detach().cpu().to(torch.complex128).requires_grad_(True)
-    Kr = vandermonde_ref(Cr, zr, L)
-    assert _rel(K.double().cpu(), Kr) < 2e-5
-    g = torch.randn(H, L, dtype=torch.float64)
-    K.backward(g.float().cuda())
-    Kr.backward(g)
-    assert _rel(C.grad.cpu().to(torch.complex128), Cr.grad) < 1e-4
-    assert _rel(z.grad.cpu().to(torch.complex128), zr.grad) < 1e-4
+    """On the GPU at S4D-like sizes (several programs per row, one node block)."""
+    _check_triton(8, 64, 5000, 11, device="cuda")
