@@ -221,7 +221,7 @@ def test_triton_paths_that_fall_back(monkeypatch):
 @pytest.mark.parametrize("B,L,Lk,causal,has_d,split", [
     (3, 2100, 1990, True, True, (16, 16, 16)),  # odd B: the last row pair holds one real row
     (2, 1500, 1500, False, False, (16, 16, 16)),  # centred kernel; n = 4096 with most of the outer column empty
-    (1, 2500, 2000, True, True, (16, 32, 16)),  # P != Q: the scratch's (q, p) row order and its twiddles
+    (1, 2500, 2000, True, True, (16, 32, 16)),  # P != Q: catches a mix-up of the two inner factors
 ])
 def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split):
     """The three-level kernel (n = N1 * P * Q) against the reference, forward and all gradients.
