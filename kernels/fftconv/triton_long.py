@@ -37,8 +37,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_fftconv import _dft_matrix as _dft
 from .triton_fftconv import _dot, _pow2_at_least, _prec, _record, _twiddle
+from .triton_fftconv import _dft_matrix as _dft
 
 # (min n, max n) of the padded transform given to this kernel per input dtype; outside it the
 # dispatcher uses the one-tile kernel (smaller n) or torch.fft. Measured on an H200: 1.5-1.9x
@@ -69,14 +69,17 @@ BWD_TILE = 2048
 WARPS = 4
 BWD_WARPS = 4
 PROGS_PER_SM = 2
+# outer twiddle w_n^(k1 c): 0 = an n-long table read through L2, 2 = sin/cos in registers
+TWM = 0
 # dot operands for bf16 inputs: True = bf16 operands (faster, ~1e-2 error), False = tf32 like fp32
 BF16_DOTS = False
 
 
 @triton.jit
 def _cdot(ar, ai, br, bi, BF16: tl.constexpr, PREC: tl.constexpr):
-    """(ar + i ai) @ (br + i bi) as four real tensor-core products (three, Karatsuba-style, measured
-    slower on the H200: 0.42 vs 0.41 ms at L = 4K, 15.1 vs 12.4 ms at 64K)."""
+    """(ar + i ai) @ (br + i bi) as four real tensor-core products (H200, L = 4K / 64K: three,
+    Karatsuba-style, 0.42 / 15.1 ms against 0.41 / 12.4; the four chained in two accumulators,
+    0.406 / 12.4 ms against 0.411 / 11.4)."""
     xr = _dot(ar, br, BF16, PREC) - _dot(ai, bi, BF16, PREC)
     xi = _dot(ar, bi, BF16, PREC) + _dot(ai, br, BF16, PREC)
     return xr, xi
@@ -96,12 +99,12 @@ def _swap(x, R: tl.constexpr, A: tl.constexpr, C: tl.constexpr):
 
 
 @triton.jit
-def _pair_rows(b0, h, H, L, B, NA: tl.constexpr):
-    """Offsets of batch rows b0 and b0 + 1 of channel h, and whether row b0 + 1 exists (an (NA, 1)
+def _pair_rows(b0, h, H, L, B):
+    """Offsets of batch rows b0 and b0 + 1 of channel h, and whether row b0 + 1 exists (a (1, 1)
     mask: tensor-valued, since a scalar bool mask breaks when B specializes to 1 or 2)."""
     row0 = (b0 * H + h).to(tl.int64) * L
     row1 = ((b0 + 1) * H + h).to(tl.int64) * L
-    return row0, row1, (tl.zeros((NA, 1), dtype=tl.int32) + b0 + 1) < B
+    return row0, row1, (tl.zeros((1, 1), dtype=tl.int32) + b0 + 1) < B
 
 
 @triton.jit
@@ -111,23 +114,46 @@ def _row_block(rb, M: tl.constexpr, R: tl.constexpr):
 
 
 @triton.jit
+def _sincos(ang, PREC: tl.constexpr):
+    if PREC == "emulate":
+        return tl.cos(ang), tl.sin(ang)
+    else:
+        # the SFU's approximations: absolute error ~2^-21 on [-pi, pi], far below tf32's
+        c = tl.inline_asm_elementwise("cos.approx.f32 $0, $1;", "=f,f", [ang], dtype=tl.float32, is_pure=True, pack=1)
+        s = tl.inline_asm_elementwise("sin.approx.f32 $0, $1;", "=f,f", [ang], dtype=tl.float32, is_pure=True, pack=1)
+        return c, s
+
+
+@triton.jit
+def _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1: tl.constexpr, M: tl.constexpr, TWM: tl.constexpr, PREC: tl.constexpr):
+    """The outer twiddle w_n^(k1 c) (n = N1 M) at the index grids k1, c (broadcast together)."""
+    if TWM == 0:
+        tw = k1 * M + c
+        return tl.load(t1r_ptr + tw), tl.load(t1i_ptr + tw)
+    else:
+        NN: tl.constexpr = N1 * M
+        e = (k1 * c) % NN
+        # the exponent reduced in integers, then to [-n/2, n/2) so the angle is in [-pi, pi)
+        e = tl.where(e >= NN // 2, e - NN, e)
+        return _sincos(e.to(tl.float32) * (-6.283185307179586 / NN), PREC)
+
+
+@triton.jit
 def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
               N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr,
-              BF16: tl.constexpr, PREC: tl.constexpr):
+              TWM: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
     """Pass 1: rows row0 + i row1 of src as one complex row; column DFTs (length N1, only the NA
     rows that hold data) and the outer twiddle, into the scratch planes dst_re, dst_im."""
-    a = tl.arange(0, NA)[:, None]
-    k1 = tl.arange(0, N1)[:, None]
     for cb in range(0, M, BC):
         c = cb + tl.arange(0, BC)[None, :]
-        m = a * M + c
+        m = tl.arange(0, NA)[:, None] * M + c
+        k1 = tl.arange(0, N1)[:, None]
         msk = m < L
         zr = tl.load(src + row0 + m, mask=msk, other=0.0).to(tl.float32)
         zi = tl.load(src + row1 + m, mask=msk & has1, other=0.0).to(tl.float32)
         xr, xi = _cdot(_mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1), zr, zi, BF16, PREC)
+        tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, TWM, PREC)
         tw = k1 * M + c
-        tr = tl.load(t1r_ptr + tw)
-        ti = tl.load(t1i_ptr + tw)
         tl.store(dst_re + tw, xr * tr - xi * ti)
         tl.store(dst_im + tw, xr * ti + xi * tr)
 
@@ -174,21 +200,19 @@ def _rows_inv(xr, xi, s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_p
 @triton.jit
 def _cols_inv(s_re, s_im, dst, skip, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
               N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, HAS_D: tl.constexpr,
-              BF16: tl.constexpr, PREC: tl.constexpr):
+              TWM: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
     """Pass 3: conj outer twiddle, inverse column DFTs for the NA output rows, + dh * skip;
     real part -> dst row0, imaginary part -> dst row1."""
-    a = tl.arange(0, NA)[:, None]
-    k1 = tl.arange(0, N1)[:, None]
     for cb in range(0, M, BC):
         c = cb + tl.arange(0, BC)[None, :]
+        k1 = tl.arange(0, N1)[:, None]
+        m = tl.arange(0, NA)[:, None] * M + c
         tw = k1 * M + c
         xr = tl.load(s_re + tw)
         xi = tl.load(s_im + tw)
-        tr = tl.load(t1r_ptr + tw)
-        ti = tl.load(t1i_ptr + tw)
+        tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, TWM, PREC)
         xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
         yr, yi = _cdot(_mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1), xr, xi, BF16, PREC)
-        m = a * M + c
         msk = m < L
         if HAS_D:
             yr += dh * tl.load(skip + row0 + m, mask=msk, other=0.0).to(tl.float32)
@@ -203,7 +227,8 @@ def _long_kernel(
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     B, H, L, NPAIRS, PB, NPROG,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    CONJ: tl.constexpr, HAS_D: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
+    CONJ: tl.constexpr, HAS_D: tl.constexpr, TWM: tl.constexpr, BF16: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     M: tl.constexpr = P * Q
     NN: tl.constexpr = N1 * M
@@ -213,11 +238,11 @@ def _long_kernel(
     jq = tl.arange(0, Q)[None, :]
     for pair in range(pid, NPAIRS, NPROG):
         h = pair // PB
-        row0, row1, has1 = _pair_rows((pair % PB) * 2, h, H, L, B, NA)
+        row0, row1, has1 = _pair_rows((pair % PB) * 2, h, H, L, B)
         # the previous pair's pass 3 has read the scratch before this pass 1 overwrites it
         tl.debug_barrier()
         _cols_fwd(u_ptr, row0, row1, has1, s_re, s_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                  N1, M, NA, BC, BF16, PREC)
+                  N1, M, NA, BC, TWM, BF16, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
@@ -237,7 +262,7 @@ def _long_kernel(
         if HAS_D:
             dh = tl.load(d_ptr + h).to(tl.float32)
         _cols_inv(s_re, s_im, y_ptr, u_ptr, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                  N1, M, NA, BC, HAS_D, BF16, PREC)
+                  N1, M, NA, BC, HAS_D, TWM, BF16, PREC)
 
 
 @triton.jit
@@ -246,7 +271,7 @@ def _long_bwd_kernel(
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     B, H, L, PB, NSPLIT, NWORK, NPROG,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    HAS_D: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
+    HAS_D: tl.constexpr, TWM: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
 ):
     # Backward of one channel's row pairs: z = u pair, w = g pair (the output gradient). Per pair,
     # both take passes 1-2 forward; the products conj(Z) W summed over this work item's pairs go to
@@ -269,12 +294,12 @@ def _long_bwd_kernel(
         if HAS_D:
             dh = tl.load(d_ptr + h).to(tl.float32)
         for pb in range(sp, PB, NSPLIT):
-            row0, row1, has1 = _pair_rows(pb * 2, h, H, L, B, NA)
+            row0, row1, has1 = _pair_rows(pb * 2, h, H, L, B)
             tl.debug_barrier()
             _cols_fwd(u_ptr, row0, row1, has1, z_re, z_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                      N1, M, NA, BC, BF16, PREC)
+                      N1, M, NA, BC, TWM, BF16, PREC)
             _cols_fwd(g_ptr, row0, row1, has1, w_re, w_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                      N1, M, NA, BC, BF16, PREC)
+                      N1, M, NA, BC, TWM, BF16, PREC)
             tl.debug_barrier()
             for rb in range(0, N1, R):
                 off = _row_block(rb, M, R)
@@ -298,7 +323,7 @@ def _long_bwd_kernel(
                           P, Q, R, BF16, PREC)
             tl.debug_barrier()
             _cols_inv(w_re, w_im, du_ptr, g_ptr, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                      N1, M, NA, BC, HAS_D, BF16, PREC)
+                      N1, M, NA, BC, HAS_D, TWM, BF16, PREC)
 
 
 @triton.jit
@@ -307,7 +332,7 @@ def _long_spectrum_kernel(
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     H, LK, NPROG, inv_n,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    PREC: tl.constexpr,
+    TWM: tl.constexpr, PREC: tl.constexpr,
 ):
     # The causal kernel's spectrum for _long_kernel: row h of k (H, LK), zero padded to n, through
     # passes 1-2 forward (as a complex row with zero imaginary part), scaled by 1/n and stored in
@@ -318,13 +343,13 @@ def _long_spectrum_kernel(
     s_re = s_ptr + pid.to(tl.int64) * (2 * NN)
     s_im = s_re + NN
     jq = tl.arange(0, Q)[None, :]
-    no_im = tl.zeros((NA, 1), dtype=tl.int32) != 0
+    no_im = tl.zeros((1, 1), dtype=tl.int32) != 0
     for h in range(pid, H, NPROG):
         h = tl.cast(h, tl.int64)  # a Python int under the interpreter
         row = h * LK
         tl.debug_barrier()
         _cols_fwd(k_ptr, row, row, no_im, s_re, s_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, LK,
-                  N1, M, NA, BC, False, PREC)
+                  N1, M, NA, BC, TWM, False, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
@@ -333,6 +358,43 @@ def _long_spectrum_kernel(
             koff = h * (2 * NN) + rb * M + tl.arange(0, R * P)[:, None] * Q + jq
             tl.store(kt_ptr + koff, xr * inv_n)
             tl.store(kt_ptr + NN + koff, xi * inv_n)
+
+
+@triton.jit
+def _long_dk_kernel(
+    p_ptr, c_ptr, s_ptr,
+    f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
+    H, NSPLIT, NOUT, NPROG, inv_n,
+    N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
+    TWM: tl.constexpr, PREC: tl.constexpr,
+):
+    # The kernel gradient's last step: row h of c (H, NOUT) = the first NOUT values of
+    # Re(ifft(S_h)), S_h = sum over the NSPLIT partial cross-spectra of channel h in p (tile order,
+    # as _long_bwd_kernel leaves them): the sum, then the inverse passes 2 and 3.
+    M: tl.constexpr = P * Q
+    NN: tl.constexpr = N1 * M
+    pid = tl.program_id(0)
+    s_re = s_ptr + pid.to(tl.int64) * (2 * NN)
+    s_im = s_re + NN
+    jq = tl.arange(0, Q)[None, :]
+    no_im = tl.zeros((1, 1), dtype=tl.int32) != 0
+    for h in range(pid, H, NPROG):
+        h = tl.cast(h, tl.int64)  # a Python int under the interpreter
+        tl.debug_barrier()
+        for rb in range(0, N1, R):
+            off = _row_block(rb, M, R)
+            poff = h * NSPLIT * (2 * NN) + rb * M + tl.arange(0, R * P)[:, None] * Q + jq
+            xr = tl.zeros((R * P, Q), dtype=tl.float32)
+            xi = tl.zeros((R * P, Q), dtype=tl.float32)
+            for sp in range(NSPLIT):
+                xr += tl.load(p_ptr + poff + sp * (2 * NN))
+                xi += tl.load(p_ptr + poff + sp * (2 * NN) + NN)
+            _rows_inv(xr * inv_n, xi * inv_n, s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+                      P, Q, R, False, PREC)
+        tl.debug_barrier()
+        row = h * NOUT
+        _cols_inv(s_re, s_im, c_ptr, c_ptr, row, row, no_im, 0.0, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, NOUT,
+                  N1, M, NA, BC, False, TWM, False, PREC)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -364,7 +426,7 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool) -> torch.Tensor:
         scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
         _long_spectrum_kernel[(nprog,)](
             k.detach().contiguous(), kt, scratch, *_tables(plan, k.device), H, Lk, nprog, 1.0 / n,
-            N1=N1, P=P, Q=Q, **_blocks(plan, Lk, TILE), PREC=_prec(), num_warps=WARPS, num_stages=1,
+            N1=N1, P=P, Q=Q, **_blocks(plan, Lk, TILE), TWM=TWM, PREC=_prec(), num_warps=WARPS, num_stages=1,
         )
         return kt
     sh = (Lk - 1) // 2  # centred: k_eff starts at k's centre and wraps around
@@ -412,18 +474,20 @@ def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bo
     ck = _long_kernel[(nprog,)](
         u, Kt, D if D is not None else u, y, scratch, *_tables(plan, u.device),
         B, H, L, npairs, PB, nprog,
-        N1=N1, P=P, Q=Q, **_blocks(plan, L, TILE), CONJ=conj, HAS_D=D is not None,
+        N1=N1, P=P, Q=Q, **_blocks(plan, L, TILE), CONJ=conj, HAS_D=D is not None, TWM=TWM,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16, PREC=_prec(),
         num_warps=WARPS, num_stages=1,  # 2 stages measured 27% slower (H200, L = 4K)
     )
     _record(f"long_fwd_w{WARPS}_t{TILE}_{N1}", P, Q, ck)
 
 
-def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan) -> tuple[torch.Tensor, torch.Tensor]:
-    """Input gradient and the kernel's cross-spectrum in one pass over u and g (both (B, H, L)).
+def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan, Lk: int, causal: bool):
+    """Input and kernel gradients of the long conv in one pass over u and g (both (B, H, L)), plus
+    one small kernel for the kernel gradient's inverse transform.
 
-    Returns du (B, H, L) = correlation of g with k (+ D g), and S (H, n) complex64 in frequency
-    order, S = sum_b conj(U_b) G_b with U, G the length-n DFTs (what dk is the inverse of)."""
+    Returns du (B, H, L) = correlation of g with k (+ D g) and c (H, Lk) fp32 with
+    c[h, j] = sum_b sum_t g[b, h, t] u[b, h, t - j] for the lags j of k's taps (causal: j = 0 ... Lk-1;
+    centred: j = i - (Lk - 1) // 2 for tap i) — dk before the cast to k's dtype."""
     N1, P, Q = plan
     n = N1 * P * Q
     B, H, L = u.shape
@@ -436,17 +500,28 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan) -> t
     scratch = torch.empty(nprog, 4, n, device=u.device, dtype=torch.float32)
     psum = torch.empty(nwork, 2, n, device=u.device, dtype=torch.float32)
     du = torch.empty_like(u)
+    tables = _tables(plan, u.device)
     _long_bwd_kernel[(nprog,)](
-        u, g, Kt, D if D is not None else u, du, psum, scratch, *_tables(plan, u.device),
+        u, g, Kt, D if D is not None else u, du, psum, scratch, *tables,
         B, H, L, PB, nsplit, nwork, nprog,
-        N1=N1, P=P, Q=Q, **_blocks(plan, L, BWD_TILE), HAS_D=D is not None,
+        N1=N1, P=P, Q=Q, **_blocks(plan, L, BWD_TILE), HAS_D=D is not None, TWM=TWM,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16, PREC=_prec(),
         num_warps=BWD_WARPS, num_stages=1,
     )
-    ps = psum.view(H, nsplit, 2, n).sum(1)
-    # tile order (k1, kp, kq) -> frequency k1 + N1 kp + N1 P kq
-    S = torch.complex(ps[:, 0], ps[:, 1]).view(H, N1, P, Q).permute(0, 3, 2, 1).reshape(H, n)
-    return du, S
+    # the circular cross-correlation Re(ifft(sum_b conj(U_b) G_b)): its first Lk lags (causal), or
+    # all n, of which the centred taps' lags are gathered (k[i] sits at k_eff[(i - sh) mod n])
+    nout = Lk if causal else n
+    c = torch.empty(H, nout, device=u.device, dtype=torch.float32)
+    nprog = _nprog(H, u.device)
+    _long_dk_kernel[(nprog,)](
+        psum, c, scratch, *tables, H, nsplit, nout, nprog, 1.0 / n,
+        N1=N1, P=P, Q=Q, **_blocks(plan, nout, TILE), TWM=TWM, PREC=_prec(),
+        num_warps=WARPS, num_stages=1,
+    )
+    if not causal:
+        sh = (Lk - 1) // 2
+        c = torch.cat([c[:, n - sh:], c[:, :Lk - sh]], dim=1)
+    return du, c
 
 
 class _LongConv(torch.autograd.Function):
@@ -469,28 +544,21 @@ class _LongConv(torch.autograd.Function):
         g = gy.contiguous().to(u.dtype)
         du = dk = dD = None
         if ctx.needs_input_grad[1]:
-            du, S = launch_bwd(u, g, Kt, D, ctx.plan)
-            dk = _grad_k_from_spectrum(S, k.shape[1], ctx.causal).to(k.dtype)
+            du, c = launch_bwd(u, g, Kt, D, ctx.plan, k.shape[1], ctx.causal)
+            dk = c.to(k.dtype)
+            # dD = sum_b,t u g is the correlation at lag 0: tap 0 (causal) or the centre tap
+            dD_lag0 = c[:, 0 if ctx.causal else (k.shape[1] - 1) // 2]
         elif ctx.needs_input_grad[0]:
             du = torch.empty_like(u)
             launch(g, Kt, D, du, ctx.plan, conj=True)
         if not ctx.needs_input_grad[0]:
             du = None
         if D is not None and ctx.needs_input_grad[2]:
-            dD = torch.einsum("bhl,bhl->h", u.float(), g.float()).to(D.dtype)
+            if dk is not None:
+                dD = dD_lag0.to(D.dtype)
+            else:
+                dD = torch.einsum("bhl,bhl->h", u.float(), g.float()).to(D.dtype)
         return du, dk, dD, None, None
-
-
-def _grad_k_from_spectrum(S: torch.Tensor, Lk: int, causal: bool) -> torch.Tensor:
-    """dk[j] = sum_b sum_t g[b, t] u[b, t - j] from S = sum_b conj(U_b) G_b (H, n): the circular
-    cross-correlation Re(ifft(S)) (u and g are real), gathered back into k's positions."""
-    n = S.shape[-1]
-    c = torch.fft.ifft(S).real
-    if causal:
-        return c[:, :Lk]
-    sh = (Lk - 1) // 2
-    # k[i] sits at k_eff[(i - sh) mod n]
-    return torch.cat([c[:, n - sh:], c[:, :Lk - sh]], dim=1)
 
 
 def fftconv_long(u: torch.Tensor, k: torch.Tensor, D, causal: bool, plan) -> torch.Tensor:

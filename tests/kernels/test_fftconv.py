@@ -220,7 +220,7 @@ def test_triton_paths_that_fall_back(monkeypatch):
 
 @pytest.mark.parametrize("B,L,Lk,causal,has_d,split", [
     (3, 2100, 1990, True, True, (16, 16, 16)),  # odd B: the last row pair holds one real row
-    (2, 1500, 1500, False, False, (16, 16, 16)),  # centred kernel; n = 4096 with most of the outer column empty
+    (2, 1500, 1500, False, True, (16, 16, 16)),  # centred kernel (dD = the centre tap's lag); n = 4096, outer column mostly empty
     (1, 2500, 2000, True, True, (16, 32, 16)),  # P != Q: catches a mix-up of the two inner factors
 ])
 def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split):
@@ -247,8 +247,9 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split):
     D = torch.randn(2, generator=g, dtype=torch.float64) if has_d else None
     _check(lambda a, b, c: fftconv(a, b, c, causal), lambda a, b, c: fftconv_ref(a, b, c, causal),
            u, k, D, torch.float32, 1e-5, 1e-5)
-    # forward, then one backward kernel for du and dk (with B=3 and 2 channels on the interpreter's
-    # 8 programs, each channel's two row pairs are split over two work items, summed on the host)
+    # forward, then the backward kernel for du and the cross-spectrum, whose inverse gives dk and dD
+    # (with B=3 and 2 channels on the interpreter's 8 programs, each channel's two row pairs are split
+    # over two work items; the inverse kernel sums them)
     assert calls == ["launch", "launch_bwd"]
     # without a gradient for k, du alone: the forward kernel on the correlation
     calls.clear()
