@@ -2,6 +2,7 @@
 
 Small on purpose; the bench scripts share these functions:
 
+- :func:`time_pair` -- two ops timed in alternating rounds (the ours-vs-baseline ratios).
 - :func:`time_ms` -- median milliseconds of ``fn()`` over CUDA events, after warm-up, >= 20 reps,
   with the L2 cache flushed before each rep (so small sizes are not timed out of cache).
 - :func:`copy_bandwidth` -- measured HBM copy bandwidth in GB/s (bytes read + bytes written),
@@ -66,6 +67,20 @@ def time_ms(fn: Callable[[], object], warmup: int = 5, reps: int = 20, flush_l2:
     torch.cuda.synchronize()
     times = [s.elapsed_time(e) for s, e in zip(starts, ends)]
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "reps": reps}
+
+
+def time_pair(fa: Callable[[], object], fb: Callable[[], object], rounds: int = 3, reps: int = 20) -> tuple[float, float]:
+    """Median milliseconds of ``fa()`` and ``fb()`` timed in alternating rounds (a, b, a, b, ...).
+
+    Where the host's submission time decides the result (short ops through autograd), clocks and the
+    host's load drift over a run; alternating keeps both sides under the same drift.
+    Returns (median over rounds of fa's median_ms, the same for fb).
+    """
+    ta, tb = [], []
+    for _ in range(rounds):
+        ta.append(time_ms(fa, reps=reps)["median_ms"])
+        tb.append(time_ms(fb, reps=reps)["median_ms"])
+    return statistics.median(ta), statistics.median(tb)
 
 
 def copy_bandwidth(nbytes: int = 1 << 30, dtype: torch.dtype = torch.float32) -> float:

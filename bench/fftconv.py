@@ -7,6 +7,8 @@ are upcast to fp32 for cuFFT and the result cast back; that is what a user would
 `ours` is the public `kernels.fftconv.fftconv`, whatever path it dispatches to (the column `path`
 says which); `triton` rows force the fused kernel at lengths the dispatch does not give it, to
 show where the dispatch threshold comes from.
+Ours and the baseline are timed in three alternating rounds (`time_pair`; medians), since the
+short rows are bound by the host's time, which drifts over a run.
 Effective GB/s counts the fewest bytes: read u, write y (forward). Peak memory is the extra
 allocation of one forward call.
 Vandermonde: K (H, L) = Re(sum_n C z^l), H=768, N=64, L = 1K..16K, Triton vs the reference.
@@ -25,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from bench._timing import copy_bandwidth, device_name, peak_memory, print_table, time_ms, write_json  # noqa: E402
+from bench._timing import copy_bandwidth, device_name, peak_memory, print_table, time_ms, time_pair, write_json  # noqa: E402
 from kernels.fftconv import fftconv  # noqa: E402
 from kernels.fftconv import triton_fftconv as tf  # noqa: E402
 from kernels.fftconv import triton_long as tlong  # noqa: E402
@@ -127,11 +129,10 @@ def bench_conv(B, H, L, dtype, bw, force=None, reps=20):
                 t_kernel = time_ms(lambda: tlong.launch(u.detach(), Kt, D.detach(), yk, lplan, False), reps=reps)["median_ms"]
                 del Kt, yk
         with torch.no_grad():
-            t_ours = time_ms(lambda: ours(u, k, D), reps=reps)["median_ms"]
-            t_base = time_ms(lambda: torch_fftconv(u, k, D), reps=reps)["median_ms"]
+            t_ours, t_base = time_pair(lambda: ours(u, k, D), lambda: torch_fftconv(u, k, D), reps=reps)
             mem_ours = peak_memory(lambda: ours(u, k, D))
             mem_base = peak_memory(lambda: torch_fftconv(u, k, D))
-        tb_ours = time_ms(_fwd_bwd(ours, u, k, D, g), reps=reps)["median_ms"]
+        tb_ours, tb_base = time_pair(_fwd_bwd(ours, u, k, D, g), _fwd_bwd(torch_fftconv, u, k, D, g), reps=reps)
         tb_torchdk = None
         if path == "triton":
             # the same with the kernel gradient through torch.fft instead of the fused dK kernel
@@ -140,7 +141,6 @@ def bench_conv(B, H, L, dtype, bw, force=None, reps=20):
                 tb_torchdk = time_ms(_fwd_bwd(ours, u, k, D, g), reps=reps)["median_ms"]
             finally:
                 tf.BWD_K = "triton"
-        tb_base = time_ms(_fwd_bwd(torch_fftconv, u, k, D, g), reps=reps)["median_ms"]
         mem_b_ours = peak_memory(_fwd_bwd(ours, u, k, D, g))
         mem_b_base = peak_memory(_fwd_bwd(torch_fftconv, u, k, D, g))
         # gradient agreement with the baseline's autograd

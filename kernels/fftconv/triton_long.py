@@ -26,9 +26,10 @@ shared by all programs and read through L2.
 The spectrum is precomputed in the tile order of pass 2, already scaled by 1/n, by a third kernel
 (passes 1-2 on each row of k; torch.fft for a centred kernel). Backward (one kernel, one pass over u and
 the output gradient g): per row pair, passes 1-2 transform both z = u pair and w = g pair; the
-cross-spectrum conj(Z) W is summed over the channel's pairs (for dk: since u, g, k are real,
-dk = Re(ifft(sum_pairs conj(Z) W)), one (H, n) inverse on the host), and W conj(K) goes through
-the inverse to du (the correlation with k) + D g. dD is one reduction over u * g.
+cross-spectrum conj(Z) W is summed over the channel's pairs, and W conj(K) goes through the inverse
+to du (the correlation with k) + D g. Since u, g, k are real, dk = Re(ifft(sum_pairs conj(Z) W)):
+a small fourth kernel sums a channel's partial cross-spectra and takes them through the inverse
+passes 2-3. dD = sum u g is that correlation at lag 0 (no separate reduction over u and g).
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ BWD_TILE = 2048
 WARPS = 4
 BWD_WARPS = 4
 PROGS_PER_SM = 2
-# outer twiddle w_n^(k1 c): 0 = an n-long table read through L2, 2 = sin/cos in registers
-TWM = 0
+# the outer twiddle w_n^(k1 c) from sin/cos in registers up to this n, above from an n-long table read
+# through L2 (H200 kernel-only forward at n = 8K: 0.37-0.39 vs 0.41 ms fp32, 0.35-0.37 vs 0.39 bf16;
+# at 32K 2.33-2.39 vs 2.27-2.33 and 128K 13.3-13.5 vs 11.2-11.4 ms: more spilled registers there)
+SINCOS_MAX_N = 8192
 # dot operands for bf16 inputs: True = bf16 operands (faster, ~1e-2 error), False = tf32 like fp32
 BF16_DOTS = False
 
@@ -125,23 +128,23 @@ def _sincos(ang, PREC: tl.constexpr):
 
 
 @triton.jit
-def _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1: tl.constexpr, M: tl.constexpr, TWM: tl.constexpr, PREC: tl.constexpr):
+def _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1: tl.constexpr, M: tl.constexpr, SINCOS: tl.constexpr, PREC: tl.constexpr):
     """The outer twiddle w_n^(k1 c) (n = N1 M) at the index grids k1, c (broadcast together)."""
-    if TWM == 0:
-        tw = k1 * M + c
-        return tl.load(t1r_ptr + tw), tl.load(t1i_ptr + tw)
-    else:
+    if SINCOS:
         NN: tl.constexpr = N1 * M
         e = (k1 * c) % NN
         # the exponent reduced in integers, then to [-n/2, n/2) so the angle is in [-pi, pi)
         e = tl.where(e >= NN // 2, e - NN, e)
         return _sincos(e.to(tl.float32) * (-6.283185307179586 / NN), PREC)
+    else:
+        tw = k1 * M + c
+        return tl.load(t1r_ptr + tw), tl.load(t1i_ptr + tw)
 
 
 @triton.jit
 def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
               N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr,
-              TWM: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
+              SINCOS: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
     """Pass 1: rows row0 + i row1 of src as one complex row; column DFTs (length N1, only the NA
     rows that hold data) and the outer twiddle, into the scratch planes dst_re, dst_im."""
     for cb in range(0, M, BC):
@@ -152,7 +155,7 @@ def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r_ptr, f1i_ptr, t1r_ptr, 
         zr = tl.load(src + row0 + m, mask=msk, other=0.0).to(tl.float32)
         zi = tl.load(src + row1 + m, mask=msk & has1, other=0.0).to(tl.float32)
         xr, xi = _cdot(_mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1), zr, zi, BF16, PREC)
-        tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, TWM, PREC)
+        tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, SINCOS, PREC)
         tw = k1 * M + c
         tl.store(dst_re + tw, xr * tr - xi * ti)
         tl.store(dst_im + tw, xr * ti + xi * tr)
@@ -200,7 +203,7 @@ def _rows_inv(xr, xi, s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_p
 @triton.jit
 def _cols_inv(s_re, s_im, dst, skip, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
               N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, HAS_D: tl.constexpr,
-              TWM: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
+              SINCOS: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
     """Pass 3: conj outer twiddle, inverse column DFTs for the NA output rows, + dh * skip;
     real part -> dst row0, imaginary part -> dst row1."""
     for cb in range(0, M, BC):
@@ -210,7 +213,7 @@ def _cols_inv(s_re, s_im, dst, skip, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r
         tw = k1 * M + c
         xr = tl.load(s_re + tw)
         xi = tl.load(s_im + tw)
-        tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, TWM, PREC)
+        tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, SINCOS, PREC)
         xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
         yr, yi = _cdot(_mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1), xr, xi, BF16, PREC)
         msk = m < L
@@ -227,7 +230,7 @@ def _long_kernel(
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     B, H, L, NPAIRS, PB, NPROG,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    CONJ: tl.constexpr, HAS_D: tl.constexpr, TWM: tl.constexpr, BF16: tl.constexpr,
+    CONJ: tl.constexpr, HAS_D: tl.constexpr, SINCOS: tl.constexpr, BF16: tl.constexpr,
     PREC: tl.constexpr,
 ):
     M: tl.constexpr = P * Q
@@ -242,7 +245,7 @@ def _long_kernel(
         # the previous pair's pass 3 has read the scratch before this pass 1 overwrites it
         tl.debug_barrier()
         _cols_fwd(u_ptr, row0, row1, has1, s_re, s_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                  N1, M, NA, BC, TWM, BF16, PREC)
+                  N1, M, NA, BC, SINCOS, BF16, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
@@ -262,7 +265,7 @@ def _long_kernel(
         if HAS_D:
             dh = tl.load(d_ptr + h).to(tl.float32)
         _cols_inv(s_re, s_im, y_ptr, u_ptr, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                  N1, M, NA, BC, HAS_D, TWM, BF16, PREC)
+                  N1, M, NA, BC, HAS_D, SINCOS, BF16, PREC)
 
 
 @triton.jit
@@ -271,7 +274,7 @@ def _long_bwd_kernel(
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     B, H, L, PB, NSPLIT, NWORK, NPROG,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    HAS_D: tl.constexpr, TWM: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
+    HAS_D: tl.constexpr, SINCOS: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
 ):
     # Backward of one channel's row pairs: z = u pair, w = g pair (the output gradient). Per pair,
     # both take passes 1-2 forward; the products conj(Z) W summed over this work item's pairs go to
@@ -297,9 +300,9 @@ def _long_bwd_kernel(
             row0, row1, has1 = _pair_rows(pb * 2, h, H, L, B)
             tl.debug_barrier()
             _cols_fwd(u_ptr, row0, row1, has1, z_re, z_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                      N1, M, NA, BC, TWM, BF16, PREC)
+                      N1, M, NA, BC, SINCOS, BF16, PREC)
             _cols_fwd(g_ptr, row0, row1, has1, w_re, w_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                      N1, M, NA, BC, TWM, BF16, PREC)
+                      N1, M, NA, BC, SINCOS, BF16, PREC)
             tl.debug_barrier()
             for rb in range(0, N1, R):
                 off = _row_block(rb, M, R)
@@ -323,7 +326,7 @@ def _long_bwd_kernel(
                           P, Q, R, BF16, PREC)
             tl.debug_barrier()
             _cols_inv(w_re, w_im, du_ptr, g_ptr, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                      N1, M, NA, BC, HAS_D, TWM, BF16, PREC)
+                      N1, M, NA, BC, HAS_D, SINCOS, BF16, PREC)
 
 
 @triton.jit
@@ -332,7 +335,7 @@ def _long_spectrum_kernel(
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     H, LK, NPROG, inv_n,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    TWM: tl.constexpr, PREC: tl.constexpr,
+    SINCOS: tl.constexpr, PREC: tl.constexpr,
 ):
     # The causal kernel's spectrum for _long_kernel: row h of k (H, LK), zero padded to n, through
     # passes 1-2 forward (as a complex row with zero imaginary part), scaled by 1/n and stored in
@@ -349,7 +352,7 @@ def _long_spectrum_kernel(
         row = h * LK
         tl.debug_barrier()
         _cols_fwd(k_ptr, row, row, no_im, s_re, s_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, LK,
-                  N1, M, NA, BC, TWM, False, PREC)
+                  N1, M, NA, BC, SINCOS, False, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
@@ -366,7 +369,7 @@ def _long_dk_kernel(
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     H, NSPLIT, NOUT, NPROG, inv_n,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    TWM: tl.constexpr, PREC: tl.constexpr,
+    SINCOS: tl.constexpr, PREC: tl.constexpr,
 ):
     # The kernel gradient's last step: row h of c (H, NOUT) = the first NOUT values of
     # Re(ifft(S_h)), S_h = sum over the NSPLIT partial cross-spectra of channel h in p (tile order,
@@ -394,7 +397,7 @@ def _long_dk_kernel(
         tl.debug_barrier()
         row = h * NOUT
         _cols_inv(s_re, s_im, c_ptr, c_ptr, row, row, no_im, 0.0, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, NOUT,
-                  N1, M, NA, BC, False, TWM, False, PREC)
+                  N1, M, NA, BC, False, SINCOS, False, PREC)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -426,7 +429,8 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool) -> torch.Tensor:
         scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
         _long_spectrum_kernel[(nprog,)](
             k.detach().contiguous(), kt, scratch, *_tables(plan, k.device), H, Lk, nprog, 1.0 / n,
-            N1=N1, P=P, Q=Q, **_blocks(plan, Lk, TILE), TWM=TWM, PREC=_prec(), num_warps=WARPS, num_stages=1,
+            N1=N1, P=P, Q=Q, **_blocks(plan, Lk, TILE), SINCOS=n <= SINCOS_MAX_N, PREC=_prec(),
+            num_warps=WARPS, num_stages=1,
         )
         return kt
     sh = (Lk - 1) // 2  # centred: k_eff starts at k's centre and wraps around
@@ -466,15 +470,16 @@ def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bo
     """y = conv(u, k) (+ D u) for the rows of u (B, H, L) with the tile-order spectrum Kt;
     conj=True: the correlation with k instead (the input gradient of the convolution)."""
     N1, P, Q = plan
+    n = N1 * P * Q
     B, H, L = u.shape
     PB = triton.cdiv(B, 2)
     npairs = H * PB
     nprog = _nprog(npairs, u.device)
-    scratch = torch.empty(nprog, 2, N1 * P * Q, device=u.device, dtype=torch.float32)
+    scratch = torch.empty(nprog, 2, n, device=u.device, dtype=torch.float32)
     ck = _long_kernel[(nprog,)](
         u, Kt, D if D is not None else u, y, scratch, *_tables(plan, u.device),
         B, H, L, npairs, PB, nprog,
-        N1=N1, P=P, Q=Q, **_blocks(plan, L, TILE), CONJ=conj, HAS_D=D is not None, TWM=TWM,
+        N1=N1, P=P, Q=Q, **_blocks(plan, L, TILE), CONJ=conj, HAS_D=D is not None, SINCOS=n <= SINCOS_MAX_N,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16, PREC=_prec(),
         num_warps=WARPS, num_stages=1,  # 2 stages measured 27% slower (H200, L = 4K)
     )
@@ -504,7 +509,7 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan, Lk: 
     _long_bwd_kernel[(nprog,)](
         u, g, Kt, D if D is not None else u, du, psum, scratch, *tables,
         B, H, L, PB, nsplit, nwork, nprog,
-        N1=N1, P=P, Q=Q, **_blocks(plan, L, BWD_TILE), HAS_D=D is not None, TWM=TWM,
+        N1=N1, P=P, Q=Q, **_blocks(plan, L, BWD_TILE), HAS_D=D is not None, SINCOS=n <= SINCOS_MAX_N,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16, PREC=_prec(),
         num_warps=BWD_WARPS, num_stages=1,
     )
@@ -515,7 +520,7 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan, Lk: 
     nprog = _nprog(H, u.device)
     _long_dk_kernel[(nprog,)](
         psum, c, scratch, *tables, H, nsplit, nout, nprog, 1.0 / n,
-        N1=N1, P=P, Q=Q, **_blocks(plan, nout, TILE), TWM=TWM, PREC=_prec(),
+        N1=N1, P=P, Q=Q, **_blocks(plan, nout, TILE), SINCOS=n <= SINCOS_MAX_N, PREC=_prec(),
         num_warps=WARPS, num_stages=1,
     )
     if not causal:

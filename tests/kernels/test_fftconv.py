@@ -218,22 +218,26 @@ def test_triton_paths_that_fall_back(monkeypatch):
     assert _rel(fftconv(u1.double(), k1.double()), fftconv_ref(u1.double(), k1.double())) < 1e-12
 
 
-@pytest.mark.parametrize("B,L,Lk,causal,has_d,split", [
-    (3, 2100, 1990, True, True, (16, 16, 16)),  # odd B: the last row pair holds one real row
-    (2, 1500, 1500, False, True, (16, 16, 16)),  # centred kernel (dD = the centre tap's lag); n = 4096, outer column mostly empty
-    (1, 2500, 2000, True, True, (16, 32, 16)),  # P != Q: catches a mix-up of the two inner factors
+@pytest.mark.parametrize("B,L,Lk,causal,has_d,split,sincos", [
+    (3, 2100, 1990, True, True, (16, 16, 16), True),  # odd B: the last row pair holds one real row
+    (3, 2100, 1990, True, True, (16, 16, 16), False),  # the outer twiddle from its table
+    # centred kernel (dD = the centre tap's lag); n = 4096, outer column mostly empty
+    (2, 1500, 1500, False, True, (16, 16, 16), True),
+    (1, 2500, 2000, True, True, (16, 32, 16), False),  # P != Q: catches a mix-up of the two inner factors
 ])
-def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split):
+def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos):
     """The three-level kernel (n = N1 * P * Q) against the reference, forward and all gradients.
 
     Its production range starts at n = 4096 in fp32; the one-tile kernel is switched off and the
-    long kernel takes the smallest splits tl.dot allows, so the interpreter runs it in seconds."""
+    long kernel takes the smallest splits tl.dot allows, so the interpreter runs it in seconds.
+    sincos: the outer twiddle computed in registers (else read from its n-long table)."""
     from kernels.fftconv import triton_fftconv as tf
     from kernels.fftconv import triton_long as tl_
 
     n = split[0] * split[1] * split[2]
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
     monkeypatch.setattr(tf, "MAX_FUSED_N", 0)
+    monkeypatch.setattr(tl_, "SINCOS_MAX_N", n if sincos else 0)
     monkeypatch.setattr(tl_, "LONG_N", {torch.float32: (n, n)})
     monkeypatch.setattr(tl_, "SPLITS", {n.bit_length() - 1: split})
     assert tl_.plan_long(L, Lk, torch.float32) == split
