@@ -63,17 +63,20 @@ SPLITS = {
 }
 # complex values per on-chip tile in passes 1-3, warps, programs per SM (persistent grid)
 TILE = 4096
-# the backward's pass 2 holds two spectra (u's and the gradient's) at once: half the rows per block
-BWD_TILE = 2048
+# the backward's pass 2 holds two spectra (u's and the gradient's) at once: at most half a transform
+# per block (H200 fwd+bwd kernel, 4096 vs 2048 values: 0.93 vs 0.94 ms at L = 4K, 4.8 vs 4.9 at 16K,
+# 23.8 vs 29.7 at 64K; at L = 2K, where 4096 is the whole transform, 0.53 vs 0.39)
+BWD_TILE = 4096
 # 4 warps: two programs share an SM and hide each other's latency (8 warps: one program per SM,
 # limited by registers; H200 kernel time 0.41 vs 0.50 ms at L = 4K, 12.3 vs 16.3 ms at 64K)
 WARPS = 4
 BWD_WARPS = 4
 PROGS_PER_SM = 2
-# the outer twiddle w_n^(k1 c) from sin/cos in registers up to this n, above from an n-long table read
-# through L2 (H200 kernel-only forward at n = 8K: 0.37-0.39 vs 0.41 ms fp32, 0.35-0.37 vs 0.39 bf16;
-# at 32K 2.33-2.39 vs 2.27-2.33 and 128K 13.3-13.5 vs 11.2-11.4 ms: more spilled registers there)
-SINCOS_MAX_N = 8192
+# transform sizes n whose outer twiddle w_n^(k1 c) is computed from sin/cos in registers; others read
+# it from an n-long table through L2. H200 kernel-only forward, fp32 (bench/results/fftconv_long_ab_h200_run19.json):
+# n = 8K 0.37-0.39 vs 0.41 ms (bf16 0.35-0.37 vs 0.39); n = 4K 0.29 vs 0.22, 32K 2.33-2.39 vs 2.27-2.33,
+# 128K 13.3-13.5 vs 11.2-11.4 ms (more registers spilled there)
+SINCOS_N = (8192,)
 # dot operands for bf16 inputs: True = bf16 operands (faster, ~1e-2 error), False = tf32 like fp32
 BF16_DOTS = False
 
@@ -429,7 +432,7 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool) -> torch.Tensor:
         scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
         _long_spectrum_kernel[(nprog,)](
             k.detach().contiguous(), kt, scratch, *_tables(plan, k.device), H, Lk, nprog, 1.0 / n,
-            N1=N1, P=P, Q=Q, **_blocks(plan, Lk, TILE), SINCOS=n <= SINCOS_MAX_N, PREC=_prec(),
+            N1=N1, P=P, Q=Q, **_blocks(plan, Lk, TILE), SINCOS=n in SINCOS_N, PREC=_prec(),
             num_warps=WARPS, num_stages=1,
         )
         return kt
@@ -479,7 +482,7 @@ def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bo
     ck = _long_kernel[(nprog,)](
         u, Kt, D if D is not None else u, y, scratch, *_tables(plan, u.device),
         B, H, L, npairs, PB, nprog,
-        N1=N1, P=P, Q=Q, **_blocks(plan, L, TILE), CONJ=conj, HAS_D=D is not None, SINCOS=n <= SINCOS_MAX_N,
+        N1=N1, P=P, Q=Q, **_blocks(plan, L, TILE), CONJ=conj, HAS_D=D is not None, SINCOS=n in SINCOS_N,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16, PREC=_prec(),
         num_warps=WARPS, num_stages=1,  # 2 stages measured 27% slower (H200, L = 4K)
     )
@@ -509,7 +512,7 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan, Lk: 
     _long_bwd_kernel[(nprog,)](
         u, g, Kt, D if D is not None else u, du, psum, scratch, *tables,
         B, H, L, PB, nsplit, nwork, nprog,
-        N1=N1, P=P, Q=Q, **_blocks(plan, L, BWD_TILE), HAS_D=D is not None, SINCOS=n <= SINCOS_MAX_N,
+        N1=N1, P=P, Q=Q, **_blocks(plan, L, min(BWD_TILE, n // 2)), HAS_D=D is not None, SINCOS=n in SINCOS_N,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16, PREC=_prec(),
         num_warps=BWD_WARPS, num_stages=1,
     )
@@ -520,7 +523,7 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan, Lk: 
     nprog = _nprog(H, u.device)
     _long_dk_kernel[(nprog,)](
         psum, c, scratch, *tables, H, nsplit, nout, nprog, 1.0 / n,
-        N1=N1, P=P, Q=Q, **_blocks(plan, nout, TILE), SINCOS=n <= SINCOS_MAX_N, PREC=_prec(),
+        N1=N1, P=P, Q=Q, **_blocks(plan, nout, TILE), SINCOS=n in SINCOS_N, PREC=_prec(),
         num_warps=WARPS, num_stages=1,
     )
     if not causal:

@@ -237,7 +237,7 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos)
     n = split[0] * split[1] * split[2]
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
     monkeypatch.setattr(tf, "MAX_FUSED_N", 0)
-    monkeypatch.setattr(tl_, "SINCOS_MAX_N", n if sincos else 0)
+    monkeypatch.setattr(tl_, "SINCOS_N", (n,) if sincos else ())
     monkeypatch.setattr(tl_, "LONG_N", {torch.float32: (n, n)})
     monkeypatch.setattr(tl_, "SPLITS", {n.bit_length() - 1: split})
     assert tl_.plan_long(L, Lk, torch.float32) == split
