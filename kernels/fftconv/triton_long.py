@@ -1,4 +1,4 @@
-"""Long causal 1-D FFT convolution (padded transform n = 8K ... 512K) as a three-level Triton kernel.
+"""Long causal 1-D FFT convolution (padded transform n = 4K ... 128K) as a three-level Triton kernel.
 
 The one-tile kernel of :mod:`.triton_fftconv` holds a whole transform in registers, which stops
 paying off above n = 4096 (register spills). Here a transform of n = N1 * M, M = P * Q
@@ -16,7 +16,8 @@ scratch buffer (written and re-read by the same program, so it stays in L2):
     pass 3, column blocks:  y[M a + c] = sum_k1 conj(F_N1)[a, k1] X1'[k1, c] conj(w_n^(k1 c))
             for the NA rows a that hold outputs; + D u; real part -> row b, imaginary -> b+1
 
-All DFT contractions are ``tl.dot`` products of complex tiles (4 real products each). The
+The outer twiddle w_n^(k1 c) is read from an n-long table, or at n = 8K computed with the SFU's
+sin/cos (SINCOS_N). All DFT contractions are ``tl.dot`` products of complex tiles (4 real products each). The
 program loops over row pairs (a persistent grid of NPROG programs), so the scratch is
 NPROG x n complex whatever B and H (the O(chunk) workspace). The backward holds twice that, plus
 one n-long cross-spectrum row per channel (per share of a channel's pairs when channels are fewer
@@ -42,12 +43,12 @@ from .triton_fftconv import _dot, _pow2_at_least, _prec, _record, _twiddle
 from .triton_fftconv import _dft_matrix as _dft
 
 # (min n, max n) of the padded transform given to this kernel per input dtype; outside it the
-# dispatcher uses the one-tile kernel (smaller n) or torch.fft. Measured on an H200: 1.5-1.9x
-# torch.fft forward for n = 8K ... 128K (L = 4K ... 64K; bench/results/fftconv_h200_run17.json),
-# 0.42x at n = 512K (L = 256K, B = 1; fftconv_long_h200.json), hence the upper bound.
-# fp32 from n = 4096 (L = 2K), where the one-tile kernel also applies: there this kernel measured
-# 1.51x torch.fft forward and 1.08x fwd+bwd against the one-tile kernel's 0.96x / 0.95x (H200,
-# bench/results/fftconv_h200_run15_short.json); in bf16 both measured alike (1.67-1.69x).
+# dispatcher uses the one-tile kernel (smaller n) or torch.fft. Measured on an H200: 1.5-2.0x
+# torch.fft forward, 1.6-1.9x fwd+bwd for n = 8K ... 128K (L = 4K ... 64K, B = 8, H = 768;
+# bench/results/fftconv_h200_run20.json), 0.42x at n = 512K (L = 256K, B = 1; fftconv_long_h200.json),
+# hence the upper bound. fp32 from n = 4096 (L = 2K), where the one-tile kernel also applies: this
+# kernel 1.8x forward and 2.0x fwd+bwd (run 20); the one-tile kernel measured 0.96x / 0.95x
+# (fftconv_h200_run15_short.json). In bf16 both measured alike at n = 4096 (1.67-1.69x).
 LONG_N = {torch.float32: (4096, 1 << 17), torch.bfloat16: (8192, 1 << 17), torch.float16: (8192, 1 << 17)}
 
 # default (N1, P, Q) per log2 n; bench/fftconv.py --sweep-long tries others via SPLITS

@@ -50,7 +50,7 @@ def _nodes(lm_ptr, tu_ptr, h, n0, N, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexp
 @triton.jit
 def _vandermonde_fwd_kernel(
     cr_ptr, ci_ptr, lm_ptr, tu_ptr, k_ptr,
-    H, N, L,
+    N, L,
     BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr, R: tl.constexpr,
 ):
     # a program: row h, positions l = l0_r + j with l0_r = (pid_l R + r) BLOCK_L, r < R, j < BLOCK_L.
@@ -76,7 +76,7 @@ def _vandermonde_fwd_kernel(
 @triton.jit
 def _vandermonde_bwd_kernel(
     g_ptr, lm_ptr, tu_ptr, s1r_ptr, s1i_ptr, s2r_ptr, s2i_ptr,
-    H, N, L,
+    N, L,
     BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr, R: tl.constexpr,
 ):
     # the same positions as the forward; per block of nodes A[r, n] = sum_j g[r, j] conj(z^j)[n, j]
@@ -110,7 +110,7 @@ def _launch(kernel, args, H: int, N: int, L: int):
     """Grid (groups of CFG["blocks"] position blocks, rows) and block sizes for one of the two kernels."""
     bn = min(CFG["max_block_n"], max(16, triton.next_power_of_2(N)))
     bl, r = CFG["block_l"], CFG["blocks"]
-    kernel[(triton.cdiv(L, bl * r), H)](*args, H, N, L, BLOCK_N=bn, BLOCK_L=bl, R=r, num_warps=CFG["num_warps"])
+    kernel[(triton.cdiv(L, bl * r), H)](*args, N, L, BLOCK_N=bn, BLOCK_L=bl, R=r, num_warps=CFG["num_warps"])
 
 
 def _prep(z: torch.Tensor):
