@@ -121,6 +121,19 @@ def _row_block(rb, M: tl.constexpr, R: tl.constexpr):
 
 
 @triton.jit
+def _tile_off(rb, P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr):
+    """Offsets (R*P, Q) of a row block's spectrum in the tile order of :func:`_rows_fwd` within an
+    n-long plane: [(r, kp), kq] -> (rb + r) M + kp Q + kq."""
+    return rb * (P * Q) + tl.arange(0, R * P)[:, None] * Q + tl.arange(0, Q)[None, :]
+
+
+@triton.jit
+def _planes(s_ptr, NN: tl.constexpr, K: tl.constexpr):
+    """This program's K n-long fp32 scratch planes start here (the persistent grid's workspace)."""
+    return s_ptr + tl.program_id(0).to(tl.int64) * (K * NN)
+
+
+@triton.jit
 def _sincos(ang, PREC: tl.constexpr):
     if PREC == "emulate":
         return tl.cos(ang), tl.sin(ang)
@@ -240,9 +253,8 @@ def _long_kernel(
     M: tl.constexpr = P * Q
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
-    s_re = s_ptr + pid.to(tl.int64) * (2 * NN)
+    s_re = _planes(s_ptr, NN, 2)
     s_im = s_re + NN
-    jq = tl.arange(0, Q)[None, :]
     for pair in range(pid, NPAIRS, NPROG):
         h = pair // PB
         row0, row1, has1 = _pair_rows((pair % PB) * 2, h, H, L, B)
@@ -256,7 +268,7 @@ def _long_kernel(
             xr, xi = _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
                                P, Q, R, BF16, PREC)
             # the spectrum is stored in the tile order of _rows_fwd
-            koff = h.to(tl.int64) * (2 * NN) + rb * M + tl.arange(0, R * P)[:, None] * Q + jq
+            koff = h.to(tl.int64) * (2 * NN) + _tile_off(rb, P, Q, R)
             kr = tl.load(kt_ptr + koff)
             ki = tl.load(kt_ptr + NN + koff)
             if CONJ:
@@ -282,16 +294,15 @@ def _long_bwd_kernel(
 ):
     # Backward of one channel's row pairs: z = u pair, w = g pair (the output gradient). Per pair,
     # both take passes 1-2 forward; the products conj(Z) W summed over this work item's pairs go to
-    # p (its (2, n) row, tile order; dk = Re(ifft(sum)) on the host, since k is real), and W conj(K)
+    # p (its (2, n) row, tile order; _long_dk_kernel turns their sum into dk), and W conj(K)
     # takes the inverse to du (correlation with k) + D g. Work item = (channel, split of its pairs).
     M: tl.constexpr = P * Q
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
-    z_re = s_ptr + pid.to(tl.int64) * (4 * NN)
+    z_re = _planes(s_ptr, NN, 4)
     z_im = z_re + NN
     w_re = z_im + NN
     w_im = w_re + NN
-    jq = tl.arange(0, Q)[None, :]
     for item in range(pid, NWORK, NPROG):
         h = item // NSPLIT
         sp = item % NSPLIT
@@ -314,7 +325,7 @@ def _long_bwd_kernel(
                                    P, Q, R, BF16, PREC)
                 wr, wi = _rows_fwd(w_re, w_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
                                    P, Q, R, BF16, PREC)
-                poff = rb * M + tl.arange(0, R * P)[:, None] * Q + jq  # tile order of _rows_fwd
+                poff = _tile_off(rb, P, Q, R)  # tile order of _rows_fwd
                 pr = zr * wr + zi * wi
                 pi = zr * wi - zi * wr
                 if pb > sp:  # the same threads wrote these elements for the previous pair
@@ -347,10 +358,9 @@ def _long_spectrum_kernel(
     M: tl.constexpr = P * Q
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
-    s_re = s_ptr + pid.to(tl.int64) * (2 * NN)
+    s_re = _planes(s_ptr, NN, 2)
     s_im = s_re + NN
-    jq = tl.arange(0, Q)[None, :]
-    no_im = tl.zeros((1, 1), dtype=tl.int32) != 0
+    no_im = tl.zeros((1, 1), dtype=tl.int32) != 0  # a real row: the imaginary row is masked off
     for h in range(pid, H, NPROG):
         h = tl.cast(h, tl.int64)  # a Python int under the interpreter
         row = h * LK
@@ -362,7 +372,7 @@ def _long_spectrum_kernel(
             off = _row_block(rb, M, R)
             xr, xi = _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
                                P, Q, R, False, PREC)
-            koff = h * (2 * NN) + rb * M + tl.arange(0, R * P)[:, None] * Q + jq
+            koff = h * (2 * NN) + _tile_off(rb, P, Q, R)
             tl.store(kt_ptr + koff, xr * inv_n)
             tl.store(kt_ptr + NN + koff, xi * inv_n)
 
@@ -381,16 +391,15 @@ def _long_dk_kernel(
     M: tl.constexpr = P * Q
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
-    s_re = s_ptr + pid.to(tl.int64) * (2 * NN)
+    s_re = _planes(s_ptr, NN, 2)
     s_im = s_re + NN
-    jq = tl.arange(0, Q)[None, :]
-    no_im = tl.zeros((1, 1), dtype=tl.int32) != 0
+    no_im = tl.zeros((1, 1), dtype=tl.int32) != 0  # a real row: the imaginary row is masked off
     for h in range(pid, H, NPROG):
         h = tl.cast(h, tl.int64)  # a Python int under the interpreter
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
-            poff = h * NSPLIT * (2 * NN) + rb * M + tl.arange(0, R * P)[:, None] * Q + jq
+            poff = h * NSPLIT * (2 * NN) + _tile_off(rb, P, Q, R)
             xr = tl.zeros((R * P, Q), dtype=tl.float32)
             xi = tl.zeros((R * P, Q), dtype=tl.float32)
             for sp in range(NSPLIT):
