@@ -135,6 +135,7 @@ def _planes(s_ptr, NN: tl.constexpr, K: tl.constexpr):
 
 @triton.jit
 def _sincos(ang, PREC: tl.constexpr):
+    """(cos, sin) of the angles ang (radians in [-pi, pi))."""
     if PREC == "emulate":
         return tl.cos(ang), tl.sin(ang)
     else:
