@@ -443,8 +443,7 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool) -> torch.Tensor:
         scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
         _long_spectrum_kernel[(nprog,)](
             k.detach().contiguous(), kt, scratch, *_tables(plan, k.device), H, Lk, nprog, 1.0 / n,
-            N1=N1, P=P, Q=Q, **_blocks(plan, Lk, TILE), SINCOS=n in SINCOS_N, PREC=_prec(),
-            num_warps=WARPS, num_stages=1,
+            **_meta(plan, Lk, TILE), num_warps=WARPS, num_stages=1,
         )
         return kt
     sh = (Lk - 1) // 2  # centred: k_eff starts at k's centre and wraps around
@@ -472,12 +471,14 @@ def _tables(plan, device) -> list[torch.Tensor]:
     return [f1r, f1i, fpr, fpi, fqr, fqi, t1r, t1i, t2r, t2i]
 
 
-def _blocks(plan, L: int, tile: int) -> dict:
-    """NA (column rows that hold data), BC (columns per pass-1/3 block), R (rows per pass-2 block)."""
+def _meta(plan, L: int, tile: int) -> dict:
+    """The constexprs every long kernel takes: the split (N1, P, Q), NA (column rows that hold data
+    for L values), BC (columns per pass-1/3 block), R (rows per pass-2 block), SINCOS and PREC."""
     N1, P, Q = plan
     M = P * Q
-    return dict(NA=min(N1, max(16, _pow2_at_least(triton.cdiv(L, M)))), BC=min(M, max(16, tile // N1)),
-                R=min(N1, max(1, tile // M)))
+    return dict(N1=N1, P=P, Q=Q, NA=min(N1, max(16, _pow2_at_least(triton.cdiv(L, M)))),
+                BC=min(M, max(16, tile // N1)), R=min(N1, max(1, tile // M)), SINCOS=N1 * M in SINCOS_N,
+                PREC=_prec())
 
 
 def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bool) -> None:
@@ -493,8 +494,8 @@ def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bo
     ck = _long_kernel[(nprog,)](
         u, Kt, D if D is not None else u, y, scratch, *_tables(plan, u.device),
         B, H, L, npairs, PB, nprog,
-        N1=N1, P=P, Q=Q, **_blocks(plan, L, TILE), CONJ=conj, HAS_D=D is not None, SINCOS=n in SINCOS_N,
-        BF16=BF16_DOTS and u.dtype == torch.bfloat16, PREC=_prec(),
+        **_meta(plan, L, TILE), CONJ=conj, HAS_D=D is not None,
+        BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=WARPS, num_stages=1,  # 2 stages measured 27% slower (H200, L = 4K)
     )
     _record(f"long_fwd_w{WARPS}_t{TILE}_{N1}", P, Q, ck)
@@ -523,19 +524,20 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan, Lk: 
     _long_bwd_kernel[(nprog,)](
         u, g, Kt, D if D is not None else u, du, psum, scratch, *tables,
         B, H, L, PB, nsplit, nwork, nprog,
-        N1=N1, P=P, Q=Q, **_blocks(plan, L, min(BWD_TILE, n // 2)), HAS_D=D is not None, SINCOS=n in SINCOS_N,
-        BF16=BF16_DOTS and u.dtype == torch.bfloat16, PREC=_prec(),
+        **_meta(plan, L, min(BWD_TILE, n // 2)), HAS_D=D is not None,
+        BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=BWD_WARPS, num_stages=1,
     )
     # the circular cross-correlation Re(ifft(sum_b conj(U_b) G_b)): its first Lk lags (causal), or
     # all n, of which the centred taps' lags are gathered (k[i] sits at k_eff[(i - sh) mod n])
     nout = Lk if causal else n
     c = torch.empty(H, nout, device=u.device, dtype=torch.float32)
+    # its programs (one per channel, at most the backward's) use 2 of the scratch's 4 planes each
     nprog = _nprog(H, u.device)
+    assert nprog <= scratch.shape[0]
     _long_dk_kernel[(nprog,)](
         psum, c, scratch, *tables, H, nsplit, nout, nprog, 1.0 / n,
-        N1=N1, P=P, Q=Q, **_blocks(plan, nout, TILE), SINCOS=n in SINCOS_N, PREC=_prec(),
-        num_warps=WARPS, num_stages=1,
+        **_meta(plan, nout, TILE), num_warps=WARPS, num_stages=1,
     )
     if not causal:
         sh = (Lk - 1) // 2
