@@ -141,11 +141,12 @@ def sweep_16bit(bw: float, backward: bool = False) -> None:
                      torch.randn(8, 1024, L, device="cuda").bfloat16())
     fwd_cfg = dict(triton_scan.LINEAR_CFG_16BIT)
     if backward:
-        # (session 6 swept 45 tilings over block 256-4096, tile 4096-16384, 4-16 warps: best 256 / 4096 / 16);
-        # bwd_gather moves a[t+1], h[t-1] in registers instead of loading them one step off (scalar 2-byte loads)
-        grid = [dict(bwd_block_l=bl, bwd_tile=tile, bwd_num_warps=nw, bwd_gather=gather)
-                for bl, tile, nw, gather in itertools.product((1024, 512, 256), (8192, 4096), (8, 16), (False, True))]
-        n_tensors, name = 8, "scan_sweep_16bit_bwd"
+        # (session 6 swept 45 tilings over block 256-4096, tile 4096-16384, 4-16 warps: best 256 / 4096 / 16;
+        # session 8 added bwd_gather, which moves a[t+1], h[t-1] in registers instead of loading them one step
+        # off, scalar 2-byte loads). Session 13: with the next block's loads issued early (bwd_prefetch)
+        grid = [dict(bwd_block_l=bl, bwd_tile=tile, bwd_num_warps=nw, bwd_gather=True, bwd_prefetch=True)
+                for bl, tile, nw in itertools.product((2048, 1024, 512, 256), (8192, 4096, 2048), (4, 8, 16))]
+        n_tensors, name = 8, "scan_sweep_16bit_bwd_prefetch"
     else:
         # (run 1 also crossed these with num_stages 0 / 1 / 4: no effect, so the option was removed)
         grid = [dict(block_l=bl, tile=tile, num_warps=nw)
@@ -191,7 +192,7 @@ def main():
     p.add_argument("--sweep-16bit", action="store_true",
                    help="time bf16 forward tilings at 2^26 and 2^28, keep the best worst-case one, and exit")
     p.add_argument("--sweep-16bit-bwd", action="store_true",
-                   help="time bf16 backward tilings (forward from --cfg16-from) and exit -> scan_sweep_16bit_bwd.json")
+                   help="time bf16 backward tilings (forward from --cfg16-from) and exit -> scan_sweep_16bit_bwd_prefetch.json")
     p.add_argument("--cfg16-from", default=None, help="take LINEAR_CFG_16BIT from a scan_sweep_16bit.json's 'best'")
     p.add_argument("--cfg16", default=None, help="override LINEAR_CFG_16BIT, e.g. bwd_gather=True,bwd_num_warps=8")
     args = p.parse_args()

@@ -32,8 +32,11 @@ import triton.language as tl
 # min_programs: fewer rows per program (down to 1) while the grid would have fewer programs than this,
 # so that few long rows (small B*D, long L) still spread over the GPU (each row is one program's serial
 # walk); 264 = 2 per SM of an H100/H200.
+# prefetch / bwd_prefetch: each block's loads are issued one block ahead, before the previous block's
+# scan (H200, fp32, 2^26 / 2^28 elements: forward 96% / 100% of copy bandwidth against 86% / 88%,
+# fwd+bwd 84% / 86% against 72% / 74%; bench/results/scan_prefetch_ab_h200_run21.json).
 LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024, "bwd_tile": 4096, "bwd_num_warps": 4,
-              "min_programs": 264}
+              "min_programs": 264, "prefetch": True, "bwd_prefetch": True}
 # Overrides of LINEAR_CFG for 2-byte inputs (bf16/fp16), from bench/results/scan_sweep_16bit{,_bwd}.json
 # (H200, bf16, 2^26 and 2^28 elements): shorter blocks of more rows per program measured fastest for
 # 2-byte data (forward 88-93% of copy bandwidth against 60-66% with the fp32 tiling, same sweep).
@@ -41,8 +44,10 @@ LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024
 # row of the block lies in one warp) instead of loading them one step off, which compiles to scalar
 # 2-byte loads (16 LDG.U16 against 1 LDG.128 per thread and block in the sm_90 code): H200 bf16 fwd+bwd
 # 68% / 71% of copy bandwidth at 2^26 / 2^28 against 63% / 65% (bench/results/scan_h200_run11.json).
-LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8,
-                          "bwd_block_l": 256, "bwd_tile": 4096, "bwd_num_warps": 16, "bwd_gather": True}
+# prefetch: off for 2-byte inputs (forward 80% / 85% against 88% / 93% with it, same A/B run).
+LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8, "prefetch": False,
+                          "bwd_block_l": 256, "bwd_tile": 4096, "bwd_num_warps": 16, "bwd_gather": True,
+                          "bwd_prefetch": True}
 # Selective scan tiling: chunk = time steps per scan (forward and backward must agree: the forward
 # saves the state at each chunk start); block_d = channels per program, halved in the forward while
 # the grid has fewer than min_programs programs; maxnreg caps registers per thread (more programs per
@@ -116,10 +121,20 @@ def _edge(x, BLOCK_L: tl.constexpr, FIRST: tl.constexpr):
 
 
 @triton.jit
+def _fwd_loads(A, X, base, rmask, i, nblk, L, REVERSE: tl.constexpr, BLOCK_L: tl.constexpr):
+    """a, b of the i-th block the forward visits, in the inputs' dtype (masked off when i >= nblk)."""
+    t, m = _block_steps(i, nblk, L, rmask, BLOCK_L, REVERSE)
+    m = m & (t >= 0)[None, :]  # i = nblk: before the first step (blocks last to first) or past L
+    offs = base + t[None, :]
+    return tl.load(A + offs, mask=m, other=1.0), tl.load(X + offs, mask=m, other=0.0)
+
+
+@triton.jit
 def _linear_fwd_kernel(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.constexpr,
-                       BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+                       BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr, PREFETCH: tl.constexpr = False):
     # blocks are always addressed in increasing order (16-byte vector loads); a reverse
-    # recurrence walks the blocks last to first and scans each one right to left
+    # recurrence walks the blocks last to first and scans each one right to left.
+    # PREFETCH: the next block's loads are issued before this block's scan (loop-carried registers)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < R
     if HAS_H0:
@@ -128,23 +143,49 @@ def _linear_fwd_kernel(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.cons
         carry = tl.zeros([BLOCK_R], dtype=tl.float32)
     base = rows.to(tl.int64)[:, None] * L
     nblk = tl.cdiv(L, BLOCK_L)
+    if PREFETCH:
+        a_n, b_n = _fwd_loads(A, X, base, rmask, 0, nblk, L, REVERSE, BLOCK_L)
     for i in range(0, nblk):
         t, m = _block_steps(i, nblk, L, rmask, BLOCK_L, REVERSE)
-        offs = base + t[None, :]
-        a = tl.load(A + offs, mask=m, other=1.0).to(tl.float32)
-        b = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
-        ac, bc = tl.associative_scan((a, b), axis=1, combine_fn=_combine, reverse=REVERSE)
+        if PREFETCH:
+            a, b = a_n, b_n
+            a_n, b_n = _fwd_loads(A, X, base, rmask, i + 1, nblk, L, REVERSE, BLOCK_L)
+        else:
+            a, b = _fwd_loads(A, X, base, rmask, i, nblk, L, REVERSE, BLOCK_L)
+        ac, bc = tl.associative_scan((a.to(tl.float32), b.to(tl.float32)), axis=1, combine_fn=_combine,
+                                     reverse=REVERSE)
         h = ac * carry[:, None] + bc
-        tl.store(H + offs, h.to(H.dtype.element_ty), mask=m)
+        tl.store(H + base + t[None, :], h.to(H.dtype.element_ty), mask=m)
         # padding positions are identity maps, so the block's end column holds the carry
         carry = _edge(h, BLOCK_L, REVERSE)
 
 
 @triton.jit
+def _bwd_loads(A, H, G, base, rmask, i, nblk, L, REVERSE: tl.constexpr, BLOCK_L: tl.constexpr,
+               SHIFT_GATHER: tl.constexpr):
+    """The adjoint's main loads for the i-th block it visits, in the inputs' dtype (all masked off
+    when i >= nblk): g[t], then a[t+s], h[t-s] (s = +1 forward op, -1 reverse op), or with
+    SHIFT_GATHER the aligned a[t], h[t] that the caller moves one column in registers."""
+    t, m = _block_steps(i, nblk, L, rmask, BLOCK_L, not REVERSE)
+    m = m & (t >= 0)[None, :]  # i = nblk: before the first step (blocks last to first) or past L
+    g = tl.load(G + base + t[None, :], mask=m, other=0.0)
+    if SHIFT_GATHER:
+        a = tl.load(A + base + t[None, :], mask=m, other=1.0)
+        h = tl.load(H + base + t[None, :], mask=m, other=0.0)
+    else:
+        nxt = t - 1 if REVERSE else t + 1
+        prv = t + 1 if REVERSE else t - 1
+        a = tl.load(A + base + nxt[None, :], mask=m & ((nxt >= 0) & (nxt < L))[None, :], other=1.0)
+        h = tl.load(H + base + prv[None, :], mask=m & ((prv >= 0) & (prv < L))[None, :], other=0.0)
+    return g, a, h
+
+
+@triton.jit
 def _linear_bwd_kernel(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REVERSE: tl.constexpr,
                        SCAN_REV: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr,
-                       SHIFT_GATHER: tl.constexpr = False):
-    # adjoint d[t] = g[t] + a[t+s] d[t+s] (s = +1 forward op, -1 reverse op), walked against the op
+                       SHIFT_GATHER: tl.constexpr = False, PREFETCH: tl.constexpr = False):
+    # adjoint d[t] = g[t] + a[t+s] d[t+s] (s = +1 forward op, -1 reverse op), walked against the op.
+    # PREFETCH: the next block's loads are issued before this block's scan (loop-carried registers)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < R
     cols = tl.arange(0, BLOCK_L)
@@ -155,6 +196,8 @@ def _linear_bwd_kernel(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REV
     carry = tl.zeros([BLOCK_R], dtype=tl.float32)
     base = rows.to(tl.int64)[:, None] * L
     nblk = tl.cdiv(L, BLOCK_L)
+    if PREFETCH:
+        g_n, a_n, h_n = _bwd_loads(A, H, G, base, rmask, 0, nblk, L, REVERSE, BLOCK_L, SHIFT_GATHER)
     for i in range(0, nblk):
         # the adjoint runs against the recurrence: a[t+s] is the next step's, h[t-s] the previous
         t, m = _block_steps(i, nblk, L, rmask, BLOCK_L, not REVERSE)
@@ -162,7 +205,14 @@ def _linear_bwd_kernel(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REV
         prv = t + 1 if REVERSE else t - 1
         mn = m & ((nxt >= 0) & (nxt < L))[None, :]
         mp = m & ((prv >= 0) & (prv < L))[None, :]
-        g = tl.load(G + base + t[None, :], mask=m, other=0.0).to(tl.float32)
+        if PREFETCH:
+            g, an, hp = g_n, a_n, h_n
+            g_n, a_n, h_n = _bwd_loads(A, H, G, base, rmask, i + 1, nblk, L, REVERSE, BLOCK_L, SHIFT_GATHER)
+        else:
+            g, an, hp = _bwd_loads(A, H, G, base, rmask, i, nblk, L, REVERSE, BLOCK_L, SHIFT_GATHER)
+        g = g.to(tl.float32)
+        an = an.to(tl.float32)
+        hp = hp.to(tl.float32)
         if SHIFT_GATHER:
             # a[t+s] and h[t-s] from aligned (vectorizable) loads of the block, moved one column in
             # registers (a warp-local gather when a row lies within a warp); only the edge column
@@ -179,17 +229,14 @@ def _linear_bwd_kernel(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REV
                 ep = 0
             jn = tl.minimum(tl.maximum(cols + sh, 0), BLOCK_L - 1)[None, :] + rows[:, None] * 0
             jp = tl.minimum(tl.maximum(cols - sh, 0), BLOCK_L - 1)[None, :] + rows[:, None] * 0
-            an = tl.gather(tl.load(A + base + t[None, :], mask=m, other=1.0).to(tl.float32), jn, axis=1)
-            hp = tl.gather(tl.load(H + base + t[None, :], mask=m, other=0.0).to(tl.float32), jp, axis=1)
+            an = tl.gather(an, jn, axis=1)
+            hp = tl.gather(hp, jp, axis=1)
             ne = rows[:, None] * 0 + (t0 + en + sh)  # (BLOCK_R, 1)
             pe = rows[:, None] * 0 + (t0 + ep - sh)
             a_edge = tl.load(A + base + ne, mask=rmask[:, None] & (ne >= 0) & (ne < L), other=1.0).to(tl.float32)
             h_edge = tl.load(H + base + pe, mask=rmask[:, None] & (pe >= 0) & (pe < L), other=0.0).to(tl.float32)
             an = tl.where(mn, tl.where((cols == en)[None, :], a_edge, an), 1.0)
             hp = tl.where((cols == ep)[None, :], h_edge, hp)
-        else:
-            an = tl.load(A + base + nxt[None, :], mask=mn, other=1.0).to(tl.float32)
-            hp = tl.load(H + base + prv[None, :], mask=mp, other=0.0).to(tl.float32)
         hp = tl.where(mp, hp, h0[:, None])
         ac, bc = tl.associative_scan((an, g), axis=1, combine_fn=_combine, reverse=SCAN_REV)
         d = ac * carry[:, None] + bc
@@ -320,7 +367,8 @@ def _linear_fwd(a, b, h0, reverse):
     else:
         h = torch.empty_like(b)
         _linear_fwd_kernel[grid](a, b, h0 if h0 is not None else h, h, R, L, HAS_H0=h0 is not None,
-                                 REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=nw)
+                                 REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l,
+                                 PREFETCH=_linear_cfg(a.element_size()).get("prefetch", False), num_warps=nw)
     return h
 
 
@@ -333,6 +381,7 @@ def _linear_bwd(a, h, h0, g, reverse):
     ga = torch.empty_like(a)
     gb = torch.empty_like(h)
     gh0 = torch.empty_like(h0) if h0 is not None else None
+    cfg = _linear_cfg(a.element_size())
     if a.is_complex():
         vr = torch.view_as_real
         _linear_bwd_kernel_c[grid](vr(a), vr(h), vr(h0) if h0 is not None else vr(h), vr(g), vr(ga), vr(gb),
@@ -341,8 +390,8 @@ def _linear_bwd(a, h, h0, g, reverse):
     else:
         _linear_bwd_kernel[grid](a, h, h0 if h0 is not None else h, g, ga, gb, gh0 if h0 is not None else gb,
                                  R, L, HAS_H0=h0 is not None, REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r,
-                                 BLOCK_L=block_l, SHIFT_GATHER=_linear_cfg(a.element_size()).get("bwd_gather", False),
-                                 num_warps=nw)
+                                 BLOCK_L=block_l, SHIFT_GATHER=cfg.get("bwd_gather", False),
+                                 PREFETCH=cfg.get("bwd_prefetch", False), num_warps=nw)
     return ga, gb, gh0
 
 

@@ -223,6 +223,28 @@ def test_linear_triton_backward_shift_by_gather(tiny_triton, monkeypatch, L, rev
         assert _rel(x, r) < TOL[dtype][1]
 
 
+@pytest.mark.parametrize("gather", [False, True])
+@pytest.mark.parametrize("L, reverse, dtype", [(13, False, torch.float32), (13, True, torch.bfloat16),
+                                               (4, False, torch.bfloat16), (1, True, torch.float32)])
+def test_linear_triton_prefetch(tiny_triton, monkeypatch, L, reverse, dtype, gather):
+    # the next block's loads issued before this block's scan (LINEAR_CFG "prefetch", "bwd_prefetch"):
+    # L = 13 is 4 blocks of 4 with a partial last one, L = 4 exactly one block, L = 1 a single step
+    opts = {"prefetch": True, "bwd_prefetch": True, "bwd_gather": gather}
+    for key, val in opts.items():
+        monkeypatch.setitem(tiny_triton.LINEAR_CFG, key, val)
+    monkeypatch.setattr(tiny_triton, "LINEAR_CFG_16BIT", {"tile": 16, **opts})
+    gen = torch.Generator().manual_seed(L + 100)
+    a, b, h = _linear_inputs((2, 3, L), dtype, True, gen)
+    out = linear_scan(a, b, h, reverse)
+    ref = linear_scan_ref(a, b, h, reverse)
+    assert _rel(out, ref) < TOL[dtype][0]
+    go = torch.randn((2, 3, L), generator=gen).to(dtype)
+    got = torch.autograd.grad(out, [a, b, h], go)
+    exp = torch.autograd.grad(ref, [a, b, h], go)
+    for x, r in zip(got, exp):
+        assert _rel(x, r) < TOL[dtype][1]
+
+
 def test_linear_triton_odd_rows(tiny_triton):
     # 5 rows with 2 per program: the last program is half masked
     gen = torch.Generator().manual_seed(7)
