@@ -614,20 +614,27 @@ def fftconv_triton(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = No
 def fftconv_nd_triton(
     u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, causal: bool = True, circular: bool = False
 ) -> torch.Tensor:
-    """Fused N-D FFT conv for 1-D and 2-D shapes that fit on-chip; other shapes take torch.fft.
+    """Fused N-D FFT conv: u (B, H, *S), k (H, *S'), D (H,) or None → (B, H, *S) in u's dtype.
 
-    u (B, H, *S), k (H, *S'), D (H,) or None → (B, H, *S) in u's dtype.
+    1-D goes to :func:`fftconv_triton` (linear) or torch.fft (circular). 2-D fields whose padded
+    grid holds at most MAX_FUSED_N values take this module's one-tile kernel; larger 2-D and 3-D
+    fields the three-level kernel of :mod:`.triton_long` where their padded axes fit its levels
+    (:func:`.triton_long.plan_nd`) and batch x channels >= ND_MIN_ROWS; other shapes torch.fft.
     """
+    from . import triton_long
     from .reference import _check_kernel, fftconv_nd_ref
 
     ndim = k.dim() - 1
     _check_kernel(u, k, ndim)
     if ndim == 1 and not circular and u.dim() == 3:
         return fftconv_triton(u, k, D, causal)
-    if ndim == 2 and u.dim() == 4 and _supported_dtype(u):
-        S = (u.shape[2], u.shape[3])
-        plan = plan_2d(S, (k.shape[1], k.shape[2]), circular, u.dtype)
+    if ndim in (2, 3) and u.dim() == ndim + 2 and _supported_dtype(u):
+        S, Sk = tuple(u.shape[2:]), tuple(k.shape[1:])
+        plan = plan_2d(S, Sk, circular, u.dtype) if ndim == 2 else None
         if plan is not None:
             N1, N2 = plan
             return _apply(u, k, D, (N1, N2, False, S[0], S[1], S[1], S[0] * S[1]), causal)
+        nd = triton_long.plan_nd(S, Sk, circular, u.dtype)
+        if nd is not None and u.shape[0] * u.shape[1] >= triton_long.ND_MIN_ROWS:
+            return triton_long.fftconv_long(u, k, D, causal, nd.split, nd)
     return fftconv_nd_ref(u, k, D, causal, circular)

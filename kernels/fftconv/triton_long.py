@@ -35,11 +35,14 @@ passes 2-3. dD = sum u g is that correlation at lag 0 (no separate reduction ove
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
 
-from .triton_fftconv import _dot, _pow2_at_least, _prec, _record, _twiddle
+from .triton_fftconv import _CONSTS, _dot, _pow2_at_least, _prec, _record, _twiddle
 from .triton_fftconv import _dft_matrix as _dft
 
 # (min n, max n) of the padded transform given to this kernel per input dtype; outside it the
@@ -134,6 +137,22 @@ def _planes(s_ptr, NN: tl.constexpr, K: tl.constexpr):
 
 
 @triton.jit
+def _field(m, L, S1, S2, G1: tl.constexpr, G2: tl.constexpr):
+    """Offsets within a (b, h) row of L values, and mask, of the padded transform's positions m.
+
+    1-D (G1 = 0): the row's first L positions. N-D: position m = (x G1 + y) G2 + z of the padded
+    grid (G0, G1, G2) holds the field's value (x, y, z) of a (L / (S1 S2), S1, S2) field (a 2-D
+    field has G0 = 1)."""
+    if G1 == 0:
+        return m, m < L
+    else:
+        x = m // (G1 * G2)
+        y = (m // G2) % G1
+        z = m % G2
+        return (x * S1 + y) * S2 + z, (x * (S1 * S2) < L) & (y < S1) & (z < S2)
+
+
+@triton.jit
 def _sincos(ang, PREC: tl.constexpr):
     """(cos, sin) of the angles ang (radians in [-pi, pi))."""
     if PREC == "emulate":
@@ -160,40 +179,46 @@ def _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1: tl.constexpr, M: tl.constexpr, SINCOS
 
 
 @triton.jit
-def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
+def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
               N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr,
-              SINCOS: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
-    """Pass 1: rows row0 + i row1 of src as one complex row; column DFTs (length N1, only the NA
-    rows that hold data) and the outer twiddle, into the scratch planes dst_re, dst_im."""
+              SINCOS: tl.constexpr, TW1: tl.constexpr, G1: tl.constexpr, G2: tl.constexpr,
+              BF16: tl.constexpr, PREC: tl.constexpr):
+    """Pass 1: rows row0 + i row1 of src (their fields laid on the padded grid, :func:`_field`) as
+    one complex row; column DFTs (length N1, only the NA rows that hold data) and the outer twiddle
+    (TW1), into the scratch planes dst_re, dst_im."""
     for cb in range(0, M, BC):
         c = cb + tl.arange(0, BC)[None, :]
-        m = tl.arange(0, NA)[:, None] * M + c
+        off, msk = _field(tl.arange(0, NA)[:, None] * M + c, L, S1, S2, G1, G2)
         k1 = tl.arange(0, N1)[:, None]
-        msk = m < L
-        zr = tl.load(src + row0 + m, mask=msk, other=0.0).to(tl.float32)
-        zi = tl.load(src + row1 + m, mask=msk & has1, other=0.0).to(tl.float32)
+        zr = tl.load(src + row0 + off, mask=msk, other=0.0).to(tl.float32)
+        zi = tl.load(src + row1 + off, mask=msk & has1, other=0.0).to(tl.float32)
         xr, xi = _cdot(_mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1), zr, zi, BF16, PREC)
-        tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, SINCOS, PREC)
         tw = k1 * M + c
-        tl.store(dst_re + tw, xr * tr - xi * ti)
-        tl.store(dst_im + tw, xr * ti + xi * tr)
+        if TW1:
+            tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, SINCOS, PREC)
+            xr, xi = xr * tr - xi * ti, xr * ti + xi * tr
+        tl.store(dst_re + tw, xr)
+        tl.store(dst_im + tw, xi)
 
 
 @triton.jit
 def _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
-              P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
-    """Pass 2, forward half: the length-M DFTs (P x Q) of R scratch rows at off. Returns the
-    spectrum as (R*P, Q) tiles [(r, kp), kq] = frequency k1 + N1 (kp + P kq) of row k1 = rb + r."""
+              P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, TW2: tl.constexpr, BF16: tl.constexpr,
+              PREC: tl.constexpr):
+    """Pass 2, forward half: the length-M DFTs (P x Q, inner twiddle if TW2; without it the 2-D DFT
+    of the (P, Q) row) of R scratch rows at off. Returns the spectrum as (R*P, Q) tiles
+    [(r, kp), kq] = frequency k1 + N1 (kp + P kq) of row k1 = rb + r (1-D)."""
     rq = tl.arange(0, R * Q)[:, None] % Q
     jp = tl.arange(0, P)[None, :]
     # rows (r, p) of length Q -> (r, q) rows of length P: contract over p
     xr = _swap(tl.reshape(tl.load(s_re + off), (R * P, Q)), R, P, Q)
     xi = _swap(tl.reshape(tl.load(s_im + off), (R * P, Q)), R, P, Q)
     xr, xi = _cdot(xr, xi, _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P), BF16, PREC)
-    # inner twiddle w_M^(kp q) at tile [(r, q), kp]
-    tr = tl.load(t2r_ptr + jp * Q + rq)
-    ti = tl.load(t2i_ptr + jp * Q + rq)
-    xr, xi = xr * tr - xi * ti, xr * ti + xi * tr
+    if TW2:
+        # inner twiddle w_M^(kp q) at tile [(r, q), kp]
+        tr = tl.load(t2r_ptr + jp * Q + rq)
+        ti = tl.load(t2i_ptr + jp * Q + rq)
+        xr, xi = xr * tr - xi * ti, xr * ti + xi * tr
     xr = _swap(xr, R, Q, P)
     xi = _swap(xi, R, Q, P)
     return _cdot(xr, xi, _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q), BF16, PREC)
@@ -201,16 +226,18 @@ def _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_
 
 @triton.jit
 def _rows_inv(xr, xi, s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
-              P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
+              P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, TW2: tl.constexpr, BF16: tl.constexpr,
+              PREC: tl.constexpr):
     """Pass 2, inverse half (conj(F_Q), conj(twiddle), conj(F_P)) of tiles laid out as
     :func:`_rows_fwd` returns them, stored back into the scratch rows at off."""
     M: tl.constexpr = P * Q
     rp = tl.arange(0, R * P)[:, None] % P
     jq = tl.arange(0, Q)[None, :]
     xr, xi = _cdot(xr, xi, _mat(fqr_ptr, Q, Q, Q), -_mat(fqi_ptr, Q, Q, Q), BF16, PREC)
-    tr = tl.load(t2r_ptr + rp * Q + jq)
-    ti = tl.load(t2i_ptr + rp * Q + jq)
-    xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
+    if TW2:
+        tr = tl.load(t2r_ptr + rp * Q + jq)
+        ti = tl.load(t2i_ptr + rp * Q + jq)
+        xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
     xr = _swap(xr, R, P, Q)
     xi = _swap(xi, R, P, Q)
     xr, xi = _cdot(xr, xi, _mat(fpr_ptr, P, P, P), -_mat(fpi_ptr, P, P, P), BF16, PREC)
@@ -219,22 +246,23 @@ def _rows_inv(xr, xi, s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_p
 
 
 @triton.jit
-def _cols_inv(s_re, s_im, dst, skip, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
+def _cols_inv(s_re, s_im, dst, skip, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
               N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, HAS_D: tl.constexpr,
-              SINCOS: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr):
-    """Pass 3: conj outer twiddle, inverse column DFTs for the NA output rows, + dh * skip;
-    real part -> dst row0, imaginary part -> dst row1."""
+              SINCOS: tl.constexpr, TW1: tl.constexpr, G1: tl.constexpr, G2: tl.constexpr,
+              BF16: tl.constexpr, PREC: tl.constexpr):
+    """Pass 3: conj outer twiddle (TW1), inverse column DFTs for the NA output rows, + dh * skip;
+    real part -> dst row0, imaginary part -> dst row1 (fields on the padded grid, :func:`_field`)."""
     for cb in range(0, M, BC):
         c = cb + tl.arange(0, BC)[None, :]
         k1 = tl.arange(0, N1)[:, None]
-        m = tl.arange(0, NA)[:, None] * M + c
         tw = k1 * M + c
         xr = tl.load(s_re + tw)
         xi = tl.load(s_im + tw)
-        tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, SINCOS, PREC)
-        xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
+        if TW1:
+            tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, SINCOS, PREC)
+            xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
         yr, yi = _cdot(_mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1), xr, xi, BF16, PREC)
-        msk = m < L
+        m, msk = _field(tl.arange(0, NA)[:, None] * M + c, L, S1, S2, G1, G2)
         if HAS_D:
             yr += dh * tl.load(skip + row0 + m, mask=msk, other=0.0).to(tl.float32)
             yi += dh * tl.load(skip + row1 + m, mask=msk & has1, other=0.0).to(tl.float32)
@@ -246,10 +274,10 @@ def _cols_inv(s_re, s_im, dst, skip, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r
 def _long_kernel(
     u_ptr, kt_ptr, d_ptr, y_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
-    B, H, L, NPAIRS, PB, NPROG,
+    B, H, L, S1, S2, NPAIRS, PB, NPROG,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    CONJ: tl.constexpr, HAS_D: tl.constexpr, SINCOS: tl.constexpr, BF16: tl.constexpr,
-    PREC: tl.constexpr,
+    CONJ: tl.constexpr, HAS_D: tl.constexpr, SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr,
+    G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
 ):
     M: tl.constexpr = P * Q
     NN: tl.constexpr = N1 * M
@@ -261,13 +289,13 @@ def _long_kernel(
         row0, row1, has1 = _pair_rows((pair % PB) * 2, h, H, L, B)
         # the previous pair's pass 3 has read the scratch before this pass 1 overwrites it
         tl.debug_barrier()
-        _cols_fwd(u_ptr, row0, row1, has1, s_re, s_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                  N1, M, NA, BC, SINCOS, BF16, PREC)
+        _cols_fwd(u_ptr, row0, row1, has1, s_re, s_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
+                  N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
             xr, xi = _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
-                               P, Q, R, BF16, PREC)
+                               P, Q, R, TW2, BF16, PREC)
             # the spectrum is stored in the tile order of _rows_fwd
             koff = h.to(tl.int64) * (2 * NN) + _tile_off(rb, P, Q, R)
             kr = tl.load(kt_ptr + koff)
@@ -276,22 +304,23 @@ def _long_kernel(
                 ki = -ki
             xr, xi = xr * kr - xi * ki, xr * ki + xi * kr
             _rows_inv(xr, xi, s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
-                      P, Q, R, BF16, PREC)
+                      P, Q, R, TW2, BF16, PREC)
         tl.debug_barrier()
         dh = 0.0
         if HAS_D:
             dh = tl.load(d_ptr + h).to(tl.float32)
-        _cols_inv(s_re, s_im, y_ptr, u_ptr, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                  N1, M, NA, BC, HAS_D, SINCOS, BF16, PREC)
+        _cols_inv(s_re, s_im, y_ptr, u_ptr, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
+                  N1, M, NA, BC, HAS_D, SINCOS, TW1, G1, G2, BF16, PREC)
 
 
 @triton.jit
 def _long_bwd_kernel(
     u_ptr, g_ptr, kt_ptr, d_ptr, du_ptr, p_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
-    B, H, L, PB, NSPLIT, NWORK, NPROG,
+    B, H, L, S1, S2, PB, NSPLIT, NWORK, NPROG,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    HAS_D: tl.constexpr, SINCOS: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
+    HAS_D: tl.constexpr, SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr,
+    G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
 ):
     # Backward of one channel's row pairs: z = u pair, w = g pair (the output gradient). Per pair,
     # both take passes 1-2 forward; the products conj(Z) W summed over this work item's pairs go to
@@ -315,17 +344,17 @@ def _long_bwd_kernel(
         for pb in range(sp, PB, NSPLIT):
             row0, row1, has1 = _pair_rows(pb * 2, h, H, L, B)
             tl.debug_barrier()
-            _cols_fwd(u_ptr, row0, row1, has1, z_re, z_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                      N1, M, NA, BC, SINCOS, BF16, PREC)
-            _cols_fwd(g_ptr, row0, row1, has1, w_re, w_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                      N1, M, NA, BC, SINCOS, BF16, PREC)
+            _cols_fwd(u_ptr, row0, row1, has1, z_re, z_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
+                      N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
+            _cols_fwd(g_ptr, row0, row1, has1, w_re, w_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
+                      N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
             tl.debug_barrier()
             for rb in range(0, N1, R):
                 off = _row_block(rb, M, R)
                 zr, zi = _rows_fwd(z_re, z_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
-                                   P, Q, R, BF16, PREC)
+                                   P, Q, R, TW2, BF16, PREC)
                 wr, wi = _rows_fwd(w_re, w_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
-                                   P, Q, R, BF16, PREC)
+                                   P, Q, R, TW2, BF16, PREC)
                 poff = _tile_off(rb, P, Q, R)  # tile order of _rows_fwd
                 pr = zr * wr + zi * wi
                 pi = zr * wi - zi * wr
@@ -339,10 +368,10 @@ def _long_bwd_kernel(
                 ki = tl.load(kt_ptr + NN + koff)
                 xr, xi = wr * kr + wi * ki, wi * kr - wr * ki
                 _rows_inv(xr, xi, w_re, w_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
-                          P, Q, R, BF16, PREC)
+                          P, Q, R, TW2, BF16, PREC)
             tl.debug_barrier()
-            _cols_inv(w_re, w_im, du_ptr, g_ptr, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L,
-                      N1, M, NA, BC, HAS_D, SINCOS, BF16, PREC)
+            _cols_inv(w_re, w_im, du_ptr, g_ptr, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
+                      N1, M, NA, BC, HAS_D, SINCOS, TW1, G1, G2, BF16, PREC)
 
 
 @triton.jit
@@ -351,7 +380,7 @@ def _long_spectrum_kernel(
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     H, LK, NPROG, inv_n,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    SINCOS: tl.constexpr, PREC: tl.constexpr,
+    SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, PREC: tl.constexpr,
 ):
     # The causal kernel's spectrum for _long_kernel: row h of k (H, LK), zero padded to n, through
     # passes 1-2 forward (as a complex row with zero imaginary part), scaled by 1/n and stored in
@@ -366,13 +395,13 @@ def _long_spectrum_kernel(
         h = tl.cast(h, tl.int64)  # a Python int under the interpreter
         row = h * LK
         tl.debug_barrier()
-        _cols_fwd(k_ptr, row, row, no_im, s_re, s_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, LK,
-                  N1, M, NA, BC, SINCOS, False, PREC)
+        _cols_fwd(k_ptr, row, row, no_im, s_re, s_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, LK, 1, 1,
+                  N1, M, NA, BC, SINCOS, TW1, 0, 1, False, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
             xr, xi = _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
-                               P, Q, R, False, PREC)
+                               P, Q, R, TW2, False, PREC)
             koff = h * (2 * NN) + _tile_off(rb, P, Q, R)
             tl.store(kt_ptr + koff, xr * inv_n)
             tl.store(kt_ptr + NN + koff, xi * inv_n)
@@ -384,7 +413,7 @@ def _long_dk_kernel(
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     H, NSPLIT, NOUT, NPROG, inv_n,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    SINCOS: tl.constexpr, PREC: tl.constexpr,
+    SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, PREC: tl.constexpr,
 ):
     # The kernel gradient's last step: row h of c (H, NOUT) = the first NOUT values of
     # Re(ifft(S_h)), S_h = sum over the NSPLIT partial cross-spectra of channel h in p (tile order,
@@ -407,11 +436,11 @@ def _long_dk_kernel(
                 xr += tl.load(p_ptr + poff + sp * (2 * NN))
                 xi += tl.load(p_ptr + poff + sp * (2 * NN) + NN)
             _rows_inv(xr * inv_n, xi * inv_n, s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
-                      P, Q, R, False, PREC)
+                      P, Q, R, TW2, False, PREC)
         tl.debug_barrier()
         row = h * NOUT
-        _cols_inv(s_re, s_im, c_ptr, c_ptr, row, row, no_im, 0.0, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, NOUT,
-                  N1, M, NA, BC, False, SINCOS, False, PREC)
+        _cols_inv(s_re, s_im, c_ptr, c_ptr, row, row, no_im, 0.0, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, NOUT, 1, 1,
+                  N1, M, NA, BC, False, SINCOS, TW1, 0, 1, False, PREC)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -426,33 +455,110 @@ def plan_long(L: int, Lk: int, dtype=torch.float32) -> tuple[int, int, int] | No
     return SPLITS.get(n.bit_length() - 1)
 
 
-def _spectrum_tiles(k: torch.Tensor, plan, causal: bool) -> torch.Tensor:
-    """k (H, Lk) -> (H, 2, n) fp32: re/im planes of DFT_n(k_eff) / n in pass 2's tile order.
+# N-D fields (2-D, 3-D) on the same kernels: the padded grid's axes are unions of the transform's
+# levels (N1 | P | Q), whose twiddles are then partly absent. mode -> (outer twiddle, inner twiddle):
+#   "3d":   axes (N1, P, Q): none, none
+#   "rows": axes (N1, P*Q):  none, w_M (the second axis is a length-M four-step FFT)
+#   "cols": axes (N1*P, Q):  w_(N1 P)^(k1 p), none
+# The dot products need every level in 16 ... ND_MAX (N1 up to 128).
+ND_MAX = 64
+# Where the N-D path pays (H200, B = 4, centred full-size kernels, bench/results/fftconv_nd_h200_run24.json):
+# at B x H = 1024 rows and padded grids of >= 16K values it measured 1.25-3.4x torch.fft forward and
+# 1.4-3.2x fwd+bwd (fp32 and bf16); at 256 rows (128 row pairs for 264 programs) 0.41-1.5x forward;
+# at 4K-8K values 1.0x / 0.8x; a (128, 512) grid in "rows" (N1 = 128) 0.92x forward; a 64 x 64 field
+# padded on to (128, 256) 0.50-0.56x. Outside these bounds fftconv_nd takes torch.fft.
+ND_MIN_N = 1 << 14
+ND_MIN_ROWS = 1024
+_TW = {"1d": (True, True), "3d": (False, False), "rows": (False, True), "cols": (True, False)}
+
+
+class NDPlan(NamedTuple):
+    """A fused N-D transform: split (N1, P, Q), mode (see _TW), padded grid G, field S (u's spatial shape)."""
+
+    split: tuple[int, int, int]
+    mode: str
+    G: tuple[int, ...]
+    S: tuple[int, ...]
+
+
+def _levels(g: int) -> tuple[int, int] | None:
+    """g = P * Q with 16 <= Q <= P <= ND_MAX (as square as possible), or None."""
+    q = 1 << ((g.bit_length() - 1) // 2)
+    p = g // q
+    return (p, q) if 16 <= q and p <= ND_MAX else None
+
+
+def plan_nd(S, Sk, circular: bool, dtype=torch.float32) -> NDPlan | None:
+    """The fused plan for a 2-D or 3-D field S with kernel Sk, or None (torch.fft): not expressible in
+    levels, or outside the measured range (ND_MIN_N; the caller checks ND_MIN_ROWS).
+
+    Linear convolution pads each axis to a power of two >= S + Sk - 1 (and >= 16, the smallest dot);
+    circular convolution needs each axis a power of two already. (Padding further so that an axis
+    splits into levels, e.g. 128 x 128 -> 128 x 256, measured slower than torch.fft.)"""
+    if circular:
+        G = tuple(S)
+        if any(g != _pow2_at_least(g) for g in G):
+            return None
+    else:
+        G = tuple(max(16, _pow2_at_least(a + b - 1)) for a, b in zip(S, Sk))
+    n = math.prod(G)
+    if dtype not in LONG_N or not ND_MIN_N <= n <= LONG_N[dtype][1] or min(G) < 16:
+        return None
+    if len(G) == 3:
+        if G[0] <= 128 and max(G[1:]) <= ND_MAX:
+            return NDPlan(G, "3d", G, tuple(S))
+        return None
+    if len(G) == 2:
+        pq = _levels(G[1])
+        if G[0] <= ND_MAX and pq is not None:
+            return NDPlan((G[0],) + pq, "rows", G, tuple(S))
+        n1p = _levels(G[0])
+        if G[1] <= ND_MAX and n1p is not None:
+            # the first axis's two levels: N1 (up to 128) over P
+            n1, p = n1p
+            if p > n1:
+                n1, p = p, n1
+            return NDPlan((n1, p, G[1]), "cols", G, tuple(S))
+    return None
+
+
+def _spectrum_tiles(k: torch.Tensor, plan, causal: bool, nd: NDPlan | None = None) -> torch.Tensor:
+    """k (H, *Sk) -> (H, 2, n) fp32: re/im planes of DFT_n(k_eff) / n in pass 2's tile order.
 
     k_eff is k zero padded to n, rolled back by the centre when not causal. Position
-    (k1, kp, kq) of the tile order holds frequency k1 + N1 (kp + P kq). Causal kernels take the
-    Triton passes 1-2 (one read of k, one write of the tiles; torch.fft and the reorder took
-    20-30% of the forward's time, bench/README.md); centred kernels take torch.fft.
+    (k1, kp, kq) of the tile order holds frequency k1 + N1 (kp + P kq) (1-D). Causal 1-D kernels
+    take the Triton passes 1-2 on k itself (one read of k, one write of the tiles; torch.fft and
+    the reorder took 20-30% of the forward's time, bench/README.md); centred 1-D kernels take
+    torch.fft; N-D kernels are laid on the padded grid (and rolled) here, then the Triton passes.
     """
     N1, P, Q = plan
     n = N1 * P * Q
-    H, Lk = k.shape
-    if causal:
-        kt = torch.empty(H, 2, n, device=k.device, dtype=torch.float32)
-        nprog = _nprog(H, k.device)
-        scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
-        _long_spectrum_kernel[(nprog,)](
-            k.detach().contiguous(), kt, scratch, *_tables(plan, k.device), H, Lk, nprog, 1.0 / n,
-            **_meta(plan, Lk, TILE), num_warps=WARPS, num_stages=1,
-        )
-        return kt
-    sh = (Lk - 1) // 2  # centred: k_eff starts at k's centre and wraps around
-    kf = k.detach().float()
-    kf = torch.cat([kf[:, sh:], kf.new_zeros(H, n - Lk), kf[:, :sh]], dim=1)
-    K = torch.fft.fft(kf, n=n) / n
-    # frequency f = k1 + N1 kp + N1 P kq -> view (H, kq, kp, k1), then to (k1, kp, kq)
-    K = K.view(H, Q, P, N1).permute(0, 3, 2, 1).reshape(H, n)
-    return torch.stack([K.real, K.imag], dim=1).contiguous()
+    H = k.shape[0]
+    src = k.detach()
+    if nd is not None:
+        sh = [0] * (k.dim() - 1) if causal else [(s - 1) // 2 for s in k.shape[1:]]
+        src = src.new_zeros((H,) + nd.G)
+        src[(slice(None),) + tuple(slice(0, s) for s in k.shape[1:])] = k.detach()
+        if any(sh):
+            src = torch.roll(src, [-s for s in sh], dims=tuple(range(1, k.dim())))
+        src = src.reshape(H, n)
+    elif not causal:
+        Lk = k.shape[1]
+        sh = (Lk - 1) // 2  # centred: k_eff starts at k's centre and wraps around
+        kf = k.detach().float()
+        kf = torch.cat([kf[:, sh:], kf.new_zeros(H, n - Lk), kf[:, :sh]], dim=1)
+        K = torch.fft.fft(kf, n=n) / n
+        # frequency f = k1 + N1 kp + N1 P kq -> view (H, kq, kp, k1), then to (k1, kp, kq)
+        K = K.view(H, Q, P, N1).permute(0, 3, 2, 1).reshape(H, n)
+        return torch.stack([K.real, K.imag], dim=1).contiguous()
+    kt = torch.empty(H, 2, n, device=k.device, dtype=torch.float32)
+    nprog = _nprog(H, k.device)
+    scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
+    _long_spectrum_kernel[(nprog,)](
+        src.contiguous(), kt, scratch, *_tables(plan, k.device, nd), H, src.shape[1], nprog, 1.0 / n,
+        **_meta(plan, src.shape[1], TILE, nd), num_warps=WARPS, num_stages=1,
+    )
+    return kt
 
 
 def _nprog(nwork: int, device) -> int:
@@ -460,30 +566,51 @@ def _nprog(nwork: int, device) -> int:
     return max(1, min(nwork, sms * PROGS_PER_SM))
 
 
-def _tables(plan, device) -> list[torch.Tensor]:
-    """DFT matrices (N1, P, Q) and twiddles (outer N1 x M, inner P x Q) as re/im fp32 planes."""
+def _tables(plan, device, nd: NDPlan | None = None) -> list[torch.Tensor]:
+    """DFT matrices (N1, P, Q) and twiddles (outer N1 x M, inner P x Q) as re/im fp32 planes (a
+    twiddle the mode leaves out is passed as a placeholder the kernel does not read)."""
     N1, P, Q = plan
     f1r, f1i = _dft(N1, device)
     fpr, fpi = _dft(P, device)
     fqr, fqi = _dft(Q, device)
     t1r, t1i = _twiddle(N1, P * Q, device)
     t2r, t2i = _twiddle(P, Q, device)
+    if nd is not None and nd.mode == "cols":
+        # w_(N1 P)^(k1 p) at [k1, p Q + q]: the first axis's four-step twiddle, constant along q
+        key = ("T_cols", N1, P, Q, str(device))
+        if key not in _CONSTS:
+            tr, ti = _twiddle(N1, P, device)
+            _CONSTS[key] = tuple(t[:, :, None].expand(N1, P, Q).reshape(N1, P * Q).contiguous() for t in (tr, ti))
+        t1r, t1i = _CONSTS[key]
     return [f1r, f1i, fpr, fpi, fqr, fqi, t1r, t1i, t2r, t2i]
 
 
-def _meta(plan, L: int, tile: int) -> dict:
+def _meta(plan, L: int, tile: int, nd: NDPlan | None = None) -> dict:
     """The constexprs every long kernel takes: the split (N1, P, Q), NA (column rows that hold data
-    for L values), BC (columns per pass-1/3 block), R (rows per pass-2 block), SINCOS and PREC."""
+    for the first L positions of the padded transform), BC (columns per pass-1/3 block), R (rows per
+    pass-2 block), SINCOS, the twiddles the mode has (TW1, TW2) and PREC."""
     N1, P, Q = plan
     M = P * Q
+    tw1, tw2 = _TW[nd.mode if nd is not None else "1d"]
     return dict(N1=N1, P=P, Q=Q, NA=min(N1, max(16, _pow2_at_least(triton.cdiv(L, M)))),
-                BC=min(M, max(16, tile // N1)), R=min(N1, max(1, tile // M)), SINCOS=N1 * M in SINCOS_N,
-                PREC=_prec())
+                BC=min(M, max(16, tile // N1)), R=min(N1, max(1, tile // M)),
+                SINCOS=nd is None and N1 * M in SINCOS_N, TW1=tw1, TW2=tw2, PREC=_prec())
 
 
-def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bool) -> None:
-    """y = conv(u, k) (+ D u) for the rows of u (B, H, L) with the tile-order spectrum Kt;
-    conj=True: the correlation with k instead (the input gradient of the convolution)."""
+def _field_args(L: int, nd: NDPlan | None) -> tuple[tuple[int, int, int], dict]:
+    """(extent, S1, S2) and the constexprs G1, G2 of :func:`_field` for a row of L values; the extent is
+    one past the last padded position that holds field data (what NA is sized from)."""
+    if nd is None:
+        return (L, 1, 1), dict(G1=0, G2=1)
+    G = (1,) * (3 - len(nd.G)) + tuple(nd.G)
+    S = (1,) * (3 - len(nd.S)) + tuple(nd.S)
+    extent = ((S[0] - 1) * G[1] + S[1] - 1) * G[2] + S[2]
+    return (extent, S[1], S[2]), dict(G1=G[1], G2=G[2])
+
+
+def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bool, nd: NDPlan | None = None) -> None:
+    """y = conv(u, k) (+ D u) for the rows of u (B, H, L) (L = the field's size for N-D) with the
+    tile-order spectrum Kt; conj=True: the correlation with k instead (the convolution's input gradient)."""
     N1, P, Q = plan
     n = N1 * P * Q
     B, H, L = u.shape
@@ -491,23 +618,25 @@ def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bo
     npairs = H * PB
     nprog = _nprog(npairs, u.device)
     scratch = torch.empty(nprog, 2, n, device=u.device, dtype=torch.float32)
+    (extent, S1, S2), fmeta = _field_args(L, nd)
     ck = _long_kernel[(nprog,)](
-        u, Kt, D if D is not None else u, y, scratch, *_tables(plan, u.device),
-        B, H, L, npairs, PB, nprog,
-        **_meta(plan, L, TILE), CONJ=conj, HAS_D=D is not None,
+        u, Kt, D if D is not None else u, y, scratch, *_tables(plan, u.device, nd),
+        B, H, L, S1, S2, npairs, PB, nprog,
+        **_meta(plan, extent, TILE, nd), **fmeta, CONJ=conj, HAS_D=D is not None,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=WARPS, num_stages=1,  # 2 stages measured 27% slower (H200, L = 4K)
     )
     _record(f"long_fwd_w{WARPS}_t{TILE}_{N1}", P, Q, ck)
 
 
-def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan, Lk: int, causal: bool):
+def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan, kshape, causal: bool,
+               nd: NDPlan | None = None):
     """Input and kernel gradients of the long conv in one pass over u and g (both (B, H, L)), plus
     one small kernel for the kernel gradient's inverse transform.
 
-    Returns du (B, H, L) = correlation of g with k (+ D g) and c (H, Lk) fp32 with
-    c[h, j] = sum_b sum_t g[b, h, t] u[b, h, t - j] for the lags j of k's taps (causal: j = 0 ... Lk-1;
-    centred: j = i - (Lk - 1) // 2 for tap i) — dk before the cast to k's dtype."""
+    Returns du (B, H, L) = correlation of g with k (+ D g) and c (kshape = (H, *Sk)) fp32 with
+    c[h, j] = sum_b sum_t g[b, h, t] u[b, h, t - j] at the lags j of k's taps (causal: j = tap index;
+    centred: j = tap index - (Sk - 1) // 2 on each axis) — dk before the cast to k's dtype."""
     N1, P, Q = plan
     n = N1 * P * Q
     B, H, L = u.shape
@@ -520,68 +649,79 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan, Lk: 
     scratch = torch.empty(nprog, 4, n, device=u.device, dtype=torch.float32)
     psum = torch.empty(nwork, 2, n, device=u.device, dtype=torch.float32)
     du = torch.empty_like(u)
-    tables = _tables(plan, u.device)
+    tables = _tables(plan, u.device, nd)
+    (extent, S1, S2), fmeta = _field_args(L, nd)
     _long_bwd_kernel[(nprog,)](
         u, g, Kt, D if D is not None else u, du, psum, scratch, *tables,
-        B, H, L, PB, nsplit, nwork, nprog,
-        **_meta(plan, L, min(BWD_TILE, n // 2)), HAS_D=D is not None,
+        B, H, L, S1, S2, PB, nsplit, nwork, nprog,
+        **_meta(plan, extent, min(BWD_TILE, n // 2), nd), **fmeta, HAS_D=D is not None,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=BWD_WARPS, num_stages=1,
     )
-    # the circular cross-correlation Re(ifft(sum_b conj(U_b) G_b)): its first Lk lags (causal), or
-    # all n, of which the centred taps' lags are gathered (k[i] sits at k_eff[(i - sh) mod n])
-    nout = Lk if causal else n
+    # the circular cross-correlation Re(ifft(sum_b conj(U_b) G_b)) on the padded grid: its first Lk
+    # lags (causal 1-D), or all n, of which the taps' lags are gathered (k[i] sits at k_eff[(i - sh) mod n])
+    Sk = tuple(kshape[1:])
+    nout = Sk[0] if causal and nd is None else n
     c = torch.empty(H, nout, device=u.device, dtype=torch.float32)
     # its programs (one per channel, at most the backward's) use 2 of the scratch's 4 planes each
     nprog = _nprog(H, u.device)
     assert nprog <= scratch.shape[0]
     _long_dk_kernel[(nprog,)](
         psum, c, scratch, *tables, H, nsplit, nout, nprog, 1.0 / n,
-        **_meta(plan, nout, TILE), num_warps=WARPS, num_stages=1,
+        **_meta(plan, nout, TILE, nd), num_warps=WARPS, num_stages=1,
     )
-    if not causal:
-        sh = (Lk - 1) // 2
-        c = torch.cat([c[:, n - sh:], c[:, :Lk - sh]], dim=1)
+    if nout == n:
+        c = c.view((H,) + (nd.G if nd is not None else (n,)))
+        dims = tuple(range(1, c.dim()))
+        if not causal:
+            c = torch.roll(c, [(s - 1) // 2 for s in Sk], dims=dims)
+        c = c[(slice(None),) + tuple(slice(0, s) for s in Sk)]
     return du, c
 
 
 class _LongConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, k, D, plan, causal):
-        u = u.contiguous()
-        Kt = _spectrum_tiles(k, plan, causal)
+    def forward(ctx, u, k, D, plan, causal, nd):
+        shape = u.shape
+        u = u.contiguous().view(shape[0], shape[1], -1)
+        Kt = _spectrum_tiles(k, plan, causal, nd)
         y = torch.empty_like(u)
-        launch(u, Kt, D, y, plan, conj=False)
+        launch(u, Kt, D, y, plan, conj=False, nd=nd)
         ctx.save_for_backward(u, k, D)
         ctx.Kt = Kt
-        ctx.plan, ctx.causal = plan, causal
-        return y
+        ctx.plan, ctx.causal, ctx.nd = plan, causal, nd
+        return y.view(shape)
 
     @staticmethod
     def backward(ctx, gy):
         u, k, D = ctx.saved_tensors
-        Kt = ctx.Kt
+        Kt, nd = ctx.Kt, ctx.nd
         ctx.Kt = None
-        g = gy.contiguous().to(u.dtype)
+        g = gy.contiguous().to(u.dtype).view(u.shape)
         du = dk = dD = None
         if ctx.needs_input_grad[1]:
-            du, c = launch_bwd(u, g, Kt, D, ctx.plan, k.shape[1], ctx.causal)
+            du, c = launch_bwd(u, g, Kt, D, ctx.plan, tuple(k.shape), ctx.causal, nd)
             dk = c.to(k.dtype)
-            # dD = sum_b,t u g is the correlation at lag 0: tap 0 (causal) or the centre tap
-            dD_lag0 = c[:, 0 if ctx.causal else (k.shape[1] - 1) // 2]
+            # dD = sum_b,t u g is the correlation at lag 0: the first tap (causal) or the centre tap
+            lag0 = tuple(0 if ctx.causal else (s - 1) // 2 for s in k.shape[1:])
+            dD_lag0 = c[(slice(None),) + lag0]
         elif ctx.needs_input_grad[0]:
             du = torch.empty_like(u)
-            launch(g, Kt, D, du, ctx.plan, conj=True)
+            launch(g, Kt, D, du, ctx.plan, conj=True, nd=nd)
         if not ctx.needs_input_grad[0]:
             du = None
+        else:
+            du = du.view(gy.shape)
         if D is not None and ctx.needs_input_grad[2]:
             if dk is not None:
                 dD = dD_lag0.to(D.dtype)
             else:
                 dD = torch.einsum("bhl,bhl->h", u.float(), g.float()).to(D.dtype)
-        return du, dk, dD, None, None
+        return du, dk, dD, None, None, None
 
 
-def fftconv_long(u: torch.Tensor, k: torch.Tensor, D, causal: bool, plan) -> torch.Tensor:
-    """Long 1-D FFT conv with the plan from :func:`plan_long`: u (B, H, L), k (H, L'), D (H,) → (B, H, L)."""
-    return _LongConv.apply(u, k, D, plan, causal)
+def fftconv_long(u: torch.Tensor, k: torch.Tensor, D, causal: bool, plan, nd: NDPlan | None = None) -> torch.Tensor:
+    """Long FFT conv: 1-D with the plan from :func:`plan_long` (u (B, H, L), k (H, L')), or N-D with
+    nd from :func:`plan_nd` (u (B, H, *S), k (H, *S'), plan = nd.split; linear or circular as planned).
+    D (H,) or None. Returns u's shape and dtype."""
+    return _LongConv.apply(u, k, D, plan, causal, nd)

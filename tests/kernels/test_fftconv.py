@@ -6,6 +6,8 @@ fp32 1e-5 (the interpreter's tl.dot is an exact fp32 product; on the GPU fp32 us
 checked in bench/fftconv.py); bf16 3e-2 (bf16 operands and output rounding).
 """
 
+import math
+
 import pytest
 import torch
 
@@ -172,6 +174,75 @@ def test_triton_fftconv_2d(monkeypatch, S, Sk, causal, circular, dtype):
     )
 
 
+CASES_ND = [  # B, S, S', causal, circular, D, mode of the three-level kernel
+    (3, (3, 5, 7), (2, 3, 5), True, False, True, "3d"),  # odd B, padded to 16^3
+    (2, (6, 5, 9), (3, 4, 5), False, False, True, "3d"),  # centred kernel
+    (1, (16, 16, 16), (3, 3, 3), False, True, False, "3d"),  # circular, centred: wraps on every axis
+    (2, (20, 200), (4, 7), True, False, True, "rows"),  # 2-D too big for one tile: (32, 256) = 32 x (16 x 16)
+    (2, (300, 12), (9, 5), False, False, True, "cols"),  # (512, 16) = (32 x 16) x 16
+]
+
+
+@pytest.mark.parametrize("B,S,Sk,causal,circular,has_d,mode", CASES_ND)
+def test_triton_fftconv_nd_three_level(monkeypatch, B, S, Sk, causal, circular, has_d, mode):
+    """3-D fields, and 2-D fields the one-tile kernel does not hold, on the three-level kernel (its
+    levels laid on the padded grid's axes): forward and all gradients against the fp64 reference.
+    (Its measured range starts at 16K-value grids and 1024 rows; small shapes here, for the interpreter.)"""
+    from kernels.fftconv import triton_long as tl_
+
+    monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    monkeypatch.setattr(tl_, "ND_MIN_N", 0)
+    monkeypatch.setattr(tl_, "ND_MIN_ROWS", 0)
+    nd = tl_.plan_nd(S, Sk, circular, torch.float32)
+    assert nd is not None and nd.mode == mode
+    calls = []
+    fn = tl_.launch_bwd
+    monkeypatch.setattr(tl_, "launch_bwd", lambda *a, **kw: calls.append(kw["nd"] if "nd" in kw else a[-1]) or fn(*a, **kw))
+    g = torch.Generator().manual_seed(sum(S) + sum(Sk))
+    u = torch.randn(B, 2, *S, generator=g, dtype=torch.float64)
+    k = torch.randn(2, *Sk, generator=g, dtype=torch.float64) / math.prod(Sk) ** 0.5
+    D = torch.randn(2, generator=g, dtype=torch.float64) if has_d else None
+    _check(
+        lambda a, b, c: fftconv_nd(a, b, c, causal=causal, circular=circular),
+        lambda a, b, c: fftconv_nd_ref(a, b, c, causal=causal, circular=circular),
+        u, k, D, torch.float32, 1e-5, 1e-5,
+    )
+    assert calls == [nd]
+
+
+def test_fftconv_nd_few_rows_take_torch(monkeypatch):
+    """Below ND_MIN_ROWS batch x channel rows the three-level kernel has too few row pairs to fill the
+    GPU (measured slower): fftconv_nd takes torch.fft even for a field it could lay out."""
+    from kernels.fftconv import triton_long as tl_
+
+    monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    monkeypatch.setattr(tl_, "ND_MIN_N", 0)
+    monkeypatch.setattr(tl_, "fftconv_long", lambda *a, **kw: pytest.fail("took the three-level kernel"))
+    g = torch.Generator().manual_seed(3)
+    u, k = torch.randn(2, 3, 3, 5, 7, generator=g), torch.randn(3, 2, 3, 5, generator=g)
+    assert tl_.plan_nd((3, 5, 7), (2, 3, 5), False) is not None
+    assert _rel(fftconv_nd(u, k), fftconv_nd_ref(u.double(), k.double())) < 1e-5
+
+
+def test_plan_nd():
+    """Which N-D fields the three-level kernel takes: every padded axis one or two of its levels (16-64
+    each, the first up to 128), 16K to 128K values (the measured range, ND_MIN_N)."""
+    from kernels.fftconv.triton_long import plan_nd
+
+    assert plan_nd((16, 32, 32), (16, 32, 32), False).G == (32, 64, 64)  # video clip, full-size kernel
+    assert plan_nd((16, 16, 16), (16, 16, 16), False).split == (32, 32, 32)
+    assert plan_nd((16, 16, 16), (3, 3, 3), True) is None  # 4K values: torch.fft measured as fast
+    assert plan_nd((8, 8, 8), (8, 8, 8), True) is None  # circular axes below the smallest dot
+    assert plan_nd((32, 64, 64), (32, 64, 64), True).split == (32, 64, 64)
+    assert plan_nd((64, 64, 64), (64, 64, 64), True) is None  # 256K values: beyond the scratch plan
+    assert plan_nd((64, 64), (64, 64), False) is None  # (128, 128): no split into levels >= 16
+    assert plan_nd((50, 300), (1, 1), False).mode == "rows"  # (64, 512) = 64 x (32 x 16)
+    assert plan_nd((100, 300), (1, 1), False) is None  # (128, 512): rows with N1 = 128 measured slower
+    assert plan_nd((256, 32), (256, 32), False).mode == "cols"  # (512, 64) = (32 x 16) x 64
+    assert plan_nd((16, 16, 100), (3, 3, 3), False) is None  # a 128-long last axis
+    assert plan_nd((3, 5, 7), (2, 3, 5), False, torch.float64) is None
+
+
 def test_triton_small_tiles_and_torch_backward(monkeypatch):
     """One row per program, and the torch.fft path for the kernel gradient of large transforms."""
     from kernels.fftconv import triton_fftconv as tf
@@ -199,7 +270,8 @@ def test_triton_fp16(monkeypatch):
 
 
 def test_triton_paths_that_fall_back(monkeypatch):
-    """Shapes the fused kernel does not hold (3-D, circular 1-D, fp64, too long) give the reference's answer."""
+    """Shapes the fused kernels do not hold (small circular 3-D, circular 1-D, fp64, too long) give the
+    reference's answer."""
     from kernels.fftconv import triton_fftconv as tf
 
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
@@ -210,8 +282,9 @@ def test_triton_paths_that_fall_back(monkeypatch):
     k0 = torch.randn(2, 200, generator=g) / 14
     assert _rel(fftconv(u0, k0), fftconv_ref(u0.double(), k0.double())) < 1e-5
     u = torch.randn(1, 2, 3, 4, 5, generator=g)
-    k = torch.randn(2, 2, 3, 4, generator=g)
-    assert _rel(fftconv_nd(u, k), fftconv_nd_ref(u.double(), k.double())) < 1e-5
+    k = torch.randn(2, 3, 4, 5, generator=g)
+    # circular 3-D with axes below the smallest DFT level
+    assert _rel(fftconv_nd(u, k, circular=True), fftconv_nd_ref(u.double(), k.double(), circular=True)) < 1e-5
     u1 = torch.randn(1, 2, 9, generator=g)
     k1 = torch.randn(2, 9, generator=g)
     assert _rel(fftconv_nd(u1, k1, circular=True), fftconv_nd_ref(u1.double(), k1.double(), circular=True)) < 1e-5
@@ -287,6 +360,29 @@ def test_fftconv_gpu(L, dtype, monkeypatch):
     D = torch.randn(4, generator=g, dtype=torch.float64)
     tol = 1e-2 if dtype == torch.float32 else 3e-2
     _check(fftconv, fftconv_ref, u.cuda(), k.cuda(), D.cuda(), dtype, tol, tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("S,Sk,circular", [((16, 32, 32), (16, 32, 32), False), ((32, 32, 32), (5, 5, 5), True),
+                                           ((64, 256), (64, 256), True), ((256, 32), (256, 32), False)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fftconv_nd_gpu(S, Sk, circular, dtype, monkeypatch):
+    """On the GPU, N-D fields on the three-level kernel (3-D, and 2-D in its rows / cols layouts)
+    against the fp64 reference, forward and all gradients; centred kernels as S4ND builds them."""
+    from kernels.fftconv import triton_long as tl_
+
+    monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    monkeypatch.setattr(tl_, "ND_MIN_ROWS", 0)  # 12 rows here
+    assert tl_.plan_nd(S, Sk, circular, dtype) is not None
+    g = torch.Generator().manual_seed(sum(S))
+    u = torch.randn(3, 4, *S, generator=g, dtype=torch.float64)
+    k = torch.randn(4, *Sk, generator=g, dtype=torch.float64) / math.prod(Sk) ** 0.5
+    D = torch.randn(4, generator=g, dtype=torch.float64)
+    tol = 1e-2 if dtype == torch.float32 else 3e-2
+    _check(lambda a, b, c: fftconv_nd(a, b, c, causal=False, circular=circular),
+           lambda a, b, c: fftconv_nd_ref(a, b, c, causal=False, circular=circular),
+           u.cuda(), k.cuda(), D.cuda(), dtype, tol, tol)
 
 
 def test_long_spectrum_kernel_layout(monkeypatch):
