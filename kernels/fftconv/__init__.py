@@ -6,9 +6,10 @@ in :mod:`kernels.fftconv.reference` defines the results.
 On CUDA (the Triton backend) a 1-D convolution goes to the three-level kernel of
 :mod:`kernels.fftconv.triton_long` for padded n = 4K (fp32; 8K in bf16/fp16) ... 128K (L up to
 64K), to the one-tile fused kernel of :mod:`kernels.fftconv.triton_fftconv` below that (its whole
-transform on-chip), and to the torch.fft path beyond; 2-D fields use the fused kernel up to its size
-limit; 3-D, circular 1-D and fp64 take torch.fft. Measured ratios against torch.fft:
-bench/README.md.
+transform on-chip), and to the torch.fft path beyond. 2-D fields use the one-tile kernel up to its
+size limit; larger 2-D and 3-D fields the three-level kernel where their padded axes split into its
+levels and the batch is large enough (``triton_long.plan_nd``, ``ND_MIN_ROWS``); circular 1-D, fp64
+and other N-D shapes take torch.fft. Measured ratios against torch.fft: bench/README.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Long causal 1-D FFT convolution (padded transform n = 4K ... 128K) as a three-level Triton kernel.
+"""Long 1-D FFT convolution (padded transform n = 4K ... 128K), and 2-D / 3-D fields, as a three-level Triton kernel.
 
 The one-tile kernel of :mod:`.triton_fftconv` holds a whole transform in registers, which stops
 paying off above n = 4096 (register spills). Here a transform of n = N1 * M, M = P * Q
@@ -31,6 +31,13 @@ cross-spectrum conj(Z) W is summed over the channel's pairs, and W conj(K) goes 
 to du (the correlation with k) + D g. Since u, g, k are real, dk = Re(ifft(sum_pairs conj(Z) W)):
 a small fourth kernel sums a channel's partial cross-spectra and takes them through the inverse
 passes 2-3. dD = sum u g is that correlation at lag 0 (no separate reduction over u and g).
+
+N-D fields (fftconv_nd): the padded grid (G0, G1, G2) is laid on the levels, each axis one or two of
+them: (N1, P, Q) for 3-D, (N1, P*Q) or (N1*P, Q) for 2-D. A DFT over the whole grid is then this
+transform with the twiddles between axes left out (TW1, TW2); within an axis of two levels the
+four-step twiddle stays. Pass 1 and 3 read and write the field's values at their grid positions
+(:func:`_field`); the kernel is laid on the grid (and rolled, when centred) on the host, and the
+kernel gradient is the cross-correlation on the grid, gathered at the taps' lags.
 """
 
 from __future__ import annotations
