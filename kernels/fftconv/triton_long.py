@@ -519,13 +519,9 @@ def plan_nd(S, Sk, circular: bool, dtype=torch.float32) -> NDPlan | None:
         pq = _levels(G[1])
         if G[0] <= ND_MAX and pq is not None:
             return NDPlan((G[0],) + pq, "rows", G, tuple(S))
-        n1p = _levels(G[0])
+        n1p = _levels(G[0])  # the first axis's two levels, N1 >= P
         if G[1] <= ND_MAX and n1p is not None:
-            # the first axis's two levels: N1 (up to 128) over P
-            n1, p = n1p
-            if p > n1:
-                n1, p = p, n1
-            return NDPlan((n1, p, G[1]), "cols", G, tuple(S))
+            return NDPlan(n1p + (G[1],), "cols", G, tuple(S))
     return None
 
 

@@ -208,6 +208,14 @@ def test_triton_fftconv_nd_three_level(monkeypatch, B, S, Sk, causal, circular, 
         u, k, D, torch.float32, 1e-5, 1e-5,
     )
     assert calls == [nd]
+    # without a gradient for k, du alone: the forward kernel on the correlation (conj spectrum)
+    uf = u.float().requires_grad_(True)
+    y = fftconv_nd(uf, k.float(), None, causal=causal, circular=circular)
+    gy = torch.randn(y.shape, generator=g)
+    (du,) = torch.autograd.grad(y, uf, gy)
+    ur = u.clone().requires_grad_(True)
+    (dur,) = torch.autograd.grad(fftconv_nd_ref(ur, k, None, causal=causal, circular=circular), ur, gy.double())
+    assert calls == [nd] and _rel(du, dur) < 1e-5
 
 
 def test_fftconv_nd_few_rows_take_torch(monkeypatch):
