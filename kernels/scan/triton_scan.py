@@ -122,7 +122,7 @@ def _edge(x, BLOCK_L: tl.constexpr, FIRST: tl.constexpr):
 
 @triton.jit
 def _fwd_loads(A, X, base, rmask, i, nblk, L, REVERSE: tl.constexpr, BLOCK_L: tl.constexpr):
-    """a, b of the i-th block the forward visits, in the inputs' dtype (masked off when i >= nblk)."""
+    """a, b of the i-th block the forward visits, in the inputs' dtype (all masked off for i = nblk)."""
     t, m = _block_steps(i, nblk, L, rmask, BLOCK_L, REVERSE)
     m = m & (t >= 0)[None, :]  # i = nblk: before the first step (blocks last to first) or past L
     offs = base + t[None, :]
@@ -164,7 +164,7 @@ def _linear_fwd_kernel(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.cons
 def _bwd_loads(A, H, G, base, rmask, i, nblk, L, REVERSE: tl.constexpr, BLOCK_L: tl.constexpr,
                SHIFT_GATHER: tl.constexpr):
     """The adjoint's main loads for the i-th block it visits, in the inputs' dtype (all masked off
-    when i >= nblk): g[t], then a[t+s], h[t-s] (s = +1 forward op, -1 reverse op), or with
+    for i = nblk): g[t], then a[t+s], h[t-s] (s = +1 forward op, -1 reverse op), or with
     SHIFT_GATHER the aligned a[t], h[t] that the caller moves one column in registers."""
     t, m = _block_steps(i, nblk, L, rmask, BLOCK_L, not REVERSE)
     m = m & (t >= 0)[None, :]  # i = nblk: before the first step (blocks last to first) or past L
