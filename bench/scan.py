@@ -78,8 +78,9 @@ def bench_one(B, D, L, dtype, bw, reps=20):
 
 def bench_fla(row, bw, fla, reps=20):
     """Add fla-core's columns to our row (same inputs). fla is imported only after all of ours are timed:
-    with it imported, our bf16 fwd+bwd at 2^26 (GPU time ~0.36 ms, bound by the host's submission)
-    measured 0.43-0.58 ms against 0.36 without (H200, runs 22 and 25 against 21)."""
+    in processes that had imported it first, our bf16 fwd+bwd at 2^26 (GPU time ~0.36 ms, bound by the
+    host's submission) measured 0.43-0.58 ms against 0.36 in those that had not (H200, runs 22 and 25
+    against 21; cause not confirmed, bench/README.md)."""
     B, D, L = row["B"], row["D"], row["L"]
     dtype = getattr(torch, row["dtype"])
     a, b, g = _inputs(B, D, L, dtype)
