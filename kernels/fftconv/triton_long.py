@@ -400,7 +400,8 @@ def _long_spectrum_kernel(
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
     SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, PREC: tl.constexpr,
 ):
-    # The causal kernel's spectrum for _long_kernel: row h of k (H, LK), zero padded to n, through
+    # The kernel's spectrum for _long_kernel: row h of k (H, LK) — a causal 1-D kernel, or any kernel
+    # already laid on the padded transform (N-D grids, circular rolls) — zero padded to n, through
     # passes 1-2 forward (as a complex row with zero imaginary part), scaled by 1/n and stored in
     # pass 2's tile order, re plane then im plane of kt (H, 2, n).
     M: tl.constexpr = P * Q
