@@ -16,6 +16,7 @@ Prints a Markdown table and writes bench/results/<name>.json ($BENCH_RESULTS_DIR
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -60,9 +61,7 @@ def _path(S, circular, dtype) -> str:
 
 def bench_one(B, H, S, dtype, circular, reps=20):
     torch.manual_seed(0)
-    numel = 1
-    for x in S:
-        numel *= x
+    numel = math.prod(S)
     u = torch.randn(B, H, *S, device="cuda").to(dtype).requires_grad_(True)
     k = (torch.randn(H, *S, device="cuda") / numel**0.5).requires_grad_(True)
     D = torch.randn(H, device="cuda").requires_grad_(True)

@@ -25,7 +25,7 @@ than programs), the size of the kernel's spectrum. The DFT matrices, twiddles an
 shared by all programs and read through L2.
 
 The spectrum is precomputed in the tile order of pass 2, already scaled by 1/n, by a third kernel
-(passes 1-2 on each row of k; torch.fft for a centred kernel). Backward (one kernel, one pass over u and
+(passes 1-2 on each row of k; a centred kernel is first rolled on the host). Backward (one kernel, one pass over u and
 the output gradient g): per row pair, passes 1-2 transform both z = u pair and w = g pair; the
 cross-spectrum conj(Z) W is summed over the channel's pairs, and W conj(K) goes through the inverse
 to du (the correlation with k) + D g. Since u, g, k are real, dk = Re(ifft(sum_pairs conj(Z) W)):
@@ -401,7 +401,7 @@ def _long_spectrum_kernel(
     SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, PREC: tl.constexpr,
 ):
     # The kernel's spectrum for _long_kernel: row h of k (H, LK) — a causal 1-D kernel, or any kernel
-    # already laid on the padded transform (N-D grids, circular rolls) — zero padded to n, through
+    # already laid on the padded transform (N-D grids, centred rolls) — zero padded to n, through
     # passes 1-2 forward (as a complex row with zero imaginary part), scaled by 1/n and stored in
     # pass 2's tile order, re plane then im plane of kt (H, 2, n).
     M: tl.constexpr = P * Q
@@ -538,34 +538,24 @@ def plan_nd(S, Sk, circular: bool, dtype=torch.float32) -> NDPlan | None:
 
 
 def _spectrum_tiles(k: torch.Tensor, plan, causal: bool, nd: NDPlan | None = None) -> torch.Tensor:
-    """k (H, *Sk) -> (H, 2, n) fp32: re/im planes of DFT_n(k_eff) / n in pass 2's tile order.
+    """k (H, *Sk) -> (H, 2, n) fp32: re/im planes of DFT_n(k_eff) / n in pass 2's tile order, by the
+    Triton passes 1-2 (torch.fft and the reorder took 20-30% of the forward's time, bench/README.md).
 
-    k_eff is k zero padded to n, rolled back by the centre when not causal. Position
-    (k1, kp, kq) of the tile order holds frequency k1 + N1 (kp + P kq) (1-D). Causal 1-D kernels
-    take the Triton passes 1-2 on k itself (one read of k, one write of the tiles; torch.fft and
-    the reorder took 20-30% of the forward's time, bench/README.md); centred 1-D kernels take
-    torch.fft; N-D kernels are laid on the padded grid (and rolled) here, then the Triton passes.
+    k_eff is k zero padded to n (on the padded grid for N-D), rolled back by the centre on each axis
+    when not causal. Position (k1, kp, kq) of the tile order holds frequency k1 + N1 (kp + P kq) (1-D).
+    A causal 1-D kernel is read as it is (the kernel pads it); any other is laid out here first.
     """
     N1, P, Q = plan
     n = N1 * P * Q
     H = k.shape[0]
     src = k.detach()
-    if nd is not None:
-        sh = [0] * (k.dim() - 1) if causal else [(s - 1) // 2 for s in k.shape[1:]]
-        src = src.new_zeros((H,) + nd.G)
+    if nd is not None or not causal:
+        grid = nd.G if nd is not None else (n,)
+        src = src.new_zeros((H,) + tuple(grid))
         src[(slice(None),) + tuple(slice(0, s) for s in k.shape[1:])] = k.detach()
-        if any(sh):
-            src = torch.roll(src, [-s for s in sh], dims=tuple(range(1, k.dim())))
+        if not causal:
+            src = torch.roll(src, [-((s - 1) // 2) for s in k.shape[1:]], dims=tuple(range(1, k.dim())))
         src = src.reshape(H, n)
-    elif not causal:
-        Lk = k.shape[1]
-        sh = (Lk - 1) // 2  # centred: k_eff starts at k's centre and wraps around
-        kf = k.detach().float()
-        kf = torch.cat([kf[:, sh:], kf.new_zeros(H, n - Lk), kf[:, :sh]], dim=1)
-        K = torch.fft.fft(kf, n=n) / n
-        # frequency f = k1 + N1 kp + N1 P kq -> view (H, kq, kp, k1), then to (k1, kp, kq)
-        K = K.view(H, Q, P, N1).permute(0, 3, 2, 1).reshape(H, n)
-        return torch.stack([K.real, K.imag], dim=1).contiguous()
     kt = torch.empty(H, 2, n, device=k.device, dtype=torch.float32)
     nprog = _nprog(H, k.device)
     scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
