@@ -186,20 +186,25 @@ def few_rows_sweep(bw, mamba_fn):
     triton_scan.FEW_ROWS_TILING.update(default_few)
 
 
-def ab(variants: list[dict], rounds: int = 3):
-    """Same-run A/B of our kernels: the default config and each variant (SELECTIVE_CFG overrides),
-    timed in turn `rounds` times at every shape; reports the median over rounds of each config's fwd
-    and fwd+bwd medians (across runs, different GPUs of one model differ by a few percent)."""
-    default = dict(triton_scan.SELECTIVE_CFG)
+def ab(variants: list[dict], shapes=SHAPES, rounds: int = 3):
+    """Same-run A/B of our kernels: the default config and each variant (SELECTIVE_CFG overrides;
+    keys "few.<key>" override FEW_ROWS_TILING), timed in turn `rounds` times at every shape; reports
+    the median over rounds of each config's fwd and fwd+bwd medians (across runs, different GPUs of
+    one model differ by a few percent)."""
+    default, default_few = dict(triton_scan.SELECTIVE_CFG), dict(triton_scan.FEW_ROWS_TILING)
     configs = [{}] + variants
     rows = []
-    for B, L in SHAPES:
+    for B, L in shapes:
         ins = make_inputs(B, L)
         times = {i: ([], []) for i in range(len(configs))}
         for _ in range(rounds):
             for i, cfg in enumerate(configs):
+                few = {k[4:]: v for k, v in cfg.items() if k.startswith("few.")}
+                main = {k: v for k, v in cfg.items() if not k.startswith("few.")}
                 triton_scan.SELECTIVE_CFG.clear()
-                triton_scan.SELECTIVE_CFG.update({**default, **cfg})
+                triton_scan.SELECTIVE_CFG.update({**default, **main})
+                triton_scan.FEW_ROWS_TILING.clear()
+                triton_scan.FEW_ROWS_TILING.update({**default_few, **few})
                 fwd, fwdbwd, _, _ = _fns(selective_scan, ins)
                 times[i][0].append(time_ms(fwd)["median_ms"])
                 times[i][1].append(time_ms(fwdbwd)["median_ms"])
@@ -214,6 +219,8 @@ def ab(variants: list[dict], rounds: int = 3):
         torch.cuda.empty_cache()
     triton_scan.SELECTIVE_CFG.clear()
     triton_scan.SELECTIVE_CFG.update(default)
+    triton_scan.FEW_ROWS_TILING.clear()
+    triton_scan.FEW_ROWS_TILING.update(default_few)
     print_table(rows, list(rows[0].keys()))
     write_json("selective_scan_ab", {"device": device_name(), "torch": torch.__version__, "default": default,
                                      "rounds": rounds, "rows": rows})
@@ -231,10 +238,12 @@ def main():
     p.add_argument("--few-rows-sweep", action="store_true", help="time few-rows tilings at B=1, L=16K beside "
                    "mamba-ssm, write selective_scan_few_rows_sweep.json, exit")
     p.add_argument("--ab", default="", help="only a same-run A/B of ours: variants separated by ';', "
-                   "e.g. 'chunk=256;bwd_num_warps=2' (see ab())")
+                   "e.g. 'chunk=256;few.bwd_maxnreg=168' (see ab())")
+    p.add_argument("--ab-shapes", default="", help="shapes of the A/B as BxL, e.g. 1x16384,8x2048 (default: all)")
     args = p.parse_args()
     if args.ab:
-        ab([parse_options(v) for v in args.ab.split(";")])
+        shapes = [tuple(int(v) for v in s.split("x")) for s in args.ab_shapes.split(",")] if args.ab_shapes else SHAPES
+        ab([parse_options(v) for v in args.ab.split(";")], shapes)
         return
     if args.cfg_from:
         import json
