@@ -158,8 +158,9 @@ FEW_SWEEP = [dict(chunk=ch, block_d=bd, num_warps=nw, bwd_block_d=bbd, bwd_num_w
                  (512, 4, 2, 2, 4, 128), (1024, 4, 4, 2, 4, None), (1024, 4, 4, 2, 8, None)]]
 
 
-def few_rows_sweep(bw, mamba_fn):
-    """Time each FEW_SWEEP tiling at B=1, L=16K (below few_rows) beside mamba-ssm."""
+def few_rows_sweep(bw, mamba_fn, tilings=FEW_SWEEP):
+    """Time each tiling (FEW_ROWS_TILING overrides; {} = the default) at B=1, L=16K (below few_rows)
+    beside mamba-ssm."""
     default_few = dict(triton_scan.FEW_ROWS_TILING)
     B, L = 1, 16384
     ins = make_inputs(B, L)
@@ -168,8 +169,9 @@ def few_rows_sweep(bw, mamba_fn):
         mf, mfb, _, _ = _fns(mamba_fn, ins)
         mamba = {"mamba_fwd_ms": time_ms(mf)["median_ms"], "mamba_fwdbwd_ms": time_ms(mfb)["median_ms"]}
     rows = []
-    for tiling in FEW_SWEEP:
-        triton_scan.FEW_ROWS_TILING.update(tiling)
+    for tiling in tilings:
+        triton_scan.FEW_ROWS_TILING.clear()
+        triton_scan.FEW_ROWS_TILING.update({**default_few, **tiling})
         fwd, fwdbwd, _, _ = _fns(selective_scan, ins)
         row = {"B": B, "L": L, **tiling, **mamba}
         try:
@@ -235,8 +237,10 @@ def main():
     p.add_argument("--cfg-from", default=None, help="take SELECTIVE_CFG from a selective_scan_sweep.json's 'best'")
     p.add_argument("--cfg", default="", help="override SELECTIVE_CFG, e.g. block_d=8,chunk=512,bwd_maxnreg=None")
     p.add_argument("--no-ref", action="store_true", help="skip timing the PyTorch reference")
-    p.add_argument("--few-rows-sweep", action="store_true", help="time few-rows tilings at B=1, L=16K beside "
-                   "mamba-ssm, write selective_scan_few_rows_sweep.json, exit")
+    p.add_argument("--few-rows-sweep", nargs="?", const="", default=None,
+                   help="time few-rows tilings at B=1, L=16K beside mamba-ssm (FEW_SWEEP, or the FEW_ROWS_TILING "
+                   "overrides given, separated by ';', e.g. ';bwd_dbc_copies=1'), write "
+                   "selective_scan_few_rows_sweep.json, exit")
     p.add_argument("--ab", default="", help="only a same-run A/B of ours: variants separated by ';', "
                    "e.g. 'chunk=256;few.bwd_maxnreg=168' (see ab())")
     p.add_argument("--ab-shapes", default="", help="shapes of the A/B as BxL, e.g. 1x16384,8x2048 (default: all)")
@@ -266,8 +270,9 @@ def main():
     except Exception:  # noqa: BLE001
         build_error = traceback.format_exc()
         print("mamba-ssm build failed:\n" + build_error[-3000:], flush=True)
-    if args.few_rows_sweep:
-        few_rows_sweep(bw, mamba_fn)
+    if args.few_rows_sweep is not None:
+        tilings = [parse_options(v) for v in args.few_rows_sweep.split(";")] if args.few_rows_sweep else FEW_SWEEP
+        few_rows_sweep(bw, mamba_fn, tilings)
         return
 
     rows = []

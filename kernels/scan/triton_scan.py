@@ -51,15 +51,18 @@ LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8, "prefetc
 # Selective scan tiling: chunk = time steps per scan (forward and backward must agree: the forward
 # saves the state at each chunk start); block_d = channels per program, halved in the forward while
 # the grid has fewer than min_programs programs; maxnreg caps registers per thread (more programs per
-# SM). One-warp programs (no cross-warp barriers in the scans) are fastest with many rows; below
-# few_rows (batch x channels) rows, or few_rows_infer for a forward without gradients, the GPU
-# has too few warps for them and FEW_ROWS_TILING replaces those keys. From the H200 runs in
+# SM); bwd_rotate starts each backward program at its own state (see _ss_bwd_kernel). One-warp
+# programs (no cross-warp barriers in the scans) are fastest with many rows; below few_rows
+# (batch x channels) rows, or few_rows_infer for a forward without gradients, the GPU has too few
+# warps for them and FEW_ROWS_TILING replaces those keys. From the H200 runs in
 # bench/results/selective_scan_sweep_h200_run8.json (B=8, D=1536, N=16, L=2048) and the few-rows
-# sweeps selective_scan_few_rows_sweep_h200_run1[012].json (B=1, L=16384).
+# sweeps selective_scan_few_rows_sweep_h200_run1[012].json (B=1, L=16384); bwd_rotate from
+# selective_scan_ab_h200_run28.json (B=1 fwd+bwd 6% faster, B=8 / B=4 2% slower).
 SELECTIVE_CFG = {"chunk": 128, "block_d": 2, "num_warps": 1, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 1,
-                 "bwd_maxnreg": None, "min_programs": 1024, "few_rows": 2048, "few_rows_infer": 4096}
+                 "bwd_maxnreg": None, "bwd_rotate": False, "min_programs": 1024, "few_rows": 2048,
+                 "few_rows_infer": 4096}
 FEW_ROWS_TILING = {"chunk": 512, "block_d": 4, "num_warps": 2, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 4,
-                   "bwd_maxnreg": None}
+                   "bwd_maxnreg": None, "bwd_rotate": True}
 
 
 def _tiling(rows: int, grad: bool) -> dict:
@@ -515,7 +518,7 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY,
                    DU, DDT, DZ, DA, DBm, DCm, DDv, DDB,
                    Dm, L, G, N, NCH,
                    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
-                   BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
+                   BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, ROTATE: tl.constexpr):
     # chunks last to first, states one after another (layouts and carries as in the forward): per
     # state, rebuild the chunk's states from its checkpoint with one scan, run the adjoint
     # dx[t] = C[t] gy[t] + exp(dt[t+1] A) dx[t+1] as a reverse scan, and fold the contributions into
@@ -523,6 +526,10 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY,
     # block's channels in registers, then one relaxed fp32 atomic per element) and dA.
     d, dmask, row, bc_base, st, scr, half = _ss_program(CARRY, Dm, L, G, N, BLOCK_D)
     nar = tl.arange(0, BLOCK_N)[None, :]
+    # with ROTATE, program p takes the states in the order p, p+1, ... (mod N): with few rows all
+    # programs walk the same chunk at once, and their dB, dC atomics would otherwise all hit one
+    # row at a time (atomics on one address are serialized)
+    pid_d = tl.program_id(0)
     if HAS_DB:
         bias = tl.load(DB + d, mask=dmask, other=0.0).to(tl.float32)
     else:
@@ -556,7 +563,8 @@ def _ss_bwd_kernel(U, DT, Aptr, Bp, Cp, Dp, Z, DB, DOUT, XS, CARRY,
         rd = scr + (ci % 2) * half
         wr = scr + ((ci + 1) % 2) * half
         tl.debug_barrier()  # the later chunk's carries are written
-        for n in range(0, N):
+        for i in range(0, N):
+            n = (i + pid_d) % N if ROTATE else i
             Anat = tl.load(Aptr + d * N + n, mask=dmask, other=0.0).to(tl.float32)
             A2 = Anat * 1.4426950408889634
             bo = bc_base + n * L + t
@@ -677,7 +685,8 @@ def _ss_bwd(u, delta, A, Bm, Cm, D, z, delta_bias, softplus, dout, xs, chunk):
     grads = [du, ddt, dz if dz is not None else du, dA, dB, dC, dD if dD is not None else dA,
              ddb if ddb is not None else dA]
     flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None, SOFTPLUS=softplus,
-                 BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, **_launch_opts(cfg, "bwd_"))
+                 BLOCK_D=bd, BLOCK_N=triton.next_power_of_2(N), CHUNK=chunk, ROTATE=cfg["bwd_rotate"],
+                 **_launch_opts(cfg, "bwd_"))
     grid = (triton.cdiv(Dm, bd), Bsz)
     _ss_bwd_kernel[grid](*args, *grads, Dm, L, G, N, nch, **flags)
     return du, ddt, dA, dB, dC, dD, dz, ddb

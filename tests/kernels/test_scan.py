@@ -275,12 +275,15 @@ def test_selective_triton_other_tilings(tiny_triton, monkeypatch, case):
     _check_selective_triton(*case)
 
 
-def test_selective_triton_few_rows_tiling(tiny_triton, monkeypatch):
-    # few (batch x channel) rows take FEW_ROWS_TILING, forward and backward alike
+@pytest.mark.parametrize("case", [(1, 5, 3, 19, None, ("D", "z", "db"), True), (2, 4, 3, 13, 2, ("D",), False)])
+def test_selective_triton_few_rows_tiling(tiny_triton, monkeypatch, case):
+    # few (batch x channel) rows take FEW_ROWS_TILING, forward and backward alike; its backward starts
+    # each program at its own state
     monkeypatch.setitem(tiny_triton.SELECTIVE_CFG, "few_rows", 10**9)
-    monkeypatch.setattr(tiny_triton, "FEW_ROWS_TILING", {"chunk": 8, "block_d": 4, "bwd_block_d": 1, "bwd_maxnreg": 128})
+    monkeypatch.setattr(tiny_triton, "FEW_ROWS_TILING", {"chunk": 8, "block_d": 4, "bwd_block_d": 1, "bwd_maxnreg": 128,
+                                                         "bwd_rotate": True})
     assert tiny_triton._tiling(16, True)["chunk"] == 8 and tiny_triton._tiling(16, False)["chunk"] == 4
-    _check_selective_triton(1, 5, 3, 19, None, ("D", "z", "db"), True)
+    _check_selective_triton(*case)
 
 
 def test_selective_grid_keeps_enough_programs():
