@@ -239,7 +239,7 @@ def main():
     p.add_argument("--no-ref", action="store_true", help="skip timing the PyTorch reference")
     p.add_argument("--few-rows-sweep", nargs="?", const="", default=None,
                    help="time few-rows tilings at B=1, L=16K beside mamba-ssm (FEW_SWEEP, or the FEW_ROWS_TILING "
-                   "overrides given, separated by ';', e.g. ';bwd_dbc_copies=1'), write "
+                   "overrides given, separated by ';', e.g. ';bwd_rotate=False'), write "
                    "selective_scan_few_rows_sweep.json, exit")
     p.add_argument("--ab", default="", help="only a same-run A/B of ours: variants separated by ';', "
                    "e.g. 'chunk=256;few.bwd_maxnreg=168' (see ab())")

@@ -57,7 +57,7 @@ LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8, "prefetc
 # warps for them and FEW_ROWS_TILING replaces those keys. From the H200 runs in
 # bench/results/selective_scan_sweep_h200_run8.json (B=8, D=1536, N=16, L=2048) and the few-rows
 # sweeps selective_scan_few_rows_sweep_h200_run1[012].json (B=1, L=16384); bwd_rotate from
-# selective_scan_ab_h200_run28.json (B=1 fwd+bwd 6% faster, B=8 / B=4 2% slower).
+# selective_scan_ab_h200_run28.json (B=1 fwd+bwd 1.07x, B=8 / B=4 0.98x).
 SELECTIVE_CFG = {"chunk": 128, "block_d": 2, "num_warps": 1, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 1,
                  "bwd_maxnreg": None, "bwd_rotate": False, "min_programs": 1024, "few_rows": 2048,
                  "few_rows_infer": 4096}
