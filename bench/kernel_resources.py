@@ -132,7 +132,8 @@ def sass_loops(cubin: bytes) -> tuple[int, list[dict]]:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("presets", nargs="*", help=f"some of: {', '.join(PRESETS)} (default: all)")
+    p.add_argument("presets", nargs="*", choices=list(PRESETS), metavar="preset",
+                   help=f"some of: {', '.join(PRESETS)} (default: all)")
     p.add_argument("--maxnreg", type=int, default=None, help="register cap per thread, as the launch option")
     args = p.parse_args()
     for name in args.presets or PRESETS:
