@@ -132,10 +132,11 @@ def sass_loops(cubin: bytes) -> tuple[int, list[dict]]:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("presets", nargs="*", choices=list(PRESETS), metavar="preset",
-                   help=f"some of: {', '.join(PRESETS)} (default: all)")
+    p.add_argument("presets", nargs="*", metavar="preset", help=f"some of: {', '.join(PRESETS)} (default: all)")
     p.add_argument("--maxnreg", type=int, default=None, help="register cap per thread, as the launch option")
     args = p.parse_args()
+    if unknown := [name for name in args.presets if name not in PRESETS]:
+        p.error(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
     for name in args.presets or PRESETS:
         fn, const, warps, ints, div16 = PRESETS[name]()
         cubin, log = compile_sm90(fn, const, warps, ints, div16, args.maxnreg)
