@@ -371,7 +371,7 @@ def _linear_fwd(a, b, h0, reverse):
         h = torch.empty_like(b)
         _linear_fwd_kernel[grid](a, b, h0 if h0 is not None else h, h, R, L, HAS_H0=h0 is not None,
                                  REVERSE=reverse, BLOCK_R=block_r, BLOCK_L=block_l,
-                                 PREFETCH=_linear_cfg(a.element_size()).get("prefetch", False), num_warps=nw)
+                                 PREFETCH=_linear_cfg(a.element_size())["prefetch"], num_warps=nw)
     return h
 
 
@@ -394,7 +394,7 @@ def _linear_bwd(a, h, h0, g, reverse):
         _linear_bwd_kernel[grid](a, h, h0 if h0 is not None else h, g, ga, gb, gh0 if h0 is not None else gb,
                                  R, L, HAS_H0=h0 is not None, REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r,
                                  BLOCK_L=block_l, SHIFT_GATHER=cfg.get("bwd_gather", False),
-                                 PREFETCH=cfg.get("bwd_prefetch", False), num_warps=nw)
+                                 PREFETCH=cfg["bwd_prefetch"], num_warps=nw)
     return ga, gb, gh0
 
 
