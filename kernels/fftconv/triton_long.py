@@ -216,18 +216,18 @@ def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r_ptr, f1i_ptr, t1r_ptr, 
 
 
 @triton.jit
-def _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+def _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
               P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, TW2: tl.constexpr, BF16: tl.constexpr,
               PREC: tl.constexpr):
     """Pass 2, forward half: the length-M DFTs (P x Q, inner twiddle if TW2; without it the 2-D DFT
-    of the (P, Q) row) of R scratch rows at off. Returns the spectrum as (R*P, Q) tiles
+    of the (P, Q) row) of R scratch rows at off; fpr, fpi (P, P) and fqr, fqi (Q, Q) are F_P and F_Q. Returns the spectrum as (R*P, Q) tiles
     [(r, kp), kq] = frequency k1 + N1 (kp + P kq) of row k1 = rb + r (1-D)."""
     rq = tl.arange(0, R * Q)[:, None] % Q
     jp = tl.arange(0, P)[None, :]
     # rows (r, p) of length Q -> (r, q) rows of length P: contract over p
     xr = _swap(tl.reshape(tl.load(s_re + off), (R * P, Q)), R, P, Q)
     xi = _swap(tl.reshape(tl.load(s_im + off), (R * P, Q)), R, P, Q)
-    xr, xi = _cdot(xr, xi, _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P), BF16, PREC)
+    xr, xi = _cdot(xr, xi, fpr, fpi, BF16, PREC)
     if TW2:
         # inner twiddle w_M^(kp q) at tile [(r, q), kp]
         tr = tl.load(t2r_ptr + jp * Q + rq)
@@ -235,11 +235,11 @@ def _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_
         xr, xi = xr * tr - xi * ti, xr * ti + xi * tr
     xr = _swap(xr, R, Q, P)
     xi = _swap(xi, R, Q, P)
-    return _cdot(xr, xi, _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q), BF16, PREC)
+    return _cdot(xr, xi, fqr, fqi, BF16, PREC)
 
 
 @triton.jit
-def _rows_inv(xr, xi, s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+def _rows_inv(xr, xi, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
               P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, TW2: tl.constexpr, BF16: tl.constexpr,
               PREC: tl.constexpr):
     """Pass 2, inverse half (conj(F_Q), conj(twiddle), conj(F_P)) of tiles laid out as
@@ -247,14 +247,14 @@ def _rows_inv(xr, xi, s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_p
     M: tl.constexpr = P * Q
     rp = tl.arange(0, R * P)[:, None] % P
     jq = tl.arange(0, Q)[None, :]
-    xr, xi = _cdot(xr, xi, _mat(fqr_ptr, Q, Q, Q), -_mat(fqi_ptr, Q, Q, Q), BF16, PREC)
+    xr, xi = _cdot(xr, xi, fqr, -fqi, BF16, PREC)
     if TW2:
         tr = tl.load(t2r_ptr + rp * Q + jq)
         ti = tl.load(t2i_ptr + rp * Q + jq)
         xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
     xr = _swap(xr, R, P, Q)
     xi = _swap(xi, R, P, Q)
-    xr, xi = _cdot(xr, xi, _mat(fpr_ptr, P, P, P), -_mat(fpi_ptr, P, P, P), BF16, PREC)
+    xr, xi = _cdot(xr, xi, fpr, -fpi, BF16, PREC)
     tl.store(s_re + off, tl.reshape(_swap(xr, R, Q, P), (R, M)))
     tl.store(s_im + off, tl.reshape(_swap(xi, R, Q, P), (R, M)))
 
@@ -298,6 +298,12 @@ def _long_kernel(
     G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
 ):
     M: tl.constexpr = P * Q
+    # pass 2's DFT matrices once per program, not per row block: the reloads (and their layout
+    # conversions for the dots) cost more than the spills that holding them adds (H200, run 31:
+    # forward kernel 1.04-1.12x, public fwd+bwd 1.06-1.11x at L = 4K-64K fp32; hoisting pass 1's F1
+    # as well was faster forward but 1.25x slower fwd+bwd at 64K)
+    fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
+    fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
     s_re = _planes(s_ptr, NN, 2)
@@ -312,7 +318,7 @@ def _long_kernel(
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
-            xr, xi = _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+            xr, xi = _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
                                P, Q, R, TW2, BF16, PREC)
             # the spectrum is stored in the tile order of _rows_fwd
             koff = h.to(tl.int64) * (2 * NN) + _tile_off(rb, P, Q, R)
@@ -321,7 +327,7 @@ def _long_kernel(
             if CONJ:
                 ki = -ki
             xr, xi = xr * kr - xi * ki, xr * ki + xi * kr
-            _rows_inv(xr, xi, s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+            _rows_inv(xr, xi, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
                       P, Q, R, TW2, BF16, PREC)
         tl.debug_barrier()
         dh = 0.0
@@ -345,6 +351,8 @@ def _long_bwd_kernel(
     # p (its (2, n) row, tile order; _long_dk_kernel turns their sum into dk), and W conj(K)
     # takes the inverse to du (correlation with k) + D g. Work item = (channel, split of its pairs).
     M: tl.constexpr = P * Q
+    fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
+    fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
     z_re = _planes(s_ptr, NN, 4)
@@ -369,9 +377,9 @@ def _long_bwd_kernel(
             tl.debug_barrier()
             for rb in range(0, N1, R):
                 off = _row_block(rb, M, R)
-                zr, zi = _rows_fwd(z_re, z_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+                zr, zi = _rows_fwd(z_re, z_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
                                    P, Q, R, TW2, BF16, PREC)
-                wr, wi = _rows_fwd(w_re, w_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+                wr, wi = _rows_fwd(w_re, w_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
                                    P, Q, R, TW2, BF16, PREC)
                 poff = _tile_off(rb, P, Q, R)  # tile order of _rows_fwd
                 pr = zr * wr + zi * wi
@@ -385,7 +393,7 @@ def _long_bwd_kernel(
                 kr = tl.load(kt_ptr + koff)
                 ki = tl.load(kt_ptr + NN + koff)
                 xr, xi = wr * kr + wi * ki, wi * kr - wr * ki
-                _rows_inv(xr, xi, w_re, w_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+                _rows_inv(xr, xi, w_re, w_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
                           P, Q, R, TW2, BF16, PREC)
             tl.debug_barrier()
             _cols_inv(w_re, w_im, du_ptr, g_ptr, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
@@ -405,6 +413,8 @@ def _long_spectrum_kernel(
     # passes 1-2 forward (as a complex row with zero imaginary part), scaled by 1/n and stored in
     # pass 2's tile order, re plane then im plane of kt (H, 2, n).
     M: tl.constexpr = P * Q
+    fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
+    fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
     s_re = _planes(s_ptr, NN, 2)
@@ -419,7 +429,7 @@ def _long_spectrum_kernel(
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
-            xr, xi = _rows_fwd(s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+            xr, xi = _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
                                P, Q, R, TW2, False, PREC)
             koff = h * (2 * NN) + _tile_off(rb, P, Q, R)
             tl.store(kt_ptr + koff, xr * inv_n)
@@ -438,6 +448,8 @@ def _long_dk_kernel(
     # Re(ifft(S_h)), S_h = sum over the NSPLIT partial cross-spectra of channel h in p (tile order,
     # as _long_bwd_kernel leaves them): the sum, then the inverse passes 2 and 3.
     M: tl.constexpr = P * Q
+    fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
+    fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
     s_re = _planes(s_ptr, NN, 2)
@@ -454,7 +466,7 @@ def _long_dk_kernel(
             for sp in range(NSPLIT):
                 xr += tl.load(p_ptr + poff + sp * (2 * NN))
                 xi += tl.load(p_ptr + poff + sp * (2 * NN) + NN)
-            _rows_inv(xr * inv_n, xi * inv_n, s_re, s_im, off, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+            _rows_inv(xr * inv_n, xi * inv_n, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
                       P, Q, R, TW2, False, PREC)
         tl.debug_barrier()
         row = h * NOUT

@@ -57,11 +57,13 @@ LINEAR_CFG_16BIT: dict = {"block_l": 512, "tile": 8192, "num_warps": 8, "prefetc
 # warps for them and FEW_ROWS_TILING replaces those keys. From the H200 runs in
 # bench/results/selective_scan_sweep_h200_run8.json (B=8, D=1536, N=16, L=2048) and the few-rows
 # sweeps selective_scan_few_rows_sweep_h200_run1[012].json (B=1, L=16384); bwd_rotate from
-# selective_scan_ab_h200_run28.json (B=1 fwd+bwd 1.07x, B=8 / B=4 0.98x).
+# selective_scan_ab_h200_run28.json (B=1 fwd+bwd 1.07x, B=8 / B=4 0.98x); with it on, the few-rows
+# backward is fastest at 1 channel x 2 warps (selective_scan_ab_h200_run30.json: 0.8-0.9% over 2 x 4 in
+# two runs; 1 x 1, 2 x 2, 1 x 4 were 10-27% slower).
 SELECTIVE_CFG = {"chunk": 128, "block_d": 2, "num_warps": 1, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 1,
                  "bwd_maxnreg": None, "bwd_rotate": False, "min_programs": 1024, "few_rows": 2048,
                  "few_rows_infer": 4096}
-FEW_ROWS_TILING = {"chunk": 512, "block_d": 4, "num_warps": 2, "maxnreg": None, "bwd_block_d": 2, "bwd_num_warps": 4,
+FEW_ROWS_TILING = {"chunk": 512, "block_d": 4, "num_warps": 2, "maxnreg": None, "bwd_block_d": 1, "bwd_num_warps": 2,
                    "bwd_maxnreg": None, "bwd_rotate": True}
 
 
