@@ -185,13 +185,13 @@ def _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1: tl.constexpr, M: tl.constexpr, SINCOS
 
 
 @triton.jit
-def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
+def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
               N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr,
               SINCOS: tl.constexpr, TW1: tl.constexpr, G1: tl.constexpr, G2: tl.constexpr,
               BF16: tl.constexpr, PREC: tl.constexpr):
     """Pass 1: rows row0 + i row1 of src (their fields laid on the padded grid, :func:`_field`) as
-    one complex row; column DFTs (length N1, only the NA rows that hold data) and the outer twiddle
-    (TW1), into the scratch planes dst_re, dst_im."""
+    one complex row; column DFTs (f1r, f1i: F1's (N1, NA) columns for the NA rows that hold data) and
+    the outer twiddle (TW1), into the scratch planes dst_re, dst_im."""
     for cb in range(0, M, BC):
         c = cb + tl.arange(0, BC)[None, :]
         pos = tl.arange(0, NA)[:, None] * M + c
@@ -202,7 +202,7 @@ def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r_ptr, f1i_ptr, t1r_ptr, 
             off, msk = _field(pos, L, S1, S2, G1, G2)
         zr = tl.load(src + row0 + off, mask=msk, other=0.0).to(tl.float32)
         zi = tl.load(src + row1 + off, mask=msk & has1, other=0.0).to(tl.float32)
-        xr, xi = _cdot(_mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1), zr, zi, BF16, PREC)
+        xr, xi = _cdot(f1r, f1i, zr, zi, BF16, PREC)
         if TW1:
             tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, SINCOS, PREC)
             tw = k1 * M + c
@@ -220,8 +220,8 @@ def _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
               P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, TW2: tl.constexpr, BF16: tl.constexpr,
               PREC: tl.constexpr):
     """Pass 2, forward half: the length-M DFTs (P x Q, inner twiddle if TW2; without it the 2-D DFT
-    of the (P, Q) row) of R scratch rows at off; fpr, fpi (P, P) and fqr, fqi (Q, Q) are F_P and F_Q. Returns the spectrum as (R*P, Q) tiles
-    [(r, kp), kq] = frequency k1 + N1 (kp + P kq) of row k1 = rb + r (1-D)."""
+    of the (P, Q) row) of R scratch rows at off; fpr, fpi (P, P) and fqr, fqi (Q, Q) are F_P and F_Q.
+    Returns the spectrum as (R*P, Q) tiles [(r, kp), kq] = frequency k1 + N1 (kp + P kq) of row k1 = rb + r (1-D)."""
     rq = tl.arange(0, R * Q)[:, None] % Q
     jp = tl.arange(0, P)[None, :]
     # rows (r, p) of length Q -> (r, q) rows of length P: contract over p
@@ -260,11 +260,12 @@ def _rows_inv(xr, xi, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
 
 
 @triton.jit
-def _cols_inv(s_re, s_im, dst, skip, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
+def _cols_inv(s_re, s_im, dst, skip, row0, row1, has1, dh, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
               N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, HAS_D: tl.constexpr,
               SINCOS: tl.constexpr, TW1: tl.constexpr, G1: tl.constexpr, G2: tl.constexpr,
               BF16: tl.constexpr, PREC: tl.constexpr):
-    """Pass 3: conj outer twiddle (TW1), inverse column DFTs for the NA output rows, + dh * skip;
+    """Pass 3: conj outer twiddle (TW1), inverse column DFTs for the NA output rows (g1r, g1i: conj(F1)'s
+    (NA, N1) rows), + dh * skip;
     real part -> dst row0, imaginary part -> dst row1 (fields on the padded grid, :func:`_field`)."""
     for cb in range(0, M, BC):
         c = cb + tl.arange(0, BC)[None, :]
@@ -276,7 +277,7 @@ def _cols_inv(s_re, s_im, dst, skip, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r
         if TW1:
             tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, SINCOS, PREC)
             xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
-        yr, yi = _cdot(_mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1), xr, xi, BF16, PREC)
+        yr, yi = _cdot(g1r, g1i, xr, xi, BF16, PREC)
         if G1 == 0:
             m, msk = pos, pos < L
         else:
@@ -298,12 +299,13 @@ def _long_kernel(
     G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
 ):
     M: tl.constexpr = P * Q
-    # pass 2's DFT matrices once per program, not per row block: the reloads (and their layout
-    # conversions for the dots) cost more than the spills that holding them adds (H200, run 31:
-    # forward kernel 1.04-1.12x, public fwd+bwd 1.06-1.11x at L = 4K-64K fp32; hoisting pass 1's F1
-    # as well was faster forward but 1.25x slower fwd+bwd at 64K)
+    # the DFT matrices once per program, not per block: the reloads (and their layout conversions
+    # for the dots) cost more than the spills that holding them adds (H200, runs 31-32, fp32 L = 4K-64K:
+    # forward kernel 1.11-1.20x, public fwd+bwd 1.09-1.15x against per-block loads)
     fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
     fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
+    f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
+    g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
     s_re = _planes(s_ptr, NN, 2)
@@ -313,7 +315,7 @@ def _long_kernel(
         row0, row1, has1 = _pair_rows((pair % PB) * 2, h, H, L, B)
         # the previous pair's pass 3 has read the scratch before this pass 1 overwrites it
         tl.debug_barrier()
-        _cols_fwd(u_ptr, row0, row1, has1, s_re, s_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
+        _cols_fwd(u_ptr, row0, row1, has1, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
                   N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
@@ -333,7 +335,7 @@ def _long_kernel(
         dh = 0.0
         if HAS_D:
             dh = tl.load(d_ptr + h).to(tl.float32)
-        _cols_inv(s_re, s_im, y_ptr, u_ptr, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
+        _cols_inv(s_re, s_im, y_ptr, u_ptr, row0, row1, has1, dh, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
                   N1, M, NA, BC, HAS_D, SINCOS, TW1, G1, G2, BF16, PREC)
 
 
@@ -370,9 +372,12 @@ def _long_bwd_kernel(
         for pb in range(sp, PB, NSPLIT):
             row0, row1, has1 = _pair_rows(pb * 2, h, H, L, B)
             tl.debug_barrier()
-            _cols_fwd(u_ptr, row0, row1, has1, z_re, z_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
+            # F1 loaded per pair, not once per program as in the forward kernels: held through pass 2
+            # it made this kernel far slower at L = 64K (run 32: fwd+bwd 41.6 against 32.3 ms)
+            f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
+            _cols_fwd(u_ptr, row0, row1, has1, z_re, z_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
                       N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
-            _cols_fwd(g_ptr, row0, row1, has1, w_re, w_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
+            _cols_fwd(g_ptr, row0, row1, has1, w_re, w_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
                       N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
             tl.debug_barrier()
             for rb in range(0, N1, R):
@@ -396,7 +401,8 @@ def _long_bwd_kernel(
                 _rows_inv(xr, xi, w_re, w_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
                           P, Q, R, TW2, BF16, PREC)
             tl.debug_barrier()
-            _cols_inv(w_re, w_im, du_ptr, g_ptr, row0, row1, has1, dh, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, L, S1, S2,
+            g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
+            _cols_inv(w_re, w_im, du_ptr, g_ptr, row0, row1, has1, dh, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
                       N1, M, NA, BC, HAS_D, SINCOS, TW1, G1, G2, BF16, PREC)
 
 
@@ -415,6 +421,7 @@ def _long_spectrum_kernel(
     M: tl.constexpr = P * Q
     fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
     fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
+    f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
     s_re = _planes(s_ptr, NN, 2)
@@ -424,7 +431,7 @@ def _long_spectrum_kernel(
         h = tl.cast(h, tl.int64)  # a Python int under the interpreter
         row = h * LK
         tl.debug_barrier()
-        _cols_fwd(k_ptr, row, row, no_im, s_re, s_im, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, LK, 1, 1,
+        _cols_fwd(k_ptr, row, row, no_im, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, LK, 1, 1,
                   N1, M, NA, BC, SINCOS, TW1, 0, 1, False, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
@@ -450,6 +457,7 @@ def _long_dk_kernel(
     M: tl.constexpr = P * Q
     fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
     fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
+    g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
     s_re = _planes(s_ptr, NN, 2)
@@ -470,7 +478,7 @@ def _long_dk_kernel(
                       P, Q, R, TW2, False, PREC)
         tl.debug_barrier()
         row = h * NOUT
-        _cols_inv(s_re, s_im, c_ptr, c_ptr, row, row, no_im, 0.0, f1r_ptr, f1i_ptr, t1r_ptr, t1i_ptr, NOUT, 1, 1,
+        _cols_inv(s_re, s_im, c_ptr, c_ptr, row, row, no_im, 0.0, g1r, g1i, t1r_ptr, t1i_ptr, NOUT, 1, 1,
                   N1, M, NA, BC, False, SINCOS, TW1, 0, 1, False, PREC)
 
 
