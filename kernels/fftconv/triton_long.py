@@ -22,7 +22,8 @@ program loops over row pairs (a persistent grid of NPROG programs), so the scrat
 NPROG x n complex whatever B and H (the O(chunk) workspace). The backward holds twice that, plus
 one n-long cross-spectrum row per channel (per share of a channel's pairs when channels are fewer
 than programs), the size of the kernel's spectrum. The DFT matrices, twiddles and spectrum are
-shared by all programs and read through L2.
+shared by all programs and read through L2; each program loads the DFT matrices once and holds them
+(the backward kernel reloads F1 per pair).
 
 The spectrum is precomputed in the tile order of pass 2, already scaled by 1/n, by a third kernel
 (passes 1-2 on each row of k; a centred kernel is first rolled on the host). Backward (one kernel, one pass over u and
