@@ -123,6 +123,12 @@ SWEEP = [dict(chunk=ch, block_d=bd, num_warps=nw, maxnreg=mr, bwd_block_d=bbd, b
              (128, 2, 1, None, 2, 1, None)]]
 
 
+def _set(cfg: dict, values: dict) -> None:
+    """Replace a tiling dict's contents in place (the launchers read the module's dict at each call)."""
+    cfg.clear()
+    cfg.update(values)
+
+
 def sweep(bw):
     """Time every SWEEP config at the first shape; set SELECTIVE_CFG to the fastest fwd+bwd."""
     B, L = SHAPES[0]
@@ -131,8 +137,7 @@ def sweep(bw):
     default = dict(triton_scan.SELECTIVE_CFG)
     rows = []
     for cfg in SWEEP:
-        triton_scan.SELECTIVE_CFG.clear()
-        triton_scan.SELECTIVE_CFG.update({**default, **cfg})
+        _set(triton_scan.SELECTIVE_CFG, {**default, **cfg})
         fwd, fwdbwd, _, _ = _fns(selective_scan, ins)
         try:
             tf = time_ms(fwd)["median_ms"]
@@ -143,8 +148,7 @@ def sweep(bw):
         rows.append({**cfg, "fwd_ms": tf, "fwdbwd_ms": tfb, "fwd_frac": fb / tf / 1e6 / bw, "fwdbwd_frac": fbb / tfb / 1e6 / bw})
         print(rows[-1], flush=True)
     best = {k: v for k, v in min(rows, key=lambda r: r["fwdbwd_ms"]).items() if not k.endswith(("_ms", "_frac"))}
-    triton_scan.SELECTIVE_CFG.clear()
-    triton_scan.SELECTIVE_CFG.update({**default, **best})
+    _set(triton_scan.SELECTIVE_CFG, {**default, **best})
     print("best:", best)
     print_table(rows)
     write_json("selective_scan_sweep", {"device": device_name(), "copy_GBs": bw, "shape": [B, DIM, NSTATE, L],
@@ -170,8 +174,7 @@ def few_rows_sweep(bw, mamba_fn, tilings=FEW_SWEEP):
         mamba = {"mamba_fwd_ms": time_ms(mf)["median_ms"], "mamba_fwdbwd_ms": time_ms(mfb)["median_ms"]}
     rows = []
     for tiling in tilings:
-        triton_scan.FEW_ROWS_TILING.clear()
-        triton_scan.FEW_ROWS_TILING.update({**default_few, **tiling})
+        _set(triton_scan.FEW_ROWS_TILING, {**default_few, **tiling})
         fwd, fwdbwd, _, _ = _fns(selective_scan, ins)
         row = {"B": B, "L": L, **tiling, **mamba}
         try:
@@ -184,8 +187,7 @@ def few_rows_sweep(bw, mamba_fn, tilings=FEW_SWEEP):
         # rewritten after every row, so a sweep cut short keeps what it timed
         write_json("selective_scan_few_rows_sweep", {"device": device_name(), "copy_GBs": bw, "D": DIM,
                                                      "N": NSTATE, "dtype": "float32", "rows": rows})
-    triton_scan.FEW_ROWS_TILING.clear()
-    triton_scan.FEW_ROWS_TILING.update(default_few)
+    _set(triton_scan.FEW_ROWS_TILING, default_few)
 
 
 def ab(variants: list[dict], shapes=SHAPES, rounds: int = 3):
@@ -203,10 +205,8 @@ def ab(variants: list[dict], shapes=SHAPES, rounds: int = 3):
             for i, cfg in enumerate(configs):
                 few = {k[4:]: v for k, v in cfg.items() if k.startswith("few.")}
                 main = {k: v for k, v in cfg.items() if not k.startswith("few.")}
-                triton_scan.SELECTIVE_CFG.clear()
-                triton_scan.SELECTIVE_CFG.update({**default, **main})
-                triton_scan.FEW_ROWS_TILING.clear()
-                triton_scan.FEW_ROWS_TILING.update({**default_few, **few})
+                _set(triton_scan.SELECTIVE_CFG, {**default, **main})
+                _set(triton_scan.FEW_ROWS_TILING, {**default_few, **few})
                 fwd, fwdbwd, _, _ = _fns(selective_scan, ins)
                 times[i][0].append(time_ms(fwd)["median_ms"])
                 times[i][1].append(time_ms(fwdbwd)["median_ms"])
@@ -219,10 +219,8 @@ def ab(variants: list[dict], shapes=SHAPES, rounds: int = 3):
             print(rows[-1], flush=True)
         del ins
         torch.cuda.empty_cache()
-    triton_scan.SELECTIVE_CFG.clear()
-    triton_scan.SELECTIVE_CFG.update(default)
-    triton_scan.FEW_ROWS_TILING.clear()
-    triton_scan.FEW_ROWS_TILING.update(default_few)
+    _set(triton_scan.SELECTIVE_CFG, default)
+    _set(triton_scan.FEW_ROWS_TILING, default_few)
     print_table(rows, list(rows[0].keys()))
     write_json("selective_scan_ab", {"device": device_name(), "torch": torch.__version__, "default": default,
                                      "rounds": rounds, "rows": rows})

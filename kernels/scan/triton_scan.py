@@ -36,7 +36,7 @@ import triton.language as tl
 # scan (H200, fp32, 2^26 / 2^28 elements: forward 96% / 100% of copy bandwidth against 86% / 88%,
 # fwd+bwd 84% / 86% against 72% / 74%; bench/results/scan_prefetch_ab_h200_run21.json).
 LINEAR_CFG = {"block_l": 4096, "tile": 8192, "num_warps": 8, "bwd_block_l": 1024, "bwd_tile": 4096, "bwd_num_warps": 4,
-              "min_programs": 264, "prefetch": True, "bwd_prefetch": True}
+              "min_programs": 264, "prefetch": True, "bwd_prefetch": True, "bwd_gather": False}
 # Overrides of LINEAR_CFG for 2-byte inputs (bf16/fp16), from bench/results/scan_sweep_16bit{,_bwd}.json
 # (H200, bf16, 2^26 and 2^28 elements): shorter blocks of more rows per program measured fastest for
 # 2-byte data (forward 88-93% of copy bandwidth against 60-66% with the fp32 tiling, same sweep).
@@ -395,7 +395,7 @@ def _linear_bwd(a, h, h0, g, reverse):
     else:
         _linear_bwd_kernel[grid](a, h, h0 if h0 is not None else h, g, ga, gb, gh0 if h0 is not None else gb,
                                  R, L, HAS_H0=h0 is not None, REVERSE=reverse, SCAN_REV=not reverse, BLOCK_R=block_r,
-                                 BLOCK_L=block_l, SHIFT_GATHER=cfg.get("bwd_gather", False),
+                                 BLOCK_L=block_l, SHIFT_GATHER=cfg["bwd_gather"],
                                  PREFETCH=cfg["bwd_prefetch"], num_warps=nw)
     return ga, gb, gh0
 
