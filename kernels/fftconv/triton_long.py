@@ -23,7 +23,8 @@ NPROG x n complex whatever B and H (the O(chunk) workspace). The backward holds 
 one n-long cross-spectrum row per channel (per share of a channel's pairs when channels are fewer
 than programs), the size of the kernel's spectrum. The DFT matrices, twiddles and spectrum are
 shared by all programs and read through L2; each program loads the DFT matrices once and holds them
-(the backward kernel reloads F1 per pair).
+(the backward kernel reloads F1 per pair), and pass 2's inner twiddle too where it has at least
+HOLD2_MIN_R rows per block.
 
 The spectrum is precomputed in the tile order of pass 2, already scaled by 1/n, by a third kernel
 (passes 1-2 on each row of k; a centred kernel is first rolled on the host). Backward (one kernel, one pass over u and
@@ -89,6 +90,12 @@ PROGS_PER_SM = 2
 # n = 8K 0.37-0.39 vs 0.41 ms (bf16 0.35-0.37 vs 0.39); n = 4K 0.29 vs 0.22, 32K 2.33-2.39 vs 2.27-2.33,
 # 128K 13.3-13.5 vs 11.2-11.4 ms (more registers spilled there)
 SINCOS_N = (8192,)
+# pass 2 holds its inner twiddle per program (two small tables broadcast over a block's R rows) when
+# R >= this; else it gathers a (R*Q, P) twiddle tile from an L2-resident table in every block. H200,
+# B = 8, H = 768, fp32, same-run A/B (bench/results/fftconv_long_ab_h200_run34.json): held from R = 4,
+# forward kernel 0.32 vs 0.35 ms at L = 4K (R = 16) but 2.16 vs 2.12 ms at 16K (R = 4); fwd+bwd
+# 1.17 vs 1.28 ms at 4K and 6.67 vs 6.89 at 16K; at 64K (R = 2) held: 14.8 vs 9.7 ms forward
+HOLD2_MIN_R = {"fwd": 8, "bwd": 4}
 # dot operands for bf16 inputs: True = bf16 operands (faster, ~1e-2 error), False = tf32 like fp32
 BF16_DOTS = False
 
@@ -217,9 +224,22 @@ def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r, f1i, t1r_ptr, t1i_ptr,
 
 
 @triton.jit
-def _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
-              P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, TW2: tl.constexpr, BF16: tl.constexpr,
-              PREC: tl.constexpr):
+def _tw2_tiles(t2r_ptr, t2i_ptr, P: tl.constexpr, Q: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr):
+    """Pass 2's inner twiddle w_M^(p q) as (Q, P) and (P, Q) tables (re, im: four tiles), loaded once
+    per program when HOLD2 (see :data:`HOLD2_MIN_R`); else four (1, 1) placeholders."""
+    if TW2 and HOLD2:
+        a = tl.arange(0, P)[None, :] * Q + tl.arange(0, Q)[:, None]
+        b = tl.arange(0, P)[:, None] * Q + tl.arange(0, Q)[None, :]
+        return tl.load(t2r_ptr + a), tl.load(t2i_ptr + a), tl.load(t2r_ptr + b), tl.load(t2i_ptr + b)
+    else:
+        z = tl.zeros((1, 1), dtype=tl.float32)
+        return z, z, z, z
+
+
+@triton.jit
+def _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+              P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr,
+              BF16: tl.constexpr, PREC: tl.constexpr):
     """Pass 2, forward half: the length-M DFTs (P x Q, inner twiddle if TW2; without it the 2-D DFT
     of the (P, Q) row) of R scratch rows at off; fpr, fpi (P, P) and fqr, fqi (Q, Q) are F_P and F_Q.
     Returns the spectrum as (R*P, Q) tiles [(r, kp), kq] = frequency k1 + N1 (kp + P kq) of row k1 = rb + r (1-D)."""
@@ -231,8 +251,13 @@ def _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
     xr, xi = _cdot(xr, xi, fpr, fpi, BF16, PREC)
     if TW2:
         # inner twiddle w_M^(kp q) at tile [(r, q), kp]
-        tr = tl.load(t2r_ptr + jp * Q + rq)
-        ti = tl.load(t2i_ptr + jp * Q + rq)
+        if HOLD2:
+            # the held (Q, P) table repeats over the block's R rows: no gather from global memory
+            tr = tl.reshape(tl.broadcast_to(t2t[0][None, :, :], (R, Q, P)), (R * Q, P))
+            ti = tl.reshape(tl.broadcast_to(t2t[1][None, :, :], (R, Q, P)), (R * Q, P))
+        else:
+            tr = tl.load(t2r_ptr + jp * Q + rq)
+            ti = tl.load(t2i_ptr + jp * Q + rq)
         xr, xi = xr * tr - xi * ti, xr * ti + xi * tr
     xr = _swap(xr, R, Q, P)
     xi = _swap(xi, R, Q, P)
@@ -240,9 +265,9 @@ def _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
 
 
 @triton.jit
-def _rows_inv(xr, xi, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
-              P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, TW2: tl.constexpr, BF16: tl.constexpr,
-              PREC: tl.constexpr):
+def _rows_inv(xr, xi, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+              P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr,
+              BF16: tl.constexpr, PREC: tl.constexpr):
     """Pass 2, inverse half (conj(F_Q), conj(twiddle), conj(F_P)) of tiles laid out as
     :func:`_rows_fwd` returns them, stored back into the scratch rows at off."""
     M: tl.constexpr = P * Q
@@ -250,8 +275,12 @@ def _rows_inv(xr, xi, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
     jq = tl.arange(0, Q)[None, :]
     xr, xi = _cdot(xr, xi, fqr, -fqi, BF16, PREC)
     if TW2:
-        tr = tl.load(t2r_ptr + rp * Q + jq)
-        ti = tl.load(t2i_ptr + rp * Q + jq)
+        if HOLD2:
+            tr = tl.reshape(tl.broadcast_to(t2t[2][None, :, :], (R, P, Q)), (R * P, Q))
+            ti = tl.reshape(tl.broadcast_to(t2t[3][None, :, :], (R, P, Q)), (R * P, Q))
+        else:
+            tr = tl.load(t2r_ptr + rp * Q + jq)
+            ti = tl.load(t2i_ptr + rp * Q + jq)
         xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
     xr = _swap(xr, R, P, Q)
     xi = _swap(xi, R, P, Q)
@@ -297,6 +326,7 @@ def _long_kernel(
     B, H, L, S1, S2, NPAIRS, PB, NPROG,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
     CONJ: tl.constexpr, HAS_D: tl.constexpr, SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr,
+    HOLD2: tl.constexpr,
     G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
 ):
     M: tl.constexpr = P * Q
@@ -305,6 +335,7 @@ def _long_kernel(
     # forward kernel 1.11-1.20x, public fwd+bwd 1.09-1.15x against per-block loads)
     fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
     fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
+    t2t = _tw2_tiles(t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
     g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
     NN: tl.constexpr = N1 * M
@@ -321,8 +352,8 @@ def _long_kernel(
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
-            xr, xi = _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
-                               P, Q, R, TW2, BF16, PREC)
+            xr, xi = _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+                               P, Q, R, TW2, HOLD2, BF16, PREC)
             # the spectrum is stored in the tile order of _rows_fwd
             koff = h.to(tl.int64) * (2 * NN) + _tile_off(rb, P, Q, R)
             kr = tl.load(kt_ptr + koff)
@@ -330,8 +361,8 @@ def _long_kernel(
             if CONJ:
                 ki = -ki
             xr, xi = xr * kr - xi * ki, xr * ki + xi * kr
-            _rows_inv(xr, xi, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
-                      P, Q, R, TW2, BF16, PREC)
+            _rows_inv(xr, xi, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+                      P, Q, R, TW2, HOLD2, BF16, PREC)
         tl.debug_barrier()
         dh = 0.0
         if HAS_D:
@@ -346,7 +377,7 @@ def _long_bwd_kernel(
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     B, H, L, S1, S2, PB, NSPLIT, NWORK, NPROG,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    HAS_D: tl.constexpr, SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr,
+    HAS_D: tl.constexpr, SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr,
     G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
 ):
     # Backward of one channel's row pairs: z = u pair, w = g pair (the output gradient). Per pair,
@@ -356,6 +387,7 @@ def _long_bwd_kernel(
     M: tl.constexpr = P * Q
     fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
     fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
+    t2t = _tw2_tiles(t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
     z_re = _planes(s_ptr, NN, 4)
@@ -383,10 +415,10 @@ def _long_bwd_kernel(
             tl.debug_barrier()
             for rb in range(0, N1, R):
                 off = _row_block(rb, M, R)
-                zr, zi = _rows_fwd(z_re, z_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
-                                   P, Q, R, TW2, BF16, PREC)
-                wr, wi = _rows_fwd(w_re, w_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
-                                   P, Q, R, TW2, BF16, PREC)
+                zr, zi = _rows_fwd(z_re, z_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+                                   P, Q, R, TW2, HOLD2, BF16, PREC)
+                wr, wi = _rows_fwd(w_re, w_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+                                   P, Q, R, TW2, HOLD2, BF16, PREC)
                 poff = _tile_off(rb, P, Q, R)  # tile order of _rows_fwd
                 pr = zr * wr + zi * wi
                 pi = zr * wi - zi * wr
@@ -399,8 +431,8 @@ def _long_bwd_kernel(
                 kr = tl.load(kt_ptr + koff)
                 ki = tl.load(kt_ptr + NN + koff)
                 xr, xi = wr * kr + wi * ki, wi * kr - wr * ki
-                _rows_inv(xr, xi, w_re, w_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
-                          P, Q, R, TW2, BF16, PREC)
+                _rows_inv(xr, xi, w_re, w_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+                          P, Q, R, TW2, HOLD2, BF16, PREC)
             tl.debug_barrier()
             g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
             _cols_inv(w_re, w_im, du_ptr, g_ptr, row0, row1, has1, dh, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
@@ -413,7 +445,7 @@ def _long_spectrum_kernel(
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     H, LK, NPROG, inv_n,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, PREC: tl.constexpr,
+    SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr, PREC: tl.constexpr,
 ):
     # The kernel's spectrum for _long_kernel: row h of k (H, LK) — a causal 1-D kernel, or any kernel
     # already laid on the padded transform (N-D grids, centred rolls) — zero padded to n, through
@@ -422,6 +454,7 @@ def _long_spectrum_kernel(
     M: tl.constexpr = P * Q
     fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
     fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
+    t2t = _tw2_tiles(t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
@@ -437,8 +470,8 @@ def _long_spectrum_kernel(
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
-            xr, xi = _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
-                               P, Q, R, TW2, False, PREC)
+            xr, xi = _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+                               P, Q, R, TW2, HOLD2, False, PREC)
             koff = h * (2 * NN) + _tile_off(rb, P, Q, R)
             tl.store(kt_ptr + koff, xr * inv_n)
             tl.store(kt_ptr + NN + koff, xi * inv_n)
@@ -450,7 +483,7 @@ def _long_dk_kernel(
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     H, NSPLIT, NOUT, NPROG, inv_n,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, PREC: tl.constexpr,
+    SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr, PREC: tl.constexpr,
 ):
     # The kernel gradient's last step: row h of c (H, NOUT) = the first NOUT values of
     # Re(ifft(S_h)), S_h = sum over the NSPLIT partial cross-spectra of channel h in p (tile order,
@@ -458,6 +491,7 @@ def _long_dk_kernel(
     M: tl.constexpr = P * Q
     fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
     fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
+    t2t = _tw2_tiles(t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
@@ -475,8 +509,8 @@ def _long_dk_kernel(
             for sp in range(NSPLIT):
                 xr += tl.load(p_ptr + poff + sp * (2 * NN))
                 xi += tl.load(p_ptr + poff + sp * (2 * NN) + NN)
-            _rows_inv(xr * inv_n, xi * inv_n, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr,
-                      P, Q, R, TW2, False, PREC)
+            _rows_inv(xr * inv_n, xi * inv_n, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+                      P, Q, R, TW2, HOLD2, False, PREC)
         tl.debug_barrier()
         row = h * NOUT
         _cols_inv(s_re, s_im, c_ptr, c_ptr, row, row, no_im, 0.0, g1r, g1i, t1r_ptr, t1i_ptr, NOUT, 1, 1,
@@ -611,16 +645,18 @@ def _tables(plan, device, nd: NDPlan | None = None) -> list[torch.Tensor]:
     return [f1r, f1i, fpr, fpi, fqr, fqi, t1r, t1i, t2r, t2i]
 
 
-def _meta(plan, L: int, tile: int, nd: NDPlan | None = None) -> dict:
+def _meta(plan, L: int, tile: int, nd: NDPlan | None = None, kind: str = "bwd") -> dict:
     """The constexprs every long kernel takes: the split (N1, P, Q), NA (column rows that hold data
     for the first L positions of the padded transform), BC (columns per pass-1/3 block), R (rows per
-    pass-2 block), SINCOS, the twiddles the mode has (TW1, TW2) and PREC."""
+    pass-2 block), SINCOS, the twiddles the mode has (TW1, TW2), HOLD2 (the inner twiddle held per
+    program; kind = "fwd" for the forward kernel, "bwd" for the others) and PREC."""
     N1, P, Q = plan
     M = P * Q
+    R = min(N1, max(1, tile // M))
     tw1, tw2 = _TW[nd.mode if nd is not None else "1d"]
     return dict(N1=N1, P=P, Q=Q, NA=min(N1, max(16, _pow2_at_least(triton.cdiv(L, M)))),
-                BC=min(M, max(16, tile // N1)), R=min(N1, max(1, tile // M)),
-                SINCOS=nd is None and N1 * M in SINCOS_N, TW1=tw1, TW2=tw2, PREC=_prec())
+                BC=min(M, max(16, tile // N1)), R=R, SINCOS=nd is None and N1 * M in SINCOS_N,
+                TW1=tw1, TW2=tw2, HOLD2=R >= HOLD2_MIN_R[kind], PREC=_prec())
 
 
 def _field_args(L: int, nd: NDPlan | None) -> tuple[tuple[int, int, int], dict]:
@@ -648,7 +684,7 @@ def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bo
     ck = _long_kernel[(nprog,)](
         u, Kt, D if D is not None else u, y, scratch, *_tables(plan, u.device, nd),
         B, H, L, S1, S2, npairs, PB, nprog,
-        **_meta(plan, extent, TILE, nd), **fmeta, CONJ=conj, HAS_D=D is not None,
+        **_meta(plan, extent, TILE, nd, "fwd"), **fmeta, CONJ=conj, HAS_D=D is not None,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=WARPS, num_stages=1,  # 2 stages measured 27% slower (H200, L = 4K)
     )
