@@ -224,25 +224,33 @@ def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r, f1i, t1r_ptr, t1i_ptr,
 
 
 @triton.jit
-def _tw2_tiles(t2r_ptr, t2i_ptr, P: tl.constexpr, Q: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr):
-    """Pass 2's inner twiddle w_M^(p q) as (Q, P) and (P, Q) tables (re, im: four tiles), loaded once
-    per program when HOLD2 (see :data:`HOLD2_MIN_R`); else four (1, 1) placeholders."""
+def _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
+                  P: tl.constexpr, Q: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr):
+    """Pass 2's constants, loaded once per program: (F_P re, im (P, P), F_Q re, im (Q, Q), inner twiddle),
+    the twiddle as (Q, P) and (P, Q) tables (re, im) when HOLD2 (see :data:`HOLD2_MIN_R`), else four
+    (1, 1) placeholders (pass 2 then gathers it from t2r_ptr, t2i_ptr).
+
+    Held, not reloaded per block: the reloads (and their layout conversions for the dots) cost more
+    than the spills that holding them adds (H200, runs 31-32, fp32 L = 4K-64K: forward kernel
+    1.11-1.20x, public fwd+bwd 1.09-1.15x against per-block loads)."""
     if TW2 and HOLD2:
         a = tl.arange(0, P)[None, :] * Q + tl.arange(0, Q)[:, None]
         b = tl.arange(0, P)[:, None] * Q + tl.arange(0, Q)[None, :]
-        return tl.load(t2r_ptr + a), tl.load(t2i_ptr + a), tl.load(t2r_ptr + b), tl.load(t2i_ptr + b)
+        t2t = (tl.load(t2r_ptr + a), tl.load(t2i_ptr + a), tl.load(t2r_ptr + b), tl.load(t2i_ptr + b))
     else:
         z = tl.zeros((1, 1), dtype=tl.float32)
-        return z, z, z, z
+        t2t = (z, z, z, z)
+    return (_mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P), _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q), t2t)
 
 
 @triton.jit
-def _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+def _rows_fwd(s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
               P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr,
               BF16: tl.constexpr, PREC: tl.constexpr):
     """Pass 2, forward half: the length-M DFTs (P x Q, inner twiddle if TW2; without it the 2-D DFT
-    of the (P, Q) row) of R scratch rows at off; fpr, fpi (P, P) and fqr, fqi (Q, Q) are F_P and F_Q.
+    of the (P, Q) row) of R scratch rows at off; m2 = :func:`_pass2_consts`.
     Returns the spectrum as (R*P, Q) tiles [(r, kp), kq] = frequency k1 + N1 (kp + P kq) of row k1 = rb + r (1-D)."""
+    fpr, fpi, fqr, fqi, t2t = m2[0], m2[1], m2[2], m2[3], m2[4]
     rq = tl.arange(0, R * Q)[:, None] % Q
     jp = tl.arange(0, P)[None, :]
     # rows (r, p) of length Q -> (r, q) rows of length P: contract over p
@@ -265,12 +273,13 @@ def _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
 
 
 @triton.jit
-def _rows_inv(xr, xi, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+def _rows_inv(xr, xi, s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
               P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr,
               BF16: tl.constexpr, PREC: tl.constexpr):
     """Pass 2, inverse half (conj(F_Q), conj(twiddle), conj(F_P)) of tiles laid out as
     :func:`_rows_fwd` returns them, stored back into the scratch rows at off."""
     M: tl.constexpr = P * Q
+    fpr, fpi, fqr, fqi, t2t = m2[0], m2[1], m2[2], m2[3], m2[4]
     rp = tl.arange(0, R * P)[:, None] % P
     jq = tl.arange(0, Q)[None, :]
     xr, xi = _cdot(xr, xi, fqr, -fqi, BF16, PREC)
@@ -330,12 +339,7 @@ def _long_kernel(
     G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
 ):
     M: tl.constexpr = P * Q
-    # the DFT matrices once per program, not per block: the reloads (and their layout conversions
-    # for the dots) cost more than the spills that holding them adds (H200, runs 31-32, fp32 L = 4K-64K:
-    # forward kernel 1.11-1.20x, public fwd+bwd 1.09-1.15x against per-block loads)
-    fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
-    fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
-    t2t = _tw2_tiles(t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
+    m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
     g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
     NN: tl.constexpr = N1 * M
@@ -352,7 +356,7 @@ def _long_kernel(
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
-            xr, xi = _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+            xr, xi = _rows_fwd(s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
                                P, Q, R, TW2, HOLD2, BF16, PREC)
             # the spectrum is stored in the tile order of _rows_fwd
             koff = h.to(tl.int64) * (2 * NN) + _tile_off(rb, P, Q, R)
@@ -361,7 +365,7 @@ def _long_kernel(
             if CONJ:
                 ki = -ki
             xr, xi = xr * kr - xi * ki, xr * ki + xi * kr
-            _rows_inv(xr, xi, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+            _rows_inv(xr, xi, s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
                       P, Q, R, TW2, HOLD2, BF16, PREC)
         tl.debug_barrier()
         dh = 0.0
@@ -385,9 +389,7 @@ def _long_bwd_kernel(
     # p (its (2, n) row, tile order; _long_dk_kernel turns their sum into dk), and W conj(K)
     # takes the inverse to du (correlation with k) + D g. Work item = (channel, split of its pairs).
     M: tl.constexpr = P * Q
-    fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
-    fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
-    t2t = _tw2_tiles(t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
+    m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
     z_re = _planes(s_ptr, NN, 4)
@@ -415,9 +417,9 @@ def _long_bwd_kernel(
             tl.debug_barrier()
             for rb in range(0, N1, R):
                 off = _row_block(rb, M, R)
-                zr, zi = _rows_fwd(z_re, z_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+                zr, zi = _rows_fwd(z_re, z_im, off, m2, t2r_ptr, t2i_ptr,
                                    P, Q, R, TW2, HOLD2, BF16, PREC)
-                wr, wi = _rows_fwd(w_re, w_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+                wr, wi = _rows_fwd(w_re, w_im, off, m2, t2r_ptr, t2i_ptr,
                                    P, Q, R, TW2, HOLD2, BF16, PREC)
                 poff = _tile_off(rb, P, Q, R)  # tile order of _rows_fwd
                 pr = zr * wr + zi * wi
@@ -431,7 +433,7 @@ def _long_bwd_kernel(
                 kr = tl.load(kt_ptr + koff)
                 ki = tl.load(kt_ptr + NN + koff)
                 xr, xi = wr * kr + wi * ki, wi * kr - wr * ki
-                _rows_inv(xr, xi, w_re, w_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+                _rows_inv(xr, xi, w_re, w_im, off, m2, t2r_ptr, t2i_ptr,
                           P, Q, R, TW2, HOLD2, BF16, PREC)
             tl.debug_barrier()
             g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
@@ -452,9 +454,7 @@ def _long_spectrum_kernel(
     # passes 1-2 forward (as a complex row with zero imaginary part), scaled by 1/n and stored in
     # pass 2's tile order, re plane then im plane of kt (H, 2, n).
     M: tl.constexpr = P * Q
-    fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
-    fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
-    t2t = _tw2_tiles(t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
+    m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
@@ -470,7 +470,7 @@ def _long_spectrum_kernel(
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
-            xr, xi = _rows_fwd(s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+            xr, xi = _rows_fwd(s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
                                P, Q, R, TW2, HOLD2, False, PREC)
             koff = h * (2 * NN) + _tile_off(rb, P, Q, R)
             tl.store(kt_ptr + koff, xr * inv_n)
@@ -489,9 +489,7 @@ def _long_dk_kernel(
     # Re(ifft(S_h)), S_h = sum over the NSPLIT partial cross-spectra of channel h in p (tile order,
     # as _long_bwd_kernel leaves them): the sum, then the inverse passes 2 and 3.
     M: tl.constexpr = P * Q
-    fpr, fpi = _mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P)
-    fqr, fqi = _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q)
-    t2t = _tw2_tiles(t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
+    m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
@@ -509,7 +507,7 @@ def _long_dk_kernel(
             for sp in range(NSPLIT):
                 xr += tl.load(p_ptr + poff + sp * (2 * NN))
                 xi += tl.load(p_ptr + poff + sp * (2 * NN) + NN)
-            _rows_inv(xr * inv_n, xi * inv_n, s_re, s_im, off, fpr, fpi, fqr, fqi, t2r_ptr, t2i_ptr, t2t,
+            _rows_inv(xr * inv_n, xi * inv_n, s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
                       P, Q, R, TW2, HOLD2, False, PREC)
         tl.debug_barrier()
         row = h * NOUT
