@@ -166,6 +166,15 @@ def _linear_fwd_kernel(A, X, H0, H, R, L, HAS_H0: tl.constexpr, REVERSE: tl.cons
 
 
 @triton.jit
+def _neighbours(t, m, L, REVERSE: tl.constexpr):
+    """The adjoint's neighbour steps of t (BLOCK_L,): nxt = t + s and prv = t - s (s = +1 forward op,
+    -1 reverse op), and their masks (rows, BLOCK_L): m where the step lies in [0, L)."""
+    nxt = t - 1 if REVERSE else t + 1
+    prv = t + 1 if REVERSE else t - 1
+    return nxt, prv, m & ((nxt >= 0) & (nxt < L))[None, :], m & ((prv >= 0) & (prv < L))[None, :]
+
+
+@triton.jit
 def _bwd_loads(A, H, G, base, rmask, i, nblk, L, REVERSE: tl.constexpr, BLOCK_L: tl.constexpr,
                SHIFT_GATHER: tl.constexpr):
     """The adjoint's main loads for the i-th block it visits, in the inputs' dtype (all masked off
@@ -178,10 +187,9 @@ def _bwd_loads(A, H, G, base, rmask, i, nblk, L, REVERSE: tl.constexpr, BLOCK_L:
         a = tl.load(A + base + t[None, :], mask=m, other=1.0)
         h = tl.load(H + base + t[None, :], mask=m, other=0.0)
     else:
-        nxt = t - 1 if REVERSE else t + 1
-        prv = t + 1 if REVERSE else t - 1
-        a = tl.load(A + base + nxt[None, :], mask=m & ((nxt >= 0) & (nxt < L))[None, :], other=1.0)
-        h = tl.load(H + base + prv[None, :], mask=m & ((prv >= 0) & (prv < L))[None, :], other=0.0)
+        nxt, prv, mn, mp = _neighbours(t, m, L, REVERSE)
+        a = tl.load(A + base + nxt[None, :], mask=mn, other=1.0)
+        h = tl.load(H + base + prv[None, :], mask=mp, other=0.0)
     return g, a, h
 
 
@@ -206,10 +214,7 @@ def _linear_bwd_kernel(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, REV
     for i in range(0, nblk):
         # the adjoint runs against the recurrence: a[t+s] is the next step's, h[t-s] the previous
         t, m = _block_steps(i, nblk, L, rmask, BLOCK_L, not REVERSE)
-        nxt = t - 1 if REVERSE else t + 1
-        prv = t + 1 if REVERSE else t - 1
-        mn = m & ((nxt >= 0) & (nxt < L))[None, :]
-        mp = m & ((prv >= 0) & (prv < L))[None, :]
+        nxt, prv, mn, mp = _neighbours(t, m, L, REVERSE)
         if PREFETCH:
             g, an, hp = g_n, a_n, h_n
             g_n, a_n, h_n = _bwd_loads(A, H, G, base, rmask, i + 1, nblk, L, REVERSE, BLOCK_L, SHIFT_GATHER)
@@ -309,10 +314,7 @@ def _linear_bwd_kernel_c(A, H, H0, G, GA, GB, GH0, R, L, HAS_H0: tl.constexpr, R
     for i in range(0, nblk):
         # the adjoint runs against the recurrence: a[t+s] is the next step's, h[t-s] the previous
         t, m = _block_steps(i, nblk, L, rmask, BLOCK_L, not REVERSE)
-        nxt = t - 1 if REVERSE else t + 1
-        prv = t + 1 if REVERSE else t - 1
-        mn = m & ((nxt >= 0) & (nxt < L))[None, :]
-        mp = m & ((prv >= 0) & (prv < L))[None, :]
+        nxt, prv, mn, mp = _neighbours(t, m, L, REVERSE)
         ot = 2 * (base + t[None, :])
         on = 2 * (base + nxt[None, :])
         op = 2 * (base + prv[None, :])
