@@ -299,19 +299,21 @@ def test_triton_paths_that_fall_back(monkeypatch):
     assert _rel(fftconv(u1.double(), k1.double()), fftconv_ref(u1.double(), k1.double())) < 1e-12
 
 
-@pytest.mark.parametrize("B,L,Lk,causal,has_d,split,sincos", [
-    (3, 2100, 1990, True, True, (16, 16, 16), True),  # odd B: the last row pair holds one real row
-    (3, 2100, 1990, True, True, (16, 16, 16), False),  # the outer twiddle from its table
+@pytest.mark.parametrize("B,L,Lk,causal,has_d,split,sincos,hold", [
+    (3, 2100, 1990, True, True, (16, 16, 16), True, True),  # odd B: the last row pair holds one real row
+    (3, 2100, 1990, True, True, (16, 16, 16), False, True),  # the outer twiddle from its table
     # centred kernel (dD = the centre tap's lag); n = 4096, outer column mostly empty
-    (2, 1500, 1500, False, True, (16, 16, 16), True),
-    (1, 2500, 2000, True, True, (16, 32, 16), False),  # P != Q: catches a mix-up of the two inner factors
+    (2, 1500, 1500, False, True, (16, 16, 16), True, True),
+    (1, 2500, 2000, True, True, (16, 32, 16), False, True),  # P != Q: catches a mix-up of the two inner factors
+    (3, 2500, 2000, True, True, (16, 32, 16), False, False),  # inner twiddle gathered per block (L >= 16K on GPUs)
 ])
-def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos):
+def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos, hold):
     """The three-level kernel (n = N1 * P * Q) against the reference, forward and all gradients.
 
     Its production range starts at n = 4096 in fp32; the one-tile kernel is switched off and the
     long kernel takes the smallest splits tl.dot allows, so the interpreter runs it in seconds.
-    sincos: the outer twiddle computed in registers (else read from its n-long table)."""
+    sincos: the outer twiddle computed in registers (else read from its n-long table). hold: pass 2's
+    inner twiddle held per program (else gathered in every row block, as with few rows per block)."""
     from kernels.fftconv import triton_fftconv as tf
     from kernels.fftconv import triton_long as tl_
 
@@ -321,6 +323,8 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos)
     monkeypatch.setattr(tl_, "SINCOS_N", (n,) if sincos else ())
     monkeypatch.setattr(tl_, "LONG_N", {torch.float32: (n, n)})
     monkeypatch.setattr(tl_, "SPLITS", {n.bit_length() - 1: split})
+    if not hold:
+        monkeypatch.setattr(tl_, "HOLD2_MIN_R", {"fwd": n, "bwd": n})
     assert tl_.plan_long(L, Lk, torch.float32) == split
     calls = []
     for name in ("launch", "launch_bwd"):
