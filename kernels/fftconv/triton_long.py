@@ -211,6 +211,8 @@ def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r, f1i, t1r_ptr, t1i_ptr,
         zr = tl.load(src + row0 + off, mask=msk, other=0.0).to(tl.float32)
         zi = tl.load(src + row1 + off, mask=msk & has1, other=0.0).to(tl.float32)
         xr, xi = _cdot(f1r, f1i, zr, zi, BF16, PREC)
+        # tw is formed in each branch, not once before them: hoisted, ptxas allocates the backward
+        # kernel differently (sm_90, L = 4K: 8 more loop instructions, 4 more bytes of spills)
         if TW1:
             tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, SINCOS, PREC)
             tw = k1 * M + c
@@ -251,8 +253,6 @@ def _rows_fwd(s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
     of the (P, Q) row) of R scratch rows at off; m2 = :func:`_pass2_consts`.
     Returns the spectrum as (R*P, Q) tiles [(r, kp), kq] = frequency k1 + N1 (kp + P kq) of row k1 = rb + r (1-D)."""
     fpr, fpi, fqr, fqi, t2t = m2[0], m2[1], m2[2], m2[3], m2[4]
-    rq = tl.arange(0, R * Q)[:, None] % Q
-    jp = tl.arange(0, P)[None, :]
     # rows (r, p) of length Q -> (r, q) rows of length P: contract over p
     xr = _swap(tl.reshape(tl.load(s_re + off), (R * P, Q)), R, P, Q)
     xi = _swap(tl.reshape(tl.load(s_im + off), (R * P, Q)), R, P, Q)
@@ -264,6 +264,8 @@ def _rows_fwd(s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
             tr = tl.reshape(tl.broadcast_to(t2t[0][None, :, :], (R, Q, P)), (R * Q, P))
             ti = tl.reshape(tl.broadcast_to(t2t[1][None, :, :], (R, Q, P)), (R * Q, P))
         else:
+            rq = tl.arange(0, R * Q)[:, None] % Q
+            jp = tl.arange(0, P)[None, :]
             tr = tl.load(t2r_ptr + jp * Q + rq)
             ti = tl.load(t2i_ptr + jp * Q + rq)
         xr, xi = xr * tr - xi * ti, xr * ti + xi * tr
@@ -280,14 +282,14 @@ def _rows_inv(xr, xi, s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
     :func:`_rows_fwd` returns them, stored back into the scratch rows at off."""
     M: tl.constexpr = P * Q
     fpr, fpi, fqr, fqi, t2t = m2[0], m2[1], m2[2], m2[3], m2[4]
-    rp = tl.arange(0, R * P)[:, None] % P
-    jq = tl.arange(0, Q)[None, :]
     xr, xi = _cdot(xr, xi, fqr, -fqi, BF16, PREC)
     if TW2:
         if HOLD2:
             tr = tl.reshape(tl.broadcast_to(t2t[2][None, :, :], (R, P, Q)), (R * P, Q))
             ti = tl.reshape(tl.broadcast_to(t2t[3][None, :, :], (R, P, Q)), (R * P, Q))
         else:
+            rp = tl.arange(0, R * P)[:, None] % P
+            jq = tl.arange(0, Q)[None, :]
             tr = tl.load(t2r_ptr + rp * Q + jq)
             ti = tl.load(t2i_ptr + rp * Q + jq)
         xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
