@@ -124,9 +124,9 @@ def bench_conv(B, H, L, dtype, bw, force=None, reps=20):
                 t_kernel = time_ms(lambda: tf._launch_fwd(u.detach(), K, D.detach(), yk, geom, False), reps=reps)["median_ms"]
         elif path == "long":
             with torch.no_grad():
-                Kt = tlong._spectrum_tiles(k, lplan, True)
+                Kt = tlong._spectrum_tiles(k, lplan, True, None, D)
                 yk = torch.empty_like(u)
-                t_kernel = time_ms(lambda: tlong.launch(u.detach(), Kt, D.detach(), yk, lplan, False), reps=reps)["median_ms"]
+                t_kernel = time_ms(lambda: tlong.launch(u.detach(), Kt, yk, lplan, False), reps=reps)["median_ms"]
                 del Kt, yk
         with torch.no_grad():
             t_ours, t_base = time_pair(lambda: ours(u, k, D), lambda: torch_fftconv(u, k, D), reps=reps)
@@ -262,11 +262,11 @@ def sweep_long(bw, B=8, H=768):
         ref = torch_fftconv(u[:2].double(), k.double(), D.double())
         tlong.TILE, tlong.WARPS, tlong.PROGS_PER_SM, tlong.BF16_DOTS = tile, warps, pps, bdots
         try:
-            Kt = tlong._spectrum_tiles(k, split, True)
-            tlong.launch(u, Kt, D, y, split, False)
+            Kt = tlong._spectrum_tiles(k, split, True, None, D)
+            tlong.launch(u, Kt, y, split, False)
             err = _rel(y[:2], ref)
-            ms = time_ms(lambda: tlong.launch(u, Kt, D, y, split, False))["median_ms"]
-            t_spec = time_ms(lambda: tlong._spectrum_tiles(k, split, True))["median_ms"]
+            ms = time_ms(lambda: tlong.launch(u, Kt, y, split, False))["median_ms"]
+            t_spec = time_ms(lambda: tlong._spectrum_tiles(k, split, True, None, D))["median_ms"]
         except Exception as e:  # noqa: BLE001 - out of resources etc.: record and go on
             print(f"{dt} L={L} {split} tile {tile} warps {warps}: {type(e).__name__}: {str(e)[:200]}")
             err = ms = t_spec = None

@@ -43,7 +43,7 @@ def _long(L: int, bwd: bool):
     n = plan[0] * plan[1] * plan[2]
     tile = min(TL.BWD_TILE, n // 2) if bwd else TL.TILE
     const = dict(**TL._meta(plan, L, tile, kind="bwd" if bwd else "fwd"),
-                 G1=0, G2=1, S1=1, S2=1, HAS_D=True, BF16=False)
+                 G1=0, G2=1, S1=1, S2=1, BF16=False)
     if bwd:
         const["NSPLIT"] = 1  # one work item per channel at H = 768 (launch_bwd)
     else:

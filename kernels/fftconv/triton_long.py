@@ -301,13 +301,13 @@ def _rows_inv(xr, xi, s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
 
 
 @triton.jit
-def _cols_inv(s_re, s_im, dst, skip, row0, row1, has1, dh, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
-              N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, HAS_D: tl.constexpr,
+def _cols_inv(s_re, s_im, dst, row0, row1, has1, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
+              N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr,
               SINCOS: tl.constexpr, TW1: tl.constexpr, G1: tl.constexpr, G2: tl.constexpr,
               BF16: tl.constexpr, PREC: tl.constexpr):
     """Pass 3: conj outer twiddle (TW1), inverse column DFTs for the NA output rows (g1r, g1i: conj(F1)'s
-    (NA, N1) rows), + dh * skip;
-    real part -> dst row0, imaginary part -> dst row1 (fields on the padded grid, :func:`_field`)."""
+    (NA, N1) rows); real part -> dst row0, imaginary part -> dst row1 (fields on the padded grid,
+    :func:`_field`). The D skip is in the spectrum (:func:`_spectrum_tiles`), so no input is read again."""
     for cb in range(0, M, BC):
         c = cb + tl.arange(0, BC)[None, :]
         k1 = tl.arange(0, N1)[:, None]
@@ -323,21 +323,17 @@ def _cols_inv(s_re, s_im, dst, skip, row0, row1, has1, dh, g1r, g1i, t1r_ptr, t1
             m, msk = pos, pos < L
         else:
             m, msk = _field(pos, L, S1, S2, G1, G2)
-        if HAS_D:
-            yr += dh * tl.load(skip + row0 + m, mask=msk, other=0.0).to(tl.float32)
-            yi += dh * tl.load(skip + row1 + m, mask=msk & has1, other=0.0).to(tl.float32)
         tl.store(dst + row0 + m, yr.to(dst.dtype.element_ty), mask=msk)
         tl.store(dst + row1 + m, yi.to(dst.dtype.element_ty), mask=msk & has1)
 
 
 @triton.jit
 def _long_kernel(
-    u_ptr, kt_ptr, d_ptr, y_ptr, s_ptr,
+    u_ptr, kt_ptr, y_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     B, H, L, S1, S2, NPAIRS, PB, NPROG,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    CONJ: tl.constexpr, HAS_D: tl.constexpr, SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr,
-    HOLD2: tl.constexpr,
+    CONJ: tl.constexpr, SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr,
     G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
 ):
     M: tl.constexpr = P * Q
@@ -370,26 +366,23 @@ def _long_kernel(
             _rows_inv(xr, xi, s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
                       P, Q, R, TW2, HOLD2, BF16, PREC)
         tl.debug_barrier()
-        dh = 0.0
-        if HAS_D:
-            dh = tl.load(d_ptr + h).to(tl.float32)
-        _cols_inv(s_re, s_im, y_ptr, u_ptr, row0, row1, has1, dh, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
-                  N1, M, NA, BC, HAS_D, SINCOS, TW1, G1, G2, BF16, PREC)
+        _cols_inv(s_re, s_im, y_ptr, row0, row1, has1, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
+                  N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
 
 
 @triton.jit
 def _long_bwd_kernel(
-    u_ptr, g_ptr, kt_ptr, d_ptr, du_ptr, p_ptr, s_ptr,
+    u_ptr, g_ptr, kt_ptr, du_ptr, p_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     B, H, L, S1, S2, PB, NSPLIT, NWORK, NPROG,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
-    HAS_D: tl.constexpr, SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr,
+    SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr,
     G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
 ):
     # Backward of one channel's row pairs: z = u pair, w = g pair (the output gradient). Per pair,
     # both take passes 1-2 forward; the products conj(Z) W summed over this work item's pairs go to
-    # p (its (2, n) row, tile order; _long_dk_kernel turns their sum into dk), and W conj(K)
-    # takes the inverse to du (correlation with k) + D g. Work item = (channel, split of its pairs).
+    # p (its (2, n) row, tile order; _long_dk_kernel turns their sum into dk), and W conj(K) (K holds
+    # D, see _spectrum_tiles) takes the inverse to du = correlation with k + D g. Work item = (channel, split of its pairs).
     M: tl.constexpr = P * Q
     m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     NN: tl.constexpr = N1 * M
@@ -403,9 +396,6 @@ def _long_bwd_kernel(
         sp = item % NSPLIT
         p_re = p_ptr + (h * NSPLIT + sp).to(tl.int64) * (2 * NN)  # = item (a tensor under the interpreter too)
         p_im = p_re + NN
-        dh = 0.0
-        if HAS_D:
-            dh = tl.load(d_ptr + h).to(tl.float32)
         for pb in range(sp, PB, NSPLIT):
             row0, row1, has1 = _pair_rows(pb * 2, h, H, L, B)
             tl.debug_barrier()
@@ -439,22 +429,23 @@ def _long_bwd_kernel(
                           P, Q, R, TW2, HOLD2, BF16, PREC)
             tl.debug_barrier()
             g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
-            _cols_inv(w_re, w_im, du_ptr, g_ptr, row0, row1, has1, dh, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
-                      N1, M, NA, BC, HAS_D, SINCOS, TW1, G1, G2, BF16, PREC)
+            _cols_inv(w_re, w_im, du_ptr, row0, row1, has1, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
+                      N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
 
 
 @triton.jit
 def _long_spectrum_kernel(
-    k_ptr, kt_ptr, s_ptr,
+    k_ptr, d_ptr, kt_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     H, LK, NPROG, inv_n,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
     SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr, PREC: tl.constexpr,
+    HAS_D: tl.constexpr,
 ):
     # The kernel's spectrum for _long_kernel: row h of k (H, LK) — a causal 1-D kernel, or any kernel
     # already laid on the padded transform (N-D grids, centred rolls) — zero padded to n, through
-    # passes 1-2 forward (as a complex row with zero imaginary part), scaled by 1/n and stored in
-    # pass 2's tile order, re plane then im plane of kt (H, 2, n).
+    # passes 1-2 forward (as a complex row with zero imaginary part), plus D[h] (HAS_D), scaled by 1/n
+    # and stored in pass 2's tile order, re plane then im plane of kt (H, 2, n).
     M: tl.constexpr = P * Q
     m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
@@ -475,6 +466,8 @@ def _long_spectrum_kernel(
             xr, xi = _rows_fwd(s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
                                P, Q, R, TW2, HOLD2, False, PREC)
             koff = h * (2 * NN) + _tile_off(rb, P, Q, R)
+            if HAS_D:
+                xr += tl.load(d_ptr + h).to(tl.float32)
             tl.store(kt_ptr + koff, xr * inv_n)
             tl.store(kt_ptr + NN + koff, xi * inv_n)
 
@@ -513,8 +506,8 @@ def _long_dk_kernel(
                       P, Q, R, TW2, HOLD2, False, PREC)
         tl.debug_barrier()
         row = h * NOUT
-        _cols_inv(s_re, s_im, c_ptr, c_ptr, row, row, no_im, 0.0, g1r, g1i, t1r_ptr, t1i_ptr, NOUT, 1, 1,
-                  N1, M, NA, BC, False, SINCOS, TW1, 0, 1, False, PREC)
+        _cols_inv(s_re, s_im, c_ptr, row, row, no_im, g1r, g1i, t1r_ptr, t1i_ptr, NOUT, 1, 1,
+                  N1, M, NA, BC, SINCOS, TW1, 0, 1, False, PREC)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -592,13 +585,17 @@ def plan_nd(S, Sk, circular: bool, dtype=torch.float32) -> NDPlan | None:
     return None
 
 
-def _spectrum_tiles(k: torch.Tensor, plan, causal: bool, nd: NDPlan | None = None) -> torch.Tensor:
-    """k (H, *Sk) -> (H, 2, n) fp32: re/im planes of DFT_n(k_eff) / n in pass 2's tile order, by the
-    Triton passes 1-2 (torch.fft and the reorder took 20-30% of the forward's time, bench/README.md).
+def _spectrum_tiles(k: torch.Tensor, plan, causal: bool, nd: NDPlan | None = None, D=None) -> torch.Tensor:
+    """k (H, *Sk), D (H,) or None -> (H, 2, n) fp32: re/im planes of (DFT_n(k_eff) + D) / n in pass 2's
+    tile order, by the Triton passes 1-2 (torch.fft and the reorder took 20-30% of the forward's time,
+    bench/README.md).
 
     k_eff is k zero padded to n (on the padded grid for N-D), rolled back by the centre on each axis
     when not causal. Position (k1, kp, kq) of the tile order holds frequency k1 + N1 (kp + P kq) (1-D).
     A causal 1-D kernel is read as it is (the kernel pads it); any other is laid out here first.
+    D: the skip, y = k * u + D u = (k_eff + D delta) * u, and the DFT of delta (lag 0 at position 0,
+    where the roll puts a centred kernel's centre) is 1 at every frequency; folded in here, the
+    convolution kernels never read u (or, backward, g) a second time.
     """
     N1, P, Q = plan
     n = N1 * P * Q
@@ -615,8 +612,9 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool, nd: NDPlan | None = Non
     nprog = _nprog(H, k.device)
     scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
     _long_spectrum_kernel[(nprog,)](
-        src.contiguous(), kt, scratch, *_tables(plan, k.device, nd), H, src.shape[1], nprog, 1.0 / n,
-        **_meta(plan, src.shape[1], TILE, nd), num_warps=WARPS, num_stages=1,
+        src.contiguous(), D.detach() if D is not None else src, kt, scratch, *_tables(plan, k.device, nd),
+        H, src.shape[1], nprog, 1.0 / n, **_meta(plan, src.shape[1], TILE, nd), HAS_D=D is not None,
+        num_warps=WARPS, num_stages=1,
     )
     return kt
 
@@ -670,9 +668,10 @@ def _field_args(L: int, nd: NDPlan | None) -> tuple[tuple[int, int, int], dict]:
     return (extent, S[1], S[2]), dict(G1=G[1], G2=G[2])
 
 
-def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bool, nd: NDPlan | None = None) -> None:
+def launch(u: torch.Tensor, Kt: torch.Tensor, y: torch.Tensor, plan, conj: bool, nd: NDPlan | None = None) -> None:
     """y = conv(u, k) (+ D u) for the rows of u (B, H, L) (L = the field's size for N-D) with the
-    tile-order spectrum Kt; conj=True: the correlation with k instead (the convolution's input gradient)."""
+    tile-order spectrum Kt of k (and D) from :func:`_spectrum_tiles`; conj=True: the correlation with k
+    instead (the convolution's input gradient, + D g)."""
     N1, P, Q = plan
     n = N1 * P * Q
     B, H, L = u.shape
@@ -682,21 +681,21 @@ def launch(u: torch.Tensor, Kt: torch.Tensor, D, y: torch.Tensor, plan, conj: bo
     scratch = torch.empty(nprog, 2, n, device=u.device, dtype=torch.float32)
     (extent, S1, S2), fmeta = _field_args(L, nd)
     ck = _long_kernel[(nprog,)](
-        u, Kt, D if D is not None else u, y, scratch, *_tables(plan, u.device, nd),
+        u, Kt, y, scratch, *_tables(plan, u.device, nd),
         B, H, L, S1, S2, npairs, PB, nprog,
-        **_meta(plan, extent, TILE, nd, "fwd"), **fmeta, CONJ=conj, HAS_D=D is not None,
+        **_meta(plan, extent, TILE, nd, "fwd"), **fmeta, CONJ=conj,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=WARPS, num_stages=1,  # 2 stages measured 27% slower (H200, L = 4K)
     )
     _record(f"long_fwd_w{WARPS}_t{TILE}_{N1}", P, Q, ck)
 
 
-def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan, kshape, causal: bool,
+def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, plan, kshape, causal: bool,
                nd: NDPlan | None = None):
     """Input and kernel gradients of the long conv in one pass over u and g (both (B, H, L)), plus
     one small kernel for the kernel gradient's inverse transform.
 
-    Returns du (B, H, L) = correlation of g with k (+ D g) and c (kshape = (H, *Sk)) fp32 with
+    Returns du (B, H, L) = correlation of g with k (+ D g, through Kt) and c (kshape = (H, *Sk)) fp32 with
     c[h, j] = sum_b sum_t g[b, h, t] u[b, h, t - j] at the lags j of k's taps (causal: j = tap index;
     centred: j = tap index - (Sk - 1) // 2 on each axis) — dk before the cast to k's dtype."""
     N1, P, Q = plan
@@ -714,9 +713,9 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, D, plan, ksha
     tables = _tables(plan, u.device, nd)
     (extent, S1, S2), fmeta = _field_args(L, nd)
     _long_bwd_kernel[(nprog,)](
-        u, g, Kt, D if D is not None else u, du, psum, scratch, *tables,
+        u, g, Kt, du, psum, scratch, *tables,
         B, H, L, S1, S2, PB, nsplit, nwork, nprog,
-        **_meta(plan, extent, min(BWD_TILE, n // 2), nd), **fmeta, HAS_D=D is not None,
+        **_meta(plan, extent, min(BWD_TILE, n // 2), nd), **fmeta,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=BWD_WARPS, num_stages=1,
     )
@@ -746,9 +745,9 @@ class _LongConv(torch.autograd.Function):
     def forward(ctx, u, k, D, plan, causal, nd):
         shape = u.shape
         u = u.contiguous().view(shape[0], shape[1], -1)
-        Kt = _spectrum_tiles(k, plan, causal, nd)
+        Kt = _spectrum_tiles(k, plan, causal, nd, D)
         y = torch.empty_like(u)
-        launch(u, Kt, D, y, plan, conj=False, nd=nd)
+        launch(u, Kt, y, plan, conj=False, nd=nd)
         ctx.save_for_backward(u, k, D)
         ctx.Kt = Kt
         ctx.plan, ctx.causal, ctx.nd = plan, causal, nd
@@ -762,14 +761,14 @@ class _LongConv(torch.autograd.Function):
         g = gy.contiguous().to(u.dtype).view(u.shape)
         du = dk = dD = None
         if ctx.needs_input_grad[1]:
-            du, c = launch_bwd(u, g, Kt, D, ctx.plan, tuple(k.shape), ctx.causal, nd)
+            du, c = launch_bwd(u, g, Kt, ctx.plan, tuple(k.shape), ctx.causal, nd)
             dk = c.to(k.dtype)
             # dD = sum_b,t u g is the correlation at lag 0: the first tap (causal) or the centre tap
             lag0 = tuple(0 if ctx.causal else (s - 1) // 2 for s in k.shape[1:])
             dD_lag0 = c[(slice(None),) + lag0]
         elif ctx.needs_input_grad[0]:
             du = torch.empty_like(u)
-            launch(g, Kt, D, du, ctx.plan, conj=True, nd=nd)
+            launch(g, Kt, du, ctx.plan, conj=True, nd=nd)
         if not ctx.needs_input_grad[0]:
             du = None
         else:

@@ -397,18 +397,23 @@ def test_fftconv_nd_gpu(S, Sk, circular, dtype, monkeypatch):
            u.cuda(), k.cuda(), D.cuda(), dtype, tol, tol)
 
 
-def test_long_spectrum_kernel_layout(monkeypatch):
-    """The causal kernel's spectrum from the Triton passes 1-2: DFT_n(k) / n, frequency k1 + N1 (kp + P kq)
-    at tile position (k1, kp, kq), re and im planes — what torch.fft gives, reordered."""
+@pytest.mark.parametrize("with_d", [False, True])
+def test_long_spectrum_kernel_layout(monkeypatch, with_d):
+    """The causal kernel's spectrum from the Triton passes 1-2: (DFT_n(k) + D) / n, frequency k1 + N1 (kp + P kq)
+    at tile position (k1, kp, kq), re and im planes — what torch.fft gives, reordered (D: the skip folded in)."""
     from kernels.fftconv import triton_long as tl_
 
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
     plan = (16, 16, 16)
     n = 16 ** 3
-    k = torch.randn(3, 1990, generator=torch.Generator().manual_seed(0))
-    got = tl_._spectrum_tiles(k, plan, True)
-    K = torch.fft.fft(k.double(), n=n) / n
-    want = K.view(3, 16, 16, 16).permute(0, 3, 2, 1).reshape(3, n)
+    g = torch.Generator().manual_seed(0)
+    k = torch.randn(3, 1990, generator=g)
+    D = torch.randn(3, generator=g) if with_d else None
+    got = tl_._spectrum_tiles(k, plan, True, None, D)
+    K = torch.fft.fft(k.double(), n=n)
+    if with_d:
+        K = K + D.double()[:, None]
+    want = (K / n).view(3, 16, 16, 16).permute(0, 3, 2, 1).reshape(3, n)
     assert got.shape == (3, 2, n)
     assert _rel(got[:, 0], want.real) < 1e-6 and _rel(got[:, 1], want.imag) < 1e-6
 
