@@ -52,10 +52,11 @@ def _rel(x, r):
     return ((x.float() - r.float()).norm() / r.float().norm()).item()
 
 
-def _path(S, circular, dtype) -> str:
+def _path(S, circular, dtype, rows) -> str:
+    """The path fftconv_nd_triton takes for rows = B * H fields of shape S (its dispatch, restated)."""
     if len(S) == 2 and tf.plan_2d(S, S, circular, dtype) is not None:
         return "one-tile"
-    nd = tlong.plan_nd(S, S, circular, dtype)
+    nd = tlong.plan_nd(S, S, circular, dtype) if rows >= tlong.ND_MIN_ROWS else None
     return f"three-level {nd.mode} {'x'.join(map(str, nd.G))}" if nd is not None else "torch.fft"
 
 
@@ -90,7 +91,7 @@ def bench_one(B, H, S, dtype, circular, reps=20):
     tb_ours, tb_base = time_pair(fb(ours), fb(base), reps=reps)
     return {
         "B": B, "H": H, "S": "x".join(map(str, S)), "mode": "circular" if circular else "linear",
-        "dtype": str(dtype).replace("torch.", ""), "path": _path(S, circular, dtype),
+        "dtype": str(dtype).replace("torch.", ""), "path": _path(S, circular, dtype, B * H),
         "fwd_ms": t_ours, "torch_fwd_ms": t_base, "fwd_speedup": t_base / t_ours,
         "fwdbwd_ms": tb_ours, "torch_fwdbwd_ms": tb_base, "fwdbwd_speedup": tb_base / tb_ours,
         "peak_MB": m_ours / 2**20, "torch_peak_MB": m_base / 2**20, "rel_err": err, "grad_rel_diff": gerr,

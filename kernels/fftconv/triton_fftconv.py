@@ -44,6 +44,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .reference import _check_kernel, fftconv_nd_ref, fftconv_ref
+
 # Largest padded transform n = N1 * N2 given to the fused kernel, per input dtype. Measured on an
 # H100 (bench/README.md, B=8, H=768): with n = 4096 (L = 2K) the fused path beat torch.fft in
 # fp32 (1.22x fwd, 1.14x fwd+bwd) and bf16 (2.17x, 1.78x); at n = 8192 (L = 4K) it lost in
@@ -592,8 +594,6 @@ def fftconv_triton(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = No
     per dtype) take it; shorter ones this module's one-tile kernel (up to :data:`MAX_FUSED_N`);
     anything else (and fp64) the torch.fft path.
     """
-    from .reference import _check_kernel, fftconv_ref
-
     _check_kernel(u, k, 1)
     L, Lk = u.shape[-1], k.shape[-1]
     if not _supported_dtype(u) or u.dim() != 3:
@@ -621,8 +621,7 @@ def fftconv_nd_triton(
     fields the three-level kernel of :mod:`.triton_long` where their padded axes fit its levels
     (:func:`.triton_long.plan_nd`) and batch x channels >= ND_MIN_ROWS; other shapes torch.fft.
     """
-    from . import triton_long
-    from .reference import _check_kernel, fftconv_nd_ref
+    from . import triton_long  # imports this module: not at the top
 
     ndim = k.dim() - 1
     _check_kernel(u, k, ndim)
@@ -634,7 +633,8 @@ def fftconv_nd_triton(
         if plan is not None:
             N1, N2 = plan
             return _apply(u, k, D, (N1, N2, False, S[0], S[1], S[1], S[0] * S[1]), causal)
-        nd = triton_long.plan_nd(S, Sk, circular, u.dtype)
-        if nd is not None and u.shape[0] * u.shape[1] >= triton_long.ND_MIN_ROWS:
-            return triton_long.fftconv_long(u, k, D, causal, nd.split, nd)
+        if u.shape[0] * u.shape[1] >= triton_long.ND_MIN_ROWS:
+            nd = triton_long.plan_nd(S, Sk, circular, u.dtype)
+            if nd is not None:
+                return triton_long.fftconv_long(u, k, D, causal, nd.split, nd)
     return fftconv_nd_ref(u, k, D, causal, circular)
