@@ -14,7 +14,8 @@ scratch buffer (written and re-read by the same program, so it stays in L2):
     pass 2, row blocks:     the length-M DFT of each row k1 as P x Q Monarch products and a
             twiddle (tl.dot), times the kernel's spectrum, the inverse, back into scratch
     pass 3, column blocks:  y[M a + c] = sum_k1 conj(F_N1)[a, k1] X1'[k1, c] conj(w_n^(k1 c))
-            for the NA rows a that hold outputs; + D u; real part -> row b, imaginary -> b+1
+            for the NA rows a that hold outputs; real part -> row b, imaginary -> b+1 (D u is
+            in the spectrum: k + D delta)
 
 The outer twiddle w_n^(k1 c) is read from an n-long table, or at n = 8K computed with the SFU's
 sin/cos (SINCOS_N). All DFT contractions are ``tl.dot`` products of complex tiles (4 real products each). The
