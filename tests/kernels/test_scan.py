@@ -74,15 +74,36 @@ def _linear_inputs(shape, dtype, h0, gen):
 # ------------------------------------------------------------------------------ references
 
 
+@pytest.mark.parametrize("L", [5, 70])  # one step at a time; in chunks
 @pytest.mark.parametrize("reverse", [False, True])
-def test_linear_ref_gradcheck_fp64(reverse):
+def test_linear_ref_gradcheck_fp64(reverse, L):
     g = torch.Generator().manual_seed(0)
-    a = (torch.rand(2, 2, 5, generator=g, dtype=torch.float64) - 0.5).requires_grad_()
-    b = torch.randn(2, 2, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    a = (torch.rand(2, 2, L, generator=g, dtype=torch.float64) - 0.5).requires_grad_()
+    b = torch.randn(2, 2, L, generator=g, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(2, 2, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b, h0: linear_scan_ref(a, b, h0, reverse), (a, b, h0))
     ac, bc = a.detach().to(torch.complex128).requires_grad_(), (b.detach() * 1j + 0.3).requires_grad_()
     assert torch.autograd.gradcheck(lambda a, b: linear_scan_ref(a, b, None, reverse), (ac, bc))
+
+
+@pytest.mark.parametrize("L", [1, 63, 64, 65, 1000, 4097])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_linear_ref_matches_step_by_step(L, dtype):
+    """The reference scans chunks side by side (about 2 sqrt(L) Python steps); the recurrence one step at a
+    time gives the same h, across the chunk sizes' boundaries, with zeros in a, forward and reverse."""
+    g = torch.Generator().manual_seed(L)
+    a = (torch.rand(2, 3, L, generator=g, dtype=torch.float64) * 2 - 1).to(dtype)
+    if dtype.is_complex:
+        a = a * torch.exp(1j * torch.rand(2, 3, L, generator=g, dtype=torch.float64))
+    a[..., L // 3] = 0
+    b = torch.randn(2, 3, L, generator=g, dtype=torch.float64).to(dtype)
+    h0 = torch.randn(2, 3, generator=g, dtype=torch.float64).to(dtype)
+    for reverse in (False, True):
+        h, hs = h0, [None] * L
+        for t in (range(L - 1, -1, -1) if reverse else range(L)):
+            h = a[..., t] * h + b[..., t]
+            hs[t] = h
+        torch.testing.assert_close(linear_scan_ref(a, b, h0, reverse), torch.stack(hs, -1), rtol=1e-12, atol=1e-12)
 
 
 def test_linear_ref_matches_closed_form():
