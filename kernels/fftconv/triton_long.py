@@ -743,18 +743,24 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, plan, kshape,
     return du, c
 
 
+def _long_fwd(u, k, D, plan, causal, nd):
+    """Forward without autograd: u (B, H, ...) -> (y of u's shape, u as (B, H, L), the spectrum Kt)."""
+    shape = u.shape
+    u = u.contiguous().view(shape[0], shape[1], -1)
+    Kt = _spectrum_tiles(k, plan, causal, nd, D)
+    y = torch.empty_like(u)
+    launch(u, Kt, y, plan, conj=False, nd=nd)
+    return y.view(shape), u, Kt
+
+
 class _LongConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, k, D, plan, causal, nd):
-        shape = u.shape
-        u = u.contiguous().view(shape[0], shape[1], -1)
-        Kt = _spectrum_tiles(k, plan, causal, nd, D)
-        y = torch.empty_like(u)
-        launch(u, Kt, y, plan, conj=False, nd=nd)
+        y, u, Kt = _long_fwd(u, k, D, plan, causal, nd)
         ctx.save_for_backward(u, k, D)
         ctx.Kt = Kt
         ctx.plan, ctx.causal, ctx.nd = plan, causal, nd
-        return y.view(shape)
+        return y
 
     @staticmethod
     def backward(ctx, gy):
@@ -787,5 +793,8 @@ class _LongConv(torch.autograd.Function):
 def fftconv_long(u: torch.Tensor, k: torch.Tensor, D, causal: bool, plan, nd: NDPlan | None = None) -> torch.Tensor:
     """Long FFT conv: 1-D with the plan from :func:`plan_long` (u (B, H, L), k (H, L')), or N-D with
     nd from :func:`plan_nd` (u (B, H, *S), k (H, *S'), plan = nd.split; linear or circular as planned).
-    D (H,) or None. Returns u's shape and dtype."""
-    return _LongConv.apply(u, k, D, plan, causal, nd)
+    D (H,) or None. Returns u's shape and dtype. Through autograd only when a gradient is wanted (an
+    autograd Function call costs host time, as in :func:`.triton_fftconv._apply`)."""
+    if torch.is_grad_enabled() and (u.requires_grad or k.requires_grad or (D is not None and D.requires_grad)):
+        return _LongConv.apply(u, k, D, plan, causal, nd)
+    return _long_fwd(u, k, D, plan, causal, nd)[0]

@@ -349,6 +349,11 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos,
     ur = u.clone().requires_grad_(True)
     (dur,) = torch.autograd.grad(fftconv_ref(ur, k, D, causal), ur, gy.double())
     assert calls == ["launch", "launch"] and _rel(du, dur) < 1e-5
+    # no gradient wanted: the same launches without the autograd Function, the same output bit for bit
+    calls.clear()
+    with torch.no_grad():
+        assert torch.equal(fftconv(uf, k.float(), None if D is None else D.float(), causal), y)
+    assert calls == ["launch"]
 
 
 @pytest.mark.gpu
