@@ -1,9 +1,10 @@
 """PyTorch references for the scans: the definition, the CPU path, the test oracle.
 
-The selective scan loops over time in Python, one step per position, so it reads like the
-recurrence it defines; the linear scan takes about 2 sqrt(L) steps (chunks scanned side by side, then
-their carries), the same recurrence in a different order of the same products. Arithmetic is fp32 (fp64/complex128 stay in double, complex64 in complex64) whatever the
-input dtype; results are cast back to the input's dtype. Every op is differentiable by autograd.
+Both take about 2 sqrt(L) Python steps, not one per position: the recurrence is scanned in chunks
+side by side, then their carries (:func:`_chunked_scan`) — the same products in a different order
+(the selective scan per state, a bounded block of steps at a time). Arithmetic is fp32
+(fp64/complex128 stay in double, complex64 in complex64) whatever the input dtype; results are cast
+back to the input's dtype. Every op is differentiable by autograd.
 """
 
 from __future__ import annotations
@@ -122,6 +123,9 @@ def _per_channel(M: torch.Tensor, dim: int) -> torch.Tensor:
     return M.repeat_interleave(dim // M.shape[1], dim=1)
 
 
+_SELECTIVE_ELEMS = 1 << 24
+
+
 def selective_scan_ref(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -164,13 +168,18 @@ def selective_scan_ref(
     Bd = _per_channel(B.to(acc), dim)  # (B, 1 or D, N, L)
     Cd = _per_channel(C.to(acc), dim)
     x = torch.zeros(bsz, dim, A.shape[1], dtype=acc, device=u.device)
+    # per state a linear scan over t: exp(dt A) and dt B u are laid out as (B, D, N, c) for c steps at a time
+    # (c bounded so that such a tensor holds about _SELECTIVE_ELEMS values) and scanned by _chunked_scan
+    c = max(1, _SELECTIVE_ELEMS // x.numel())
     ys = []
-    for t in range(L):
-        dA = torch.exp(dt[:, :, t, None] * A_)  # (B, D, N)
-        dBu = (dt[:, :, t] * u_[:, :, t])[..., None] * Bd[..., t]
-        x = dA * x + dBu
-        ys.append((x * Cd[..., t]).sum(-1))
-    y = torch.stack(ys, dim=-1) if L else u_.new_zeros(u.shape)
+    for t0 in range(0, L, c):
+        t = slice(t0, t0 + c)
+        dA = torch.exp(dt[:, :, None, t] * A_[:, :, None])
+        dBu = (dt[:, :, t] * u_[:, :, t])[:, :, None] * Bd[..., t]
+        xs = _chunked_scan(dA, dBu, x)
+        ys.append((xs * Cd[..., t]).sum(2))
+        x = xs[..., -1]
+    y = torch.cat(ys, dim=-1) if L else u_.new_zeros(u.shape)
     if D is not None:
         y = y + D.to(acc)[:, None] * u_
     if z is not None:

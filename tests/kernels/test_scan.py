@@ -145,6 +145,27 @@ def test_selective_ref_gradcheck_fp64(G, softplus):
     assert torch.autograd.gradcheck(f, tuple(ins[k] for k in keys))
 
 
+@pytest.mark.parametrize("L, elems", [(70, 1 << 24), (300, 1000)])  # one block of steps; blocks of 25 steps
+def test_selective_ref_matches_step_by_step(monkeypatch, L, elems):
+    """The reference scans blocks of steps in chunks (about 2 sqrt(L) Python steps); the recurrence of its
+    docstring one step at a time gives the same output and last state."""
+    from kernels.scan import reference
+
+    monkeypatch.setattr(reference, "_SELECTIVE_ELEMS", elems)
+    ins = {k: (v.detach() if v is not None else None) for k, v in _selective_inputs(2, 5, 4, L, 5).items()}
+    dt = torch.nn.functional.softplus(ins["delta"] + ins["delta_bias"][:, None])
+    Bd, Cd = (ins[k].repeat_interleave(1, dim=1) for k in ("B", "C"))  # G = D: one group per channel
+    x = torch.zeros(2, 5, 4, dtype=torch.float64)
+    ys = []
+    for t in range(L):
+        x = torch.exp(dt[:, :, t, None] * ins["A"]) * x + (dt[:, :, t] * ins["u"][:, :, t])[..., None] * Bd[..., t]
+        ys.append((x * Cd[..., t]).sum(-1))
+    y = (torch.stack(ys, -1) + ins["D"][:, None] * ins["u"]) * torch.nn.functional.silu(ins["z"])
+    out, last = selective_scan_ref(**ins, delta_softplus=True, return_last_state=True)
+    torch.testing.assert_close(out, y, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(last, x, rtol=1e-12, atol=1e-12)
+
+
 def test_selective_ref_is_a_linear_scan_per_state():
     # with N = 1 and C = 1 the selective scan is linear_scan(exp(dt A), dt B u)
     ins = _selective_inputs(2, 3, 1, 7, None, opts=())
