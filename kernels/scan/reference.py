@@ -49,6 +49,7 @@ def linear_scan_ref(
     return (h.flip(-1) if reverse else h).to(out_dtype)
 
 
+# rows of at most this many steps are scanned one step at a time (the recursion's base case)
 _DIRECT = 64
 
 
