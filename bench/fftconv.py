@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -285,6 +286,63 @@ def sweep_long(bw, B=8, H=768):
     return rows, best
 
 
+def scratch_ab(bw, lengths, dtypes, B=8, H=768, rounds=3):
+    """The three-level forward with its scratch in fp16 (scaled, tlong.SCRATCH_DTYPE) against fp32, and
+    torch.fft, in alternating rounds: public forward and kernel only (spectrum precomputed), the error
+    against fp64 on the first rows, and the worst row's error when rows of one batch differ by 10^6."""
+    rows = []
+    for dtype in dtypes:
+        for L in lengths:
+            torch.manual_seed(0)
+            u = torch.randn(B, H, L, device="cuda").to(dtype)
+            k = _decaying_kernel(H, L)
+            D = torch.randn(H, device="cuda")
+            plan = tlong.plan_long(L, L, dtype)
+            if plan is None:
+                continue
+            y = torch.empty_like(u)
+            Kt = tlong._spectrum_tiles(k, plan, True, None, D)
+            r16 = min(H, 16)
+            y64 = torch_fftconv(u[:2, :r16].double(), k[:r16].double(), D[:r16].double())
+            # rows scaled by 10^-3 ... 10^3 (b), each pair of rows shares one complex transform
+            mag = torch.logspace(-3, 3, B, device="cuda")[:, None, None]
+            um = (u[:, :r16].float() * mag).to(dtype)
+            ym64 = torch_fftconv(um.double(), k[:r16].double(), D[:r16].double())
+            times = {"fp16": ([], []), "fp32": ([], [])}
+            errs = {}
+            with torch.no_grad():
+                t_torch = []
+                for _ in range(rounds):
+                    for name, sd in (("fp16", torch.float16), ("fp32", torch.float32)):
+                        tlong.SCRATCH_DTYPE = sd
+                        times[name][0].append(time_ms(lambda: fftconv(u, k, D))["median_ms"])
+                        times[name][1].append(time_ms(lambda: tlong.launch(u, Kt, y, plan, False))["median_ms"])
+                        errs[name] = _rel(fftconv(u[:2, :r16], k[:r16], D[:r16]), y64)
+                        ym = fftconv(um, k[:r16], D[:r16]).double()
+                        errs[name + "_rows"] = ((ym - ym64).flatten(2).norm(dim=-1)
+                                                / ym64.flatten(2).norm(dim=-1)).max().item()
+                    t_torch.append(time_ms(lambda: torch_fftconv(u, k, D))["median_ms"])
+            tlong.SCRATCH_DTYPE = torch.float16
+            med = statistics.median
+            tt = med(t_torch)
+            r = {"B": B, "H": H, "L": L, "dtype": str(dtype).replace("torch.", ""), "split": list(plan),
+                 "torch_fwd_ms": tt}
+            for name, (tp, tk) in times.items():
+                r[f"{name}_fwd_ms"] = med(tp)
+                r[f"{name}_kernel_ms"] = med(tk)
+                r[f"{name}_fwd_speedup"] = tt / med(tp)
+                r[f"{name}_kernel_speedup"] = tt / med(tk)
+                r[f"{name}_rel_err"] = errs[name]
+                r[f"{name}_worst_row_rel_err"] = errs[name + "_rows"]
+            r["fp16_vs_fp32_fwd"] = r["fp32_fwd_ms"] / r["fp16_fwd_ms"]
+            r["fp16_copy_frac"] = 2 * u.numel() * u.element_size() / r["fp16_fwd_ms"] / 1e6 / bw
+            rows.append(r)
+            print_table([r], list(r.keys()))
+            del u, y, Kt, um
+            torch.cuda.empty_cache()
+    return rows
+
+
 def sweep_long_bwd(bw, B=8, H=768):
     """Forward+backward of the public op on the three-level path over the backward kernel's tile and
     warps, fp32, L = 4K, 16K, 64K, beside torch.fft's forward+backward in the same run."""
@@ -333,9 +391,17 @@ def main():
                     help="only the backward tile/warps sweep of the three-level path (fwd+bwd vs torch.fft)")
     ap.add_argument("--no-forced", action="store_true", help="time only the dispatched path (and torch.fft) per row")
     ap.add_argument("--name", type=str, default=None, help="results file name (default fftconv)")
+    ap.add_argument("--scratch-ab", action="store_true",
+                    help="only the three-level forward with fp16 vs fp32 scratch (--lengths, default 4K,16K,64K)")
     args = ap.parse_args()
     bw = copy_bandwidth()
     print(f"device {device_name()}  copy {bw:.0f} GB/s  fp32 dot mode {tf.FP32_PRECISION}", flush=True)
+    if args.scratch_ab:
+        lengths = [int(x) for x in (args.lengths or "4096,16384,65536").split(",")]
+        rows = scratch_ab(bw, lengths, [getattr(torch, d) for d in args.dtypes.split(",")])
+        write_json(args.name or "fftconv_scratch_ab", {"device": device_name(), "copy_GBps": bw,
+                                                       "torch": torch.__version__, "rows": rows})
+        return
     if args.sweep_long_bwd:
         sweep_long_bwd(bw)
         return

@@ -50,7 +50,9 @@ def _long(L: int, bwd: bool):
         const["CONJ"] = False
     fn = TL._long_bwd_kernel if bwd else TL._long_kernel
     ints = {a for a in fn.arg_names if not a.endswith("_ptr")}
-    return fn, const, TL.BWD_WARPS if bwd else TL.WARPS, ints, {"L", "H"}
+    # the forward's scratch has its own dtype (launch)
+    ptrs = {} if bwd else {"s_ptr": "*" + str(TL.SCRATCH_DTYPE).replace("torch.float", "fp")}
+    return fn, const, TL.BWD_WARPS if bwd else TL.WARPS, ints, {"L", "H"}, ptrs
 
 
 def _selective(few: bool, bwd: bool):
@@ -63,7 +65,7 @@ def _selective(few: bool, bwd: bool):
         const["SAVE_STATES"] = True
     const["G"] = 1  # B, C shared by all channels, as Mamba has them
     fn = TS._ss_bwd_kernel if bwd else TS._ss_fwd_kernel
-    return fn, const, cfg[pre + "num_warps"], {"Dm", "L", "N", "NCH"}, {"Dm", "L", "N"}
+    return fn, const, cfg[pre + "num_warps"], {"Dm", "L", "N", "NCH"}, {"Dm", "L", "N"}, {}
 
 
 PRESETS = {
@@ -75,14 +77,15 @@ PRESETS = {
 COUNTED = ("BAR", "SHFL", "LDS", "STS", "HMMA", "HGMMA", "STL", "LDL")
 
 
-def compile_sm90(fn, const: dict, num_warps: int, ints: set, div16: set, maxnreg: int | None = None):
+def compile_sm90(fn, const: dict, num_warps: int, ints: set, div16: set, ptrs: dict,
+                 maxnreg: int | None = None):
     """The kernel compiled for sm_90a: (cubin, ptxas's log). Arguments in ints are i32 (div16:
-    multiples of 16), the other non-constexpr ones fp32 pointers (16-byte aligned)."""
+    multiples of 16), the other non-constexpr ones pointers (16-byte aligned): fp32, or as ptrs names them."""
     names = fn.arg_names
     const = {k: v for k, v in const.items() if k in names}
-    sig = {n: "constexpr" if n in const else ("i32" if n in ints else "*fp32") for n in names}
+    sig = {n: "constexpr" if n in const else ("i32" if n in ints else ptrs.get(n, "*fp32")) for n in names}
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names
-             if sig[n] == "*fp32" or (sig[n] == "i32" and n in div16)}
+             if sig[n].startswith("*") or (sig[n] == "i32" and n in div16)}
     src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in const.items()}, attrs=attrs)
     opts = dict(num_warps=num_warps, num_stages=1, **({"maxnreg": maxnreg} if maxnreg else {}))
     log = io.StringIO()
@@ -139,8 +142,8 @@ def main():
     if unknown := [name for name in args.presets if name not in PRESETS]:
         p.error(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
     for name in args.presets or PRESETS:
-        fn, const, warps, ints, div16 = PRESETS[name]()
-        cubin, log = compile_sm90(fn, const, warps, ints, div16, args.maxnreg)
+        fn, const, warps, ints, div16, ptrs = PRESETS[name]()
+        cubin, log = compile_sm90(fn, const, warps, ints, div16, ptrs, args.maxnreg)
         total, loops = sass_loops(cubin)
         use = resources(cubin, log)
         print(f"{name} ({fn.__name__}, {warps} warps): " + ", ".join(f"{k} {v}" for k, v in use.items())

@@ -99,6 +99,33 @@ SINCOS_N = (8192,)
 HOLD2_MIN_R = {"fwd": 8, "bwd": 4}
 # dot operands for bf16 inputs: True = bf16 operands (faster, ~1e-2 error), False = tf32 like fp32
 BF16_DOTS = False
+# The forward kernel's scratch (the transform between passes) is fp16: half the bytes of fp32, and it
+# outgrows the L2 from n = 32K in fp32. fp16 keeps tf32's 11-bit significand but not fp32's range,
+# so the values are scaled into it by powers of two (exact): each input row by su (its max |u| times
+# NA sqrt(2), the bound on pass 1's sums, under SCRATCH_LOG2_MAX), and the spectrum by the channel's
+# ks = 2^-ceil(log2(sum |k| + |D|)), which bounds pass 2's output |conv(z, k)| <= max |z| (sum |k| + |D|);
+# both undone in pass 3's registers. The backward kernel keeps fp32 scratch.
+SCRATCH_DTYPE = torch.float16
+SCRATCH_LOG2_MAX = 14.0  # fp16's largest finite value is 65504 < 2^16: a factor of 2 to 4 to spare
+
+
+@triton.jit
+def _pow2_scale(log2_max, m):
+    """2^floor(log2_max - log2 m), within fp32's normal range: the power of two that brings m (>= 0)
+    under 2^log2_max; 1 where m = 0 (all zeros: any scale holds them)."""
+    e = tl.floor(log2_max - tl.log2(tl.maximum(m, 1.1754943508222875e-38)))
+    return tl.where(m > 0, tl.exp2(tl.minimum(tl.maximum(e, -126.0), 126.0)), 1.0)
+
+
+@triton.jit
+def _row_scale_kernel(x_ptr, su_ptr, L, log2_max, BLOCK: tl.constexpr):
+    """su[r] = :func:`_pow2_scale` (log2_max, max_t |x[r, t]|) for the rows of x (R, L); one program per row."""
+    row = tl.program_id(0).to(tl.int64) * L
+    m = tl.zeros((BLOCK,), dtype=tl.float32)
+    for s in range(0, L, BLOCK):
+        o = s + tl.arange(0, BLOCK)
+        m = tl.maximum(m, tl.abs(tl.load(x_ptr + row + o, mask=o < L, other=0.0).to(tl.float32)))
+    tl.store(su_ptr + tl.program_id(0), _pow2_scale(log2_max, tl.max(m, 0)))
 
 
 @triton.jit
@@ -194,12 +221,12 @@ def _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1: tl.constexpr, M: tl.constexpr, SINCOS
 
 
 @triton.jit
-def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
+def _cols_fwd(src, row0, row1, has1, sc0, sc1, dst_re, dst_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
               N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr,
               SINCOS: tl.constexpr, TW1: tl.constexpr, G1: tl.constexpr, G2: tl.constexpr,
               BF16: tl.constexpr, PREC: tl.constexpr):
-    """Pass 1: rows row0 + i row1 of src (their fields laid on the padded grid, :func:`_field`) as
-    one complex row; column DFTs (f1r, f1i: F1's (N1, NA) columns for the NA rows that hold data) and
+    """Pass 1: rows row0 + i row1 of src (their fields laid on the padded grid, :func:`_field`), scaled
+    by sc0 and sc1, as one complex row; column DFTs (f1r, f1i: F1's (N1, NA) columns for the NA rows that hold data) and
     the outer twiddle (TW1), into the scratch planes dst_re, dst_im."""
     for cb in range(0, M, BC):
         c = cb + tl.arange(0, BC)[None, :]
@@ -211,8 +238,8 @@ def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r, f1i, t1r_ptr, t1i_ptr,
             off, msk = _field(pos, L, S1, S2, G1, G2)
         # L2 hints: u and y stream through once (evict_first), the scratch is read back by the next pass
         # (evict_last); it still outgrows the L2 from n = 32K (H200 run 41: 16K kernel time -1.7%)
-        zr = tl.load(src + row0 + off, mask=msk, other=0.0, eviction_policy="evict_first").to(tl.float32)
-        zi = tl.load(src + row1 + off, mask=msk & has1, other=0.0, eviction_policy="evict_first").to(tl.float32)
+        zr = tl.load(src + row0 + off, mask=msk, other=0.0, eviction_policy="evict_first").to(tl.float32) * sc0
+        zi = tl.load(src + row1 + off, mask=msk & has1, other=0.0, eviction_policy="evict_first").to(tl.float32) * sc1
         xr, xi = _cdot(f1r, f1i, zr, zi, BF16, PREC)
         # tw is formed in each branch, not once before them: hoisted, ptxas allocates the backward
         # kernel differently (sm_90, L = 4K: 8 more loop instructions, 4 more bytes of spills)
@@ -220,12 +247,12 @@ def _cols_fwd(src, row0, row1, has1, dst_re, dst_im, f1r, f1i, t1r_ptr, t1i_ptr,
             tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, SINCOS, PREC)
             tw = k1 * M + c
             # each product stored as soon as it is formed (fewer live registers than both at once)
-            tl.store(dst_re + tw, xr * tr - xi * ti, eviction_policy="evict_last")
-            tl.store(dst_im + tw, xr * ti + xi * tr, eviction_policy="evict_last")
+            tl.store(dst_re + tw, (xr * tr - xi * ti).to(dst_re.dtype.element_ty), eviction_policy="evict_last")
+            tl.store(dst_im + tw, (xr * ti + xi * tr).to(dst_re.dtype.element_ty), eviction_policy="evict_last")
         else:
             tw = k1 * M + c
-            tl.store(dst_re + tw, xr, eviction_policy="evict_last")
-            tl.store(dst_im + tw, xi, eviction_policy="evict_last")
+            tl.store(dst_re + tw, xr.to(dst_re.dtype.element_ty), eviction_policy="evict_last")
+            tl.store(dst_im + tw, xi.to(dst_re.dtype.element_ty), eviction_policy="evict_last")
 
 
 @triton.jit
@@ -257,8 +284,8 @@ def _rows_fwd(s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
     Returns the spectrum as (R*P, Q) tiles [(r, kp), kq] = frequency k1 + N1 (kp + P kq) of row k1 = rb + r (1-D)."""
     fpr, fpi, fqr, fqi, t2t = m2[0], m2[1], m2[2], m2[3], m2[4]
     # rows (r, p) of length Q -> (r, q) rows of length P: contract over p
-    xr = _swap(tl.reshape(tl.load(s_re + off, eviction_policy="evict_last"), (R * P, Q)), R, P, Q)
-    xi = _swap(tl.reshape(tl.load(s_im + off, eviction_policy="evict_last"), (R * P, Q)), R, P, Q)
+    xr = _swap(tl.reshape(tl.load(s_re + off, eviction_policy="evict_last").to(tl.float32), (R * P, Q)), R, P, Q)
+    xi = _swap(tl.reshape(tl.load(s_im + off, eviction_policy="evict_last").to(tl.float32), (R * P, Q)), R, P, Q)
     xr, xi = _cdot(xr, xi, fpr, fpi, BF16, PREC)
     if TW2:
         # inner twiddle w_M^(kp q) at tile [(r, q), kp]
@@ -299,25 +326,25 @@ def _rows_inv(xr, xi, s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
     xr = _swap(xr, R, P, Q)
     xi = _swap(xi, R, P, Q)
     xr, xi = _cdot(xr, xi, fpr, -fpi, BF16, PREC)
-    tl.store(s_re + off, tl.reshape(_swap(xr, R, Q, P), (R, M)), eviction_policy="evict_last")
-    tl.store(s_im + off, tl.reshape(_swap(xi, R, Q, P), (R, M)), eviction_policy="evict_last")
+    tl.store(s_re + off, tl.reshape(_swap(xr, R, Q, P), (R, M)).to(s_re.dtype.element_ty), eviction_policy="evict_last")
+    tl.store(s_im + off, tl.reshape(_swap(xi, R, Q, P), (R, M)).to(s_re.dtype.element_ty), eviction_policy="evict_last")
 
 
 @triton.jit
-def _cols_inv(s_re, s_im, dst, row0, row1, has1, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
+def _cols_inv(s_re, s_im, dst, row0, row1, has1, o0, o1, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
               N1: tl.constexpr, M: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr,
               SINCOS: tl.constexpr, TW1: tl.constexpr, G1: tl.constexpr, G2: tl.constexpr,
               BF16: tl.constexpr, PREC: tl.constexpr):
     """Pass 3: conj outer twiddle (TW1), inverse column DFTs for the NA output rows (g1r, g1i: conj(F1)'s
-    (NA, N1) rows); real part -> dst row0, imaginary part -> dst row1 (fields on the padded grid,
+    (NA, N1) rows); real part times o0 -> dst row0, imaginary part times o1 -> dst row1 (fields on the padded grid,
     :func:`_field`). The D skip is in the spectrum (:func:`_spectrum_tiles`), so no input is read again."""
     for cb in range(0, M, BC):
         c = cb + tl.arange(0, BC)[None, :]
         k1 = tl.arange(0, N1)[:, None]
         pos = tl.arange(0, NA)[:, None] * M + c
         tw = k1 * M + c
-        xr = tl.load(s_re + tw, eviction_policy="evict_last")
-        xi = tl.load(s_im + tw, eviction_policy="evict_last")
+        xr = tl.load(s_re + tw, eviction_policy="evict_last").to(tl.float32)
+        xi = tl.load(s_im + tw, eviction_policy="evict_last").to(tl.float32)
         if TW1:
             tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, SINCOS, PREC)
             xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
@@ -326,13 +353,13 @@ def _cols_inv(s_re, s_im, dst, row0, row1, has1, g1r, g1i, t1r_ptr, t1i_ptr, L, 
             m, msk = pos, pos < L
         else:
             m, msk = _field(pos, L, S1, S2, G1, G2)
-        tl.store(dst + row0 + m, yr.to(dst.dtype.element_ty), mask=msk, eviction_policy="evict_first")
-        tl.store(dst + row1 + m, yi.to(dst.dtype.element_ty), mask=msk & has1, eviction_policy="evict_first")
+        tl.store(dst + row0 + m, (yr * o0).to(dst.dtype.element_ty), mask=msk, eviction_policy="evict_first")
+        tl.store(dst + row1 + m, (yi * o1).to(dst.dtype.element_ty), mask=msk & has1, eviction_policy="evict_first")
 
 
 @triton.jit
 def _long_kernel(
-    u_ptr, kt_ptr, y_ptr, s_ptr,
+    u_ptr, kt_ptr, ks_ptr, su_ptr, y_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     B, H, L, S1, S2, NPAIRS, PB, NPROG,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
@@ -349,10 +376,17 @@ def _long_kernel(
     s_im = s_re + NN
     for pair in range(pid, NPAIRS, NPROG):
         h = pair // PB
-        row0, row1, has1 = _pair_rows((pair % PB) * 2, h, H, L, B)
+        b0 = (pair % PB) * 2
+        row0, row1, has1 = _pair_rows(b0, h, H, L, B)
+        # the scratch's range (SCRATCH_DTYPE): each row scaled by its own power of two before the two
+        # share a complex row (also keeps a small row's result free of its partner's rounding), and
+        # the spectrum by the channel's, undone on the way out
+        kscale = tl.load(ks_ptr + h)
+        sc0 = tl.load(su_ptr + b0 * H + h)
+        sc1 = tl.load(su_ptr + (b0 + 1) * H + h + tl.zeros((1, 1), dtype=tl.int32), mask=has1, other=1.0)
         # the previous pair's pass 3 has read the scratch before this pass 1 overwrites it
         tl.debug_barrier()
-        _cols_fwd(u_ptr, row0, row1, has1, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
+        _cols_fwd(u_ptr, row0, row1, has1, sc0, sc1, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
                   N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
@@ -361,16 +395,16 @@ def _long_kernel(
                                P, Q, R, TW2, HOLD2, BF16, PREC)
             # the spectrum is stored in the tile order of _rows_fwd
             koff = h.to(tl.int64) * (2 * NN) + _tile_off(rb, P, Q, R)
-            kr = tl.load(kt_ptr + koff)
-            ki = tl.load(kt_ptr + NN + koff)
+            kr = tl.load(kt_ptr + koff) * kscale
+            ki = tl.load(kt_ptr + NN + koff) * kscale
             if CONJ:
                 ki = -ki
             xr, xi = xr * kr - xi * ki, xr * ki + xi * kr
             _rows_inv(xr, xi, s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
                       P, Q, R, TW2, HOLD2, BF16, PREC)
         tl.debug_barrier()
-        _cols_inv(s_re, s_im, y_ptr, row0, row1, has1, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
-                  N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
+        _cols_inv(s_re, s_im, y_ptr, row0, row1, has1, 1.0 / (sc0 * kscale), 1.0 / (sc1 * kscale),
+                  g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2, N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
 
 
 @triton.jit
@@ -405,9 +439,9 @@ def _long_bwd_kernel(
             # F1 loaded per pair, not once per program as in the forward kernels: held through pass 2
             # it made this kernel far slower at L = 64K (run 32: fwd+bwd 41.6 against 32.3 ms)
             f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
-            _cols_fwd(u_ptr, row0, row1, has1, z_re, z_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
+            _cols_fwd(u_ptr, row0, row1, has1, 1.0, 1.0, z_re, z_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
                       N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
-            _cols_fwd(g_ptr, row0, row1, has1, w_re, w_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
+            _cols_fwd(g_ptr, row0, row1, has1, 1.0, 1.0, w_re, w_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
                       N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
             tl.debug_barrier()
             for rb in range(0, N1, R):
@@ -432,13 +466,13 @@ def _long_bwd_kernel(
                           P, Q, R, TW2, HOLD2, BF16, PREC)
             tl.debug_barrier()
             g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
-            _cols_inv(w_re, w_im, du_ptr, row0, row1, has1, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
+            _cols_inv(w_re, w_im, du_ptr, row0, row1, has1, 1.0, 1.0, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
                       N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
 
 
 @triton.jit
 def _long_spectrum_kernel(
-    k_ptr, d_ptr, kt_ptr, s_ptr,
+    k_ptr, d_ptr, kt_ptr, ks_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     H, LK, NPROG, inv_n,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
@@ -448,7 +482,7 @@ def _long_spectrum_kernel(
     # The kernel's spectrum for _long_kernel: row h of k (H, LK) — a causal 1-D kernel, or any kernel
     # already laid on the padded transform (N-D grids, centred rolls) — zero padded to n, through
     # passes 1-2 forward (as a complex row with zero imaginary part), plus D[h] (HAS_D), scaled by 1/n
-    # and stored in pass 2's tile order, re plane then im plane of kt (H, 2, n).
+    # and stored in pass 2's tile order, re plane then im plane of kt (H, 2, n); and ks[h] (SCRATCH_DTYPE).
     M: tl.constexpr = P * Q
     m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
@@ -460,8 +494,16 @@ def _long_spectrum_kernel(
     for h in range(pid, H, NPROG):
         h = tl.cast(h, tl.int64)  # a Python int under the interpreter
         row = h * LK
+        ksum = tl.zeros((BC,), dtype=tl.float32)
+        for s in range(0, LK, BC):
+            o = s + tl.arange(0, BC)
+            ksum += tl.abs(tl.load(k_ptr + row + o, mask=o < LK, other=0.0).to(tl.float32))
+        ksum = tl.sum(ksum, 0)
+        if HAS_D:
+            ksum += tl.abs(tl.load(d_ptr + h).to(tl.float32))
+        tl.store(ks_ptr + h, _pow2_scale(0.0, ksum))
         tl.debug_barrier()
-        _cols_fwd(k_ptr, row, row, no_im, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, LK, 1, 1,
+        _cols_fwd(k_ptr, row, row, no_im, 1.0, 1.0, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, LK, 1, 1,
                   N1, M, NA, BC, SINCOS, TW1, 0, 1, False, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
@@ -509,7 +551,7 @@ def _long_dk_kernel(
                       P, Q, R, TW2, HOLD2, False, PREC)
         tl.debug_barrier()
         row = h * NOUT
-        _cols_inv(s_re, s_im, c_ptr, row, row, no_im, g1r, g1i, t1r_ptr, t1i_ptr, NOUT, 1, 1,
+        _cols_inv(s_re, s_im, c_ptr, row, row, no_im, 1.0, 1.0, g1r, g1i, t1r_ptr, t1i_ptr, NOUT, 1, 1,
                   N1, M, NA, BC, SINCOS, TW1, 0, 1, False, PREC)
 
 
@@ -588,10 +630,17 @@ def plan_nd(S, Sk, circular: bool, dtype=torch.float32) -> NDPlan | None:
     return None
 
 
-def _spectrum_tiles(k: torch.Tensor, plan, causal: bool, nd: NDPlan | None = None, D=None) -> torch.Tensor:
-    """k (H, *Sk), D (H,) or None -> (H, 2, n) fp32: re/im planes of (DFT_n(k_eff) + D) / n in pass 2's
-    tile order, by the Triton passes 1-2 (torch.fft and the reorder took 20-30% of the forward's time,
-    bench/README.md).
+class Spectrum(NamedTuple):
+    """A kernel's spectrum for the long kernels: tiles (H, 2, n) fp32, scale (H,) fp32 (SCRATCH_DTYPE)."""
+
+    tiles: torch.Tensor
+    scale: torch.Tensor
+
+
+def _spectrum_tiles(k: torch.Tensor, plan, causal: bool, nd: NDPlan | None = None, D=None) -> Spectrum:
+    """k (H, *Sk), D (H,) or None -> tiles (H, 2, n) fp32: re/im planes of (DFT_n(k_eff) + D) / n in pass
+    2's tile order, by the Triton passes 1-2 (torch.fft and the reorder took 20-30% of the forward's
+    time, bench/README.md); and the forward's scale per channel, 2^-ceil(log2(sum |k| + |D|)).
 
     k_eff is k zero padded to n (on the padded grid for N-D), rolled back by the centre on each axis
     when not causal. Position (k1, kp, kq) of the tile order holds frequency k1 + N1 (kp + P kq) (1-D).
@@ -612,14 +661,15 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool, nd: NDPlan | None = Non
             src = torch.roll(src, [-((s - 1) // 2) for s in k.shape[1:]], dims=tuple(range(1, k.dim())))
         src = src.reshape(H, n)
     kt = torch.empty(H, 2, n, device=k.device, dtype=torch.float32)
+    ks = torch.empty(H, device=k.device, dtype=torch.float32)
     nprog = _nprog(H, k.device)
     scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
     _long_spectrum_kernel[(nprog,)](
-        src.contiguous(), D.detach() if D is not None else src, kt, scratch, *_tables(plan, k.device, nd),
+        src.contiguous(), D.detach() if D is not None else src, kt, ks, scratch, *_tables(plan, k.device, nd),
         H, src.shape[1], nprog, 1.0 / n, **_meta(plan, src.shape[1], TILE, nd), HAS_D=D is not None,
         num_warps=WARPS, num_stages=1,
     )
-    return kt
+    return Spectrum(kt, ks)
 
 
 def _nprog(nwork: int, device) -> int:
@@ -671,9 +721,9 @@ def _field_args(L: int, nd: NDPlan | None) -> tuple[tuple[int, int, int], dict]:
     return (extent, S[1], S[2]), dict(G1=G[1], G2=G[2])
 
 
-def launch(u: torch.Tensor, Kt: torch.Tensor, y: torch.Tensor, plan, conj: bool, nd: NDPlan | None = None) -> None:
+def launch(u: torch.Tensor, Kt: Spectrum, y: torch.Tensor, plan, conj: bool, nd: NDPlan | None = None) -> None:
     """y = conv(u, k) (+ D u) for the rows of u (B, H, L) (L = the field's size for N-D) with the
-    tile-order spectrum Kt of k (and D) from :func:`_spectrum_tiles`; conj=True: the correlation with k
+    spectrum Kt of k (and D) from :func:`_spectrum_tiles`; conj=True: the correlation with k
     instead (the convolution's input gradient, + D g)."""
     N1, P, Q = plan
     n = N1 * P * Q
@@ -681,19 +731,23 @@ def launch(u: torch.Tensor, Kt: torch.Tensor, y: torch.Tensor, plan, conj: bool,
     PB = triton.cdiv(B, 2)
     npairs = H * PB
     nprog = _nprog(npairs, u.device)
-    scratch = torch.empty(nprog, 2, n, device=u.device, dtype=torch.float32)
+    scratch = torch.empty(nprog, 2, n, device=u.device, dtype=SCRATCH_DTYPE)
     (extent, S1, S2), fmeta = _field_args(L, nd)
+    meta = _meta(plan, extent, TILE, nd, "fwd")
+    su = torch.empty(B * H, device=u.device, dtype=torch.float32)
+    # pass 1's sums are bounded by NA sqrt(2) max |u| (NA rows of a complex pair)
+    _row_scale_kernel[(B * H,)](u, su, L, SCRATCH_LOG2_MAX - math.log2(meta["NA"]) - 0.5, BLOCK=1024, num_warps=4)
     ck = _long_kernel[(nprog,)](
-        u, Kt, y, scratch, *_tables(plan, u.device, nd),
+        u, Kt.tiles, Kt.scale, su, y, scratch, *_tables(plan, u.device, nd),
         B, H, L, S1, S2, npairs, PB, nprog,
-        **_meta(plan, extent, TILE, nd, "fwd"), **fmeta, CONJ=conj,
+        **meta, **fmeta, CONJ=conj,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=WARPS, num_stages=1,  # 2 stages measured 27% slower (H200, L = 4K)
     )
     _record(f"long_fwd_w{WARPS}_t{TILE}_{N1}", P, Q, ck)
 
 
-def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, plan, kshape, causal: bool,
+def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: Spectrum, plan, kshape, causal: bool,
                nd: NDPlan | None = None):
     """Input and kernel gradients of the long conv in one pass over u and g (both (B, H, L)), plus
     one small kernel for the kernel gradient's inverse transform.
@@ -716,7 +770,7 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: torch.Tensor, plan, kshape,
     tables = _tables(plan, u.device, nd)
     (extent, S1, S2), fmeta = _field_args(L, nd)
     _long_bwd_kernel[(nprog,)](
-        u, g, Kt, du, psum, scratch, *tables,
+        u, g, Kt.tiles, du, psum, scratch, *tables,
         B, H, L, S1, S2, PB, nsplit, nwork, nprog,
         **_meta(plan, extent, min(BWD_TILE, n // 2), nd), **fmeta,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,

@@ -126,6 +126,9 @@ def _check(fn, ref, u64, k64, D64, dtype, tol_y, tol_g):
 
 
 TOL = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (3e-2, 3e-2)}
+# the three-level kernel's forward scratch (triton_long.SCRATCH_DTYPE): fp32 is exact on the interpreter
+# (fp32 products), fp16 rounds each value to 11 bits twice (measured ~2e-4 relative here)
+SCRATCH_TOL = {torch.float32: 1e-5, torch.float16: 1e-3}
 
 CASES_1D = [  # B, H, L, L', causal, D
     (2, 3, 1, 1, True, True),
@@ -184,7 +187,8 @@ CASES_ND = [  # B, S, S', causal, circular, D, mode of the three-level kernel
 
 
 @pytest.mark.parametrize("B,S,Sk,causal,circular,has_d,mode", CASES_ND)
-def test_triton_fftconv_nd_three_level(monkeypatch, B, S, Sk, causal, circular, has_d, mode):
+@pytest.mark.parametrize("scratch", [torch.float32, torch.float16])
+def test_triton_fftconv_nd_three_level(monkeypatch, B, S, Sk, causal, circular, has_d, mode, scratch):
     """3-D fields, and 2-D fields the one-tile kernel does not hold, on the three-level kernel (its
     levels laid on the padded grid's axes): forward and all gradients against the fp64 reference.
     (Its measured range starts at 16K-value grids and 1024 rows; small shapes here, for the interpreter.)"""
@@ -193,6 +197,8 @@ def test_triton_fftconv_nd_three_level(monkeypatch, B, S, Sk, causal, circular, 
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
     monkeypatch.setattr(tl_, "ND_MIN_N", 0)
     monkeypatch.setattr(tl_, "ND_MIN_ROWS", 0)
+    monkeypatch.setattr(tl_, "SCRATCH_DTYPE", scratch)
+    tol = SCRATCH_TOL[scratch]
     nd = tl_.plan_nd(S, Sk, circular, torch.float32)
     assert nd is not None and nd.mode == mode
     calls = []
@@ -205,7 +211,7 @@ def test_triton_fftconv_nd_three_level(monkeypatch, B, S, Sk, causal, circular, 
     _check(
         lambda a, b, c: fftconv_nd(a, b, c, causal=causal, circular=circular),
         lambda a, b, c: fftconv_nd_ref(a, b, c, causal=causal, circular=circular),
-        u, k, D, torch.float32, 1e-5, 1e-5,
+        u, k, D, torch.float32, tol, 1e-5,
     )
     assert calls == [nd]
     # without a gradient for k, du alone: the forward kernel on the correlation (conj spectrum)
@@ -215,7 +221,7 @@ def test_triton_fftconv_nd_three_level(monkeypatch, B, S, Sk, causal, circular, 
     (du,) = torch.autograd.grad(y, uf, gy)
     ur = u.clone().requires_grad_(True)
     (dur,) = torch.autograd.grad(fftconv_nd_ref(ur, k, None, causal=causal, circular=circular), ur, gy.double())
-    assert calls == [nd] and _rel(du, dur) < 1e-5
+    assert calls == [nd] and _rel(du, dur) < tol
 
 
 def test_fftconv_nd_few_rows_take_torch(monkeypatch):
@@ -307,13 +313,15 @@ def test_triton_paths_that_fall_back(monkeypatch):
     (1, 2500, 2000, True, True, (16, 32, 16), False, True),  # P != Q: catches a mix-up of the two inner factors
     (3, 2500, 2000, True, True, (16, 32, 16), False, False),  # inner twiddle gathered per block (L >= 16K on GPUs)
 ])
-def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos, hold):
+@pytest.mark.parametrize("scratch", [torch.float32, torch.float16])
+def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos, hold, scratch):
     """The three-level kernel (n = N1 * P * Q) against the reference, forward and all gradients.
 
     Its production range starts at n = 4096 in fp32; the one-tile kernel is switched off and the
     long kernel takes the smallest splits tl.dot allows, so the interpreter runs it in seconds.
     sincos: the outer twiddle computed in registers (else read from its n-long table). hold: pass 2's
-    inner twiddle held per program (else gathered in every row block, as with few rows per block)."""
+    inner twiddle held per program (else gathered in every row block, as with few rows per block).
+    scratch: the forward kernel's scratch dtype (the backward kernel's is fp32)."""
     from kernels.fftconv import triton_fftconv as tf
     from kernels.fftconv import triton_long as tl_
 
@@ -323,6 +331,8 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos,
     monkeypatch.setattr(tl_, "SINCOS_N", (n,) if sincos else ())
     monkeypatch.setattr(tl_, "LONG_N", {torch.float32: (n, n)})
     monkeypatch.setattr(tl_, "SPLITS", {n.bit_length() - 1: split})
+    monkeypatch.setattr(tl_, "SCRATCH_DTYPE", scratch)
+    tol = SCRATCH_TOL[scratch]
     if not hold:
         monkeypatch.setattr(tl_, "HOLD2_MIN_R", {"fwd": n, "bwd": n})
     assert tl_.plan_long(L, Lk, torch.float32) == split
@@ -335,7 +345,7 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos,
     k = torch.randn(2, Lk, generator=g, dtype=torch.float64) * torch.exp(-torch.arange(Lk) / 200.0) / 10
     D = torch.randn(2, generator=g, dtype=torch.float64) if has_d else None
     _check(lambda a, b, c: fftconv(a, b, c, causal), lambda a, b, c: fftconv_ref(a, b, c, causal),
-           u, k, D, torch.float32, 1e-5, 1e-5)
+           u, k, D, torch.float32, tol, 1e-5)
     # forward, then the backward kernel for du and the cross-spectrum, whose inverse gives dk and dD
     # (with B=3 and 2 channels on the interpreter's 8 programs, each channel's two row pairs are split
     # over two work items; the inverse kernel sums them)
@@ -348,13 +358,63 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos,
     (du,) = torch.autograd.grad(y, uf, gy)
     ur = u.clone().requires_grad_(True)
     (dur,) = torch.autograd.grad(fftconv_ref(ur, k, D, causal), ur, gy.double())
-    assert calls == ["launch", "launch"] and _rel(du, dur) < 1e-5
+    assert calls == ["launch", "launch"] and _rel(du, dur) < tol
     # no gradient wanted: the same launches without the autograd Function, the same output bit for bit
     calls.clear()
     with torch.no_grad():
         assert torch.equal(fftconv(uf, k.float(), None if D is None else D.float(), causal), y)
     assert calls == ["launch"]
 
+
+
+def _rows_rel(y, yr):
+    """Relative error of each (b, h) row: (B, H)."""
+    d = (y.double() - yr.double()).flatten(2).norm(dim=-1)
+    return d / yr.double().flatten(2).norm(dim=-1).clamp_min(1e-300)
+
+
+def _any_magnitude_case(device="cpu"):
+    """Rows of u from 1e-15 to 1e15 (paired with each other in the kernel's complex rows), kernels of
+    1e5 and 1e-5 (with and without D), a zero row and a zero kernel: (u, k, D) in fp64."""
+    g = torch.Generator().manual_seed(5)
+    B, H, L = 5, 3, 2100
+    u = torch.randn(B, H, L, generator=g, dtype=torch.float64)
+    u *= torch.tensor([1e6, 1e-6, 1e-15, 1e15, 1.0], dtype=torch.float64)[:, None, None]
+    u[4, 1] = 0.0
+    Lk = 1990  # n = 4096
+    k = torch.randn(H, Lk, generator=g, dtype=torch.float64) * torch.exp(-torch.arange(Lk) / 200.0) / 10
+    k *= torch.tensor([1e5, 1e-5, 0.0], dtype=torch.float64)[:, None]
+    D = torch.tensor([0.5, 0.0, 0.0], dtype=torch.float64)
+    return u.to(device), k.to(device), D.to(device)
+
+
+def test_triton_long_kernel_any_magnitude(monkeypatch):
+    """The forward kernel's fp16 scratch holds rows and kernels of any magnitude (each row and channel
+    scaled by a power of two, SCRATCH_DTYPE): every row keeps its own relative accuracy, however large
+    the row it shares a complex transform with; zero rows and kernels give zeros."""
+    from kernels.fftconv import triton_fftconv as tf
+    from kernels.fftconv import triton_long as tl_
+
+    monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    monkeypatch.setattr(tf, "MAX_FUSED_N", 0)
+    monkeypatch.setattr(tl_, "LONG_N", {torch.float32: (4096, 4096)})
+    monkeypatch.setattr(tl_, "SPLITS", {12: (16, 16, 16)})
+    assert tl_.SCRATCH_DTYPE == torch.float16
+    u, k, D = _any_magnitude_case()
+    assert tl_.plan_long(u.shape[-1], k.shape[-1], torch.float32) == (16, 16, 16)
+    y = fftconv(u.float(), k.float(), D.float())
+    yr = fftconv_ref(u, k, D)
+    assert torch.isfinite(y).all()
+    zero = (yr.flatten(2).abs().amax(-1) == 0)
+    assert zero[:, 2].all() and zero[4, 1] and (y[zero] == 0).all()
+    assert _rows_rel(y, yr)[~zero].max() < SCRATCH_TOL[torch.float16]
+    # the input gradient alone: the same kernel on the correlation with k
+    uf = u.float().requires_grad_(True)
+    (du,) = torch.autograd.grad(fftconv(uf, k.float(), D.float()), uf, u.float().flip(0))
+    ur = u.clone().requires_grad_(True)
+    (dur,) = torch.autograd.grad(fftconv_ref(ur, k, D), ur, u.flip(0))
+    nz = dur.flatten(2).abs().amax(-1) > 0
+    assert torch.isfinite(du).all() and _rows_rel(du, dur)[nz].max() < SCRATCH_TOL[torch.float16]
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -378,6 +438,28 @@ def test_fftconv_gpu(L, dtype, monkeypatch):
     tol = 1e-2 if dtype == torch.float32 else 3e-2
     _check(fftconv, fftconv_ref, u.cuda(), k.cuda(), D.cuda(), dtype, tol, tol)
 
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fftconv_gpu_any_magnitude(monkeypatch):
+    """On the GPU (tf32 products, fp16 scratch), rows from 1e-15 to 1e15 sharing complex transforms and
+    kernels of 1e5 / 1e-5: each row within tf32's accuracy of the fp64 reference, forward and du."""
+    from kernels.fftconv import triton_long as tl_
+
+    monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    u, k, D = _any_magnitude_case("cuda")
+    assert tl_.plan_long(u.shape[-1], k.shape[-1], torch.float32) is not None
+    y = fftconv(u.float(), k.float(), D.float())
+    yr = fftconv_ref(u, k, D)
+    nz = yr.flatten(2).abs().amax(-1) > 0
+    assert torch.isfinite(y).all() and (y[~nz] == 0).all()
+    assert _rows_rel(y, yr)[nz].max() < 1e-2
+    uf = u.float().requires_grad_(True)
+    (du,) = torch.autograd.grad(fftconv(uf, k.float(), D.float()), uf, u.float().flip(0))
+    ur = u.clone().requires_grad_(True)
+    (dur,) = torch.autograd.grad(fftconv_ref(ur, k, D), ur, u.flip(0))
+    nz = dur.flatten(2).abs().amax(-1) > 0
+    assert torch.isfinite(du).all() and _rows_rel(du, dur)[nz].max() < 1e-2
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -414,7 +496,11 @@ def test_long_spectrum_kernel_layout(monkeypatch, with_d):
     g = torch.Generator().manual_seed(0)
     k = torch.randn(3, 1990, generator=g)
     D = torch.randn(3, generator=g) if with_d else None
-    got = tl_._spectrum_tiles(k, plan, True, None, D)
+    got, scale = tl_._spectrum_tiles(k, plan, True, None, D)
+    # the forward's scale: the power of two at or below 1 / (sum |k| + |D|)
+    bound = k.abs().sum(1) + (D.abs() if with_d else 0)
+    assert torch.equal(scale, torch.exp2(torch.floor(-torch.log2(bound))))
+    assert torch.equal(tl_._spectrum_tiles(0 * k, plan, True, None, None).scale, torch.ones(3))
     K = torch.fft.fft(k.double(), n=n)
     if with_d:
         K = K + D.double()[:, None]
