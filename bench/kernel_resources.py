@@ -49,10 +49,10 @@ def _long(L: int, bwd: bool):
     else:
         const["CONJ"] = False
     fn = TL._long_bwd_kernel if bwd else TL._long_kernel
-    ints = {a for a in fn.arg_names if not a.endswith("_ptr")}
-    # the forward's scratch has its own dtype (launch)
-    ptrs = {} if bwd else {"s_ptr": "*" + str(TL.SCRATCH_DTYPE).replace("torch.float", "fp")}
-    return fn, const, TL.BWD_WARPS if bwd else TL.WARPS, ints, {"L", "H"}, ptrs
+    # the forward's scratch has its own dtype (launch), and its scale bound is a float
+    types = {} if bwd else {"s_ptr": "*" + str(TL.SCRATCH_DTYPE).replace("torch.float", "fp"), "LOG2U": "fp32"}
+    ints = {a for a in fn.arg_names if not a.endswith("_ptr") and a not in types}
+    return fn, const, TL.BWD_WARPS if bwd else TL.WARPS, ints, {"L", "H"}, types
 
 
 def _selective(few: bool, bwd: bool):
@@ -77,13 +77,13 @@ PRESETS = {
 COUNTED = ("BAR", "SHFL", "LDS", "STS", "HMMA", "HGMMA", "STL", "LDL")
 
 
-def compile_sm90(fn, const: dict, num_warps: int, ints: set, div16: set, ptrs: dict,
+def compile_sm90(fn, const: dict, num_warps: int, ints: set, div16: set, types: dict,
                  maxnreg: int | None = None):
     """The kernel compiled for sm_90a: (cubin, ptxas's log). Arguments in ints are i32 (div16:
-    multiples of 16), the other non-constexpr ones pointers (16-byte aligned): fp32, or as ptrs names them."""
+    multiples of 16), those in types as named there, the others fp32 pointers (16-byte aligned)."""
     names = fn.arg_names
     const = {k: v for k, v in const.items() if k in names}
-    sig = {n: "constexpr" if n in const else ("i32" if n in ints else ptrs.get(n, "*fp32")) for n in names}
+    sig = {n: "constexpr" if n in const else types.get(n, "i32" if n in ints else "*fp32") for n in names}
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names
              if sig[n].startswith("*") or (sig[n] == "i32" and n in div16)}
     src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in const.items()}, attrs=attrs)
@@ -142,8 +142,8 @@ def main():
     if unknown := [name for name in args.presets if name not in PRESETS]:
         p.error(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
     for name in args.presets or PRESETS:
-        fn, const, warps, ints, div16, ptrs = PRESETS[name]()
-        cubin, log = compile_sm90(fn, const, warps, ints, div16, ptrs, args.maxnreg)
+        fn, const, warps, ints, div16, types = PRESETS[name]()
+        cubin, log = compile_sm90(fn, const, warps, ints, div16, types, args.maxnreg)
         total, loops = sass_loops(cubin)
         use = resources(cubin, log)
         print(f"{name} ({fn.__name__}, {warps} warps): " + ", ".join(f"{k} {v}" for k, v in use.items())

@@ -104,28 +104,45 @@ BF16_DOTS = False
 # so the values are scaled into it by powers of two (exact): each input row by su (its max |u| times
 # NA sqrt(2), the bound on pass 1's sums, under SCRATCH_LOG2_MAX), and the spectrum by the channel's
 # ks = 2^-ceil(log2(sum |k| + |D|)), which bounds pass 2's output |conv(z, k)| <= max |z| (sum |k| + |D|);
-# both undone in pass 3's registers. The backward kernel keeps fp32 scratch.
+# both undone in pass 3's registers. Scaling each row apart also keeps two rows that share a complex
+# transform out of each other's tf32 rounding. The backward kernel keeps fp32 scratch and scales its
+# rows for that second reason (see _long_bwd_kernel).
 SCRATCH_DTYPE = torch.float16
 SCRATCH_LOG2_MAX = 14.0  # fp16's largest finite value is 65504 < 2^16: a factor of 2 to 4 to spare
 
 
 @triton.jit
-def _pow2_scale(log2_max, m):
-    """2^floor(log2_max - log2 m), within fp32's normal range: the power of two that brings m (>= 0)
-    under 2^log2_max; 1 where m = 0 (all zeros: any scale holds them)."""
+def _pow2_exp(log2_max, m):
+    """floor(log2_max - log2 m), within fp32's normal range: the exponent of the power of two that
+    brings m (>= 0) under 2^log2_max; 0 where m = 0 (all zeros: any scale holds them)."""
     e = tl.floor(log2_max - tl.log2(tl.maximum(m, 1.1754943508222875e-38)))
-    return tl.where(m > 0, tl.exp2(tl.minimum(tl.maximum(e, -126.0), 126.0)), 1.0)
+    return tl.where(m > 0, tl.minimum(tl.maximum(e, -126.0), 126.0), 0.0)
 
 
 @triton.jit
-def _row_scale_kernel(x_ptr, su_ptr, L, log2_max, BLOCK: tl.constexpr):
-    """su[r] = :func:`_pow2_scale` (log2_max, max_t |x[r, t]|) for the rows of x (R, L); one program per row."""
+def _row_absmax_kernel(x_ptr, m_ptr, L, BLOCK: tl.constexpr):
+    """m[r] = max_t |x[r, t]| for the rows of x (R, L), fp32; one program per row."""
     row = tl.program_id(0).to(tl.int64) * L
     m = tl.zeros((BLOCK,), dtype=tl.float32)
     for s in range(0, L, BLOCK):
         o = s + tl.arange(0, BLOCK)
         m = tl.maximum(m, tl.abs(tl.load(x_ptr + row + o, mask=o < L, other=0.0).to(tl.float32)))
-    tl.store(su_ptr + tl.program_id(0), _pow2_scale(log2_max, tl.max(m, 0)))
+    tl.store(m_ptr + tl.program_id(0), tl.max(m, 0))
+
+
+def _row_absmax(x: torch.Tensor) -> torch.Tensor:
+    """x (B, H, L) -> (B * H,) fp32: each row's max |x|."""
+    m = torch.empty(x.shape[0] * x.shape[1], device=x.device, dtype=torch.float32)
+    _row_absmax_kernel[(m.numel(),)](x, m, x.shape[-1], BLOCK=1024, num_warps=4)
+    return m
+
+
+@triton.jit
+def _pair_scalar(ptr, b0, h, H, has1):
+    """Values of rows b0 and b0 + 1 of channel h in a (B * H,) array (0 for a missing row b0 + 1)."""
+    v0 = tl.load(ptr + b0 * H + h)
+    v1 = tl.load(ptr + (b0 + 1) * H + h + tl.zeros((1, 1), dtype=tl.int32), mask=has1, other=0.0)
+    return v0, v1
 
 
 @triton.jit
@@ -175,7 +192,7 @@ def _tile_off(rb, P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr):
 
 @triton.jit
 def _planes(s_ptr, NN: tl.constexpr, K: tl.constexpr):
-    """This program's K n-long fp32 scratch planes start here (the persistent grid's workspace)."""
+    """This program's K n-long scratch planes (fp32; SCRATCH_DTYPE in the forward kernel) start here (the persistent grid's workspace)."""
     return s_ptr + tl.program_id(0).to(tl.int64) * (K * NN)
 
 
@@ -359,9 +376,9 @@ def _cols_inv(s_re, s_im, dst, row0, row1, has1, o0, o1, g1r, g1i, t1r_ptr, t1i_
 
 @triton.jit
 def _long_kernel(
-    u_ptr, kt_ptr, ks_ptr, su_ptr, y_ptr, s_ptr,
+    u_ptr, kt_ptr, ks_ptr, mu_ptr, y_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
-    B, H, L, S1, S2, NPAIRS, PB, NPROG,
+    B, H, L, S1, S2, NPAIRS, PB, NPROG, LOG2U,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
     CONJ: tl.constexpr, SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr,
     G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
@@ -380,10 +397,12 @@ def _long_kernel(
         row0, row1, has1 = _pair_rows(b0, h, H, L, B)
         # the scratch's range (SCRATCH_DTYPE): each row scaled by its own power of two before the two
         # share a complex row (also keeps a small row's result free of its partner's rounding), and
-        # the spectrum by the channel's, undone on the way out
+        # the spectrum by the channel's, undone on the way out; a zero row's output is exactly zero,
+        # free of its partner's rounding
         kscale = tl.load(ks_ptr + h)
-        sc0 = tl.load(su_ptr + b0 * H + h)
-        sc1 = tl.load(su_ptr + (b0 + 1) * H + h + tl.zeros((1, 1), dtype=tl.int32), mask=has1, other=1.0)
+        mu0, mu1 = _pair_scalar(mu_ptr, b0, h, H, has1)
+        sc0 = tl.exp2(_pow2_exp(LOG2U, mu0))
+        sc1 = tl.exp2(_pow2_exp(LOG2U, mu1))
         # the previous pair's pass 3 has read the scratch before this pass 1 overwrites it
         tl.debug_barrier()
         _cols_fwd(u_ptr, row0, row1, has1, sc0, sc1, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
@@ -403,13 +422,14 @@ def _long_kernel(
             _rows_inv(xr, xi, s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
                       P, Q, R, TW2, HOLD2, BF16, PREC)
         tl.debug_barrier()
-        _cols_inv(s_re, s_im, y_ptr, row0, row1, has1, 1.0 / (sc0 * kscale), 1.0 / (sc1 * kscale),
+        _cols_inv(s_re, s_im, y_ptr, row0, row1, has1, tl.where(mu0 > 0, 1.0 / (sc0 * kscale), 0.0),
+                  tl.where(mu1 > 0, 1.0 / (sc1 * kscale), 0.0),
                   g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2, N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
 
 
 @triton.jit
 def _long_bwd_kernel(
-    u_ptr, g_ptr, kt_ptr, du_ptr, p_ptr, s_ptr,
+    u_ptr, g_ptr, kt_ptr, mu_ptr, mg_ptr, du_ptr, p_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
     B, H, L, S1, S2, PB, NSPLIT, NWORK, NPROG,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
@@ -420,6 +440,12 @@ def _long_bwd_kernel(
     # both take passes 1-2 forward; the products conj(Z) W summed over this work item's pairs go to
     # p (its (2, n) row, tile order; _long_dk_kernel turns their sum into dk), and W conj(K) (K holds
     # D, see _spectrum_tiles) takes the inverse to du = correlation with k + D g. Work item = (channel, split of its pairs).
+    # Rows are scaled by powers of two (mu, mg: each row's max |u|, |g|) so that a small row sharing a
+    # complex transform with a large one keeps its own accuracy under tf32 products: g row b by 2^eg_b
+    # (max |g| to ~1; undone in du's pass 3); u row b by 2^(ec - eg_b), which makes every term
+    # u_b g_b of the pair's cross-spectrum carry the same 2^ec (undone before the sum) while the
+    # scaled u_b stays within max |u_b g_b| 2^ec <= 1: the pair's terms keep their relative sizes,
+    # and a row whose g is zero adds nothing (scale 0).
     M: tl.constexpr = P * Q
     m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     NN: tl.constexpr = N1 * M
@@ -435,13 +461,24 @@ def _long_bwd_kernel(
         p_im = p_re + NN
         for pb in range(sp, PB, NSPLIT):
             row0, row1, has1 = _pair_rows(pb * 2, h, H, L, B)
+            mu0, mu1 = _pair_scalar(mu_ptr, pb * 2, h, H, has1)
+            mg0, mg1 = _pair_scalar(mg_ptr, pb * 2, h, H, has1)
+            eg0 = _pow2_exp(0.0, mg0)
+            eg1 = _pow2_exp(0.0, mg1)
+            a0 = tl.where((mu0 > 0) & (mg0 > 0), _pow2_exp(0.0, mu0) + eg0, 1e9)
+            a1 = tl.where((mu1 > 0) & (mg1 > 0), _pow2_exp(0.0, mu1) + eg1, 1e9)
+            ec = tl.minimum(a0, a1)
+            ec = tl.where(ec < 1e9, tl.minimum(tl.maximum(ec, -126.0), 126.0), 0.0)
+            su0 = tl.where(mg0 > 0, tl.exp2(tl.minimum(tl.maximum(ec - eg0, -126.0), 126.0)), 0.0)
+            su1 = tl.where(mg1 > 0, tl.exp2(tl.minimum(tl.maximum(ec - eg1, -126.0), 126.0)), 0.0)
+            inv_c = tl.exp2(-ec)
             tl.debug_barrier()
             # F1 loaded per pair, not once per program as in the forward kernels: held through pass 2
             # it made this kernel far slower at L = 64K (run 32: fwd+bwd 41.6 against 32.3 ms)
             f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
-            _cols_fwd(u_ptr, row0, row1, has1, 1.0, 1.0, z_re, z_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
+            _cols_fwd(u_ptr, row0, row1, has1, su0, su1, z_re, z_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
                       N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
-            _cols_fwd(g_ptr, row0, row1, has1, 1.0, 1.0, w_re, w_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
+            _cols_fwd(g_ptr, row0, row1, has1, tl.exp2(eg0), tl.exp2(eg1), w_re, w_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
                       N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
             tl.debug_barrier()
             for rb in range(0, N1, R):
@@ -451,8 +488,8 @@ def _long_bwd_kernel(
                 wr, wi = _rows_fwd(w_re, w_im, off, m2, t2r_ptr, t2i_ptr,
                                    P, Q, R, TW2, HOLD2, BF16, PREC)
                 poff = _tile_off(rb, P, Q, R)  # tile order of _rows_fwd
-                pr = zr * wr + zi * wi
-                pi = zr * wi - zi * wr
+                pr = (zr * wr + zi * wi) * inv_c
+                pi = (zr * wi - zi * wr) * inv_c
                 if pb > sp:  # the same threads wrote these elements for the previous pair
                     pr += tl.load(p_re + poff)
                     pi += tl.load(p_im + poff)
@@ -466,7 +503,8 @@ def _long_bwd_kernel(
                           P, Q, R, TW2, HOLD2, BF16, PREC)
             tl.debug_barrier()
             g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
-            _cols_inv(w_re, w_im, du_ptr, row0, row1, has1, 1.0, 1.0, g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
+            _cols_inv(w_re, w_im, du_ptr, row0, row1, has1, tl.where(mg0 > 0, tl.exp2(-eg0), 0.0),
+                      tl.where(mg1 > 0, tl.exp2(-eg1), 0.0), g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
                       N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
 
 
@@ -501,7 +539,7 @@ def _long_spectrum_kernel(
         ksum = tl.sum(ksum, 0)
         if HAS_D:
             ksum += tl.abs(tl.load(d_ptr + h).to(tl.float32))
-        tl.store(ks_ptr + h, _pow2_scale(0.0, ksum))
+        tl.store(ks_ptr + h, tl.exp2(_pow2_exp(0.0, ksum)))
         tl.debug_barrier()
         _cols_fwd(k_ptr, row, row, no_im, 1.0, 1.0, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, LK, 1, 1,
                   N1, M, NA, BC, SINCOS, TW1, 0, 1, False, PREC)
@@ -721,10 +759,11 @@ def _field_args(L: int, nd: NDPlan | None) -> tuple[tuple[int, int, int], dict]:
     return (extent, S[1], S[2]), dict(G1=G[1], G2=G[2])
 
 
-def launch(u: torch.Tensor, Kt: Spectrum, y: torch.Tensor, plan, conj: bool, nd: NDPlan | None = None) -> None:
+def launch(u: torch.Tensor, Kt: Spectrum, y: torch.Tensor, plan, conj: bool, nd: NDPlan | None = None) -> torch.Tensor:
     """y = conv(u, k) (+ D u) for the rows of u (B, H, L) (L = the field's size for N-D) with the
     spectrum Kt of k (and D) from :func:`_spectrum_tiles`; conj=True: the correlation with k
-    instead (the convolution's input gradient, + D g)."""
+    instead (the convolution's input gradient, + D g). Returns each row's max |u| ((B * H,) fp32, which
+    the backward reuses)."""
     N1, P, Q = plan
     n = N1 * P * Q
     B, H, L = u.shape
@@ -734,21 +773,21 @@ def launch(u: torch.Tensor, Kt: Spectrum, y: torch.Tensor, plan, conj: bool, nd:
     scratch = torch.empty(nprog, 2, n, device=u.device, dtype=SCRATCH_DTYPE)
     (extent, S1, S2), fmeta = _field_args(L, nd)
     meta = _meta(plan, extent, TILE, nd, "fwd")
-    su = torch.empty(B * H, device=u.device, dtype=torch.float32)
-    # pass 1's sums are bounded by NA sqrt(2) max |u| (NA rows of a complex pair)
-    _row_scale_kernel[(B * H,)](u, su, L, SCRATCH_LOG2_MAX - math.log2(meta["NA"]) - 0.5, BLOCK=1024, num_warps=4)
+    mu = _row_absmax(u)
     ck = _long_kernel[(nprog,)](
-        u, Kt.tiles, Kt.scale, su, y, scratch, *_tables(plan, u.device, nd),
-        B, H, L, S1, S2, npairs, PB, nprog,
+        u, Kt.tiles, Kt.scale, mu, y, scratch, *_tables(plan, u.device, nd),
+        # pass 1's sums are bounded by NA sqrt(2) max |u| (NA rows of a complex pair)
+        B, H, L, S1, S2, npairs, PB, nprog, SCRATCH_LOG2_MAX - math.log2(meta["NA"]) - 0.5,
         **meta, **fmeta, CONJ=conj,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=WARPS, num_stages=1,  # 2 stages measured 27% slower (H200, L = 4K)
     )
     _record(f"long_fwd_w{WARPS}_t{TILE}_{N1}", P, Q, ck)
+    return mu
 
 
 def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: Spectrum, plan, kshape, causal: bool,
-               nd: NDPlan | None = None):
+               nd: NDPlan | None = None, mu: torch.Tensor | None = None):
     """Input and kernel gradients of the long conv in one pass over u and g (both (B, H, L)), plus
     one small kernel for the kernel gradient's inverse transform.
 
@@ -770,7 +809,7 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: Spectrum, plan, kshape, cau
     tables = _tables(plan, u.device, nd)
     (extent, S1, S2), fmeta = _field_args(L, nd)
     _long_bwd_kernel[(nprog,)](
-        u, g, Kt.tiles, du, psum, scratch, *tables,
+        u, g, Kt.tiles, _row_absmax(u) if mu is None else mu, _row_absmax(g), du, psum, scratch, *tables,
         B, H, L, S1, S2, PB, nsplit, nwork, nprog,
         **_meta(plan, extent, min(BWD_TILE, n // 2), nd), **fmeta,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,
@@ -798,33 +837,34 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: Spectrum, plan, kshape, cau
 
 
 def _long_fwd(u, k, D, plan, causal, nd):
-    """Forward without autograd: u (B, H, ...) -> (y of u's shape, u as (B, H, L), the spectrum Kt)."""
+    """Forward without autograd: u (B, H, ...) -> (y of u's shape, u as (B, H, L), the spectrum Kt, the
+    rows' max |u| (B * H,))."""
     shape = u.shape
     u = u.contiguous().view(shape[0], shape[1], -1)
     Kt = _spectrum_tiles(k, plan, causal, nd, D)
     y = torch.empty_like(u)
-    launch(u, Kt, y, plan, conj=False, nd=nd)
-    return y.view(shape), u, Kt
+    mu = launch(u, Kt, y, plan, conj=False, nd=nd)
+    return y.view(shape), u, Kt, mu
 
 
 class _LongConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, k, D, plan, causal, nd):
-        y, u, Kt = _long_fwd(u, k, D, plan, causal, nd)
-        ctx.save_for_backward(u, k, D)
+        y, u, Kt, mu = _long_fwd(u, k, D, plan, causal, nd)
+        ctx.save_for_backward(u, k, D, mu)
         ctx.Kt = Kt
         ctx.plan, ctx.causal, ctx.nd = plan, causal, nd
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        u, k, D = ctx.saved_tensors
+        u, k, D, mu = ctx.saved_tensors
         Kt, nd = ctx.Kt, ctx.nd
         ctx.Kt = None
         g = gy.contiguous().to(u.dtype).view(u.shape)
         du = dk = dD = None
         if ctx.needs_input_grad[1]:
-            du, c = launch_bwd(u, g, Kt, ctx.plan, tuple(k.shape), ctx.causal, nd)
+            du, c = launch_bwd(u, g, Kt, ctx.plan, tuple(k.shape), ctx.causal, nd, mu)
             dk = c.to(k.dtype)
             # dD = sum_b,t u g is the correlation at lag 0: the first tap (causal) or the centre tap
             lag0 = tuple(0 if ctx.causal else (s - 1) // 2 for s in k.shape[1:])

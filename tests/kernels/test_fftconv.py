@@ -203,7 +203,7 @@ def test_triton_fftconv_nd_three_level(monkeypatch, B, S, Sk, causal, circular, 
     assert nd is not None and nd.mode == mode
     calls = []
     fn = tl_.launch_bwd
-    monkeypatch.setattr(tl_, "launch_bwd", lambda *a, **kw: calls.append(kw["nd"] if "nd" in kw else a[-1]) or fn(*a, **kw))
+    monkeypatch.setattr(tl_, "launch_bwd", lambda *a, **kw: calls.append(kw["nd"] if "nd" in kw else a[6]) or fn(*a, **kw))
     g = torch.Generator().manual_seed(sum(S) + sum(Sk))
     u = torch.randn(B, 2, *S, generator=g, dtype=torch.float64)
     k = torch.randn(2, *Sk, generator=g, dtype=torch.float64) / math.prod(Sk) ** 0.5
@@ -415,6 +415,24 @@ def test_triton_long_kernel_any_magnitude(monkeypatch):
     (dur,) = torch.autograd.grad(fftconv_ref(ur, k, D), ur, u.flip(0))
     nz = dur.flatten(2).abs().amax(-1) > 0
     assert torch.isfinite(du).all() and _rows_rel(du, dur)[nz].max() < SCRATCH_TOL[torch.float16]
+    _check_any_magnitude_bwd(u, k, D, 1e-5)
+
+
+def _check_any_magnitude_bwd(u, k, D, tol):
+    """The fused backward (du, dk, dD) on the any-magnitude case, with an output gradient whose rows
+    run the other way (row pairs mix 1e15 u with 1e-6 g, and so on): du per row, dk and dD per
+    channel within tol of the fp64 reference."""
+    gy = u.flip(0)
+    args = [x.float().requires_grad_(True) for x in (u, k, D)]
+    grads = torch.autograd.grad(fftconv(*args), args, gy.float())
+    args = [x.clone().requires_grad_(True) for x in (u, k, D)]
+    refs = torch.autograd.grad(fftconv_ref(*args), args, gy)
+    assert all(torch.isfinite(x).all() for x in grads)
+    (du, dk, dD), (dur, dkr, dDr) = grads, refs
+    nz = dur.flatten(2).abs().amax(-1) > 0
+    assert (du[~nz] == 0).all() and _rows_rel(du, dur)[nz].max() < tol
+    assert ((dk.double() - dkr).norm(dim=-1) / dkr.norm(dim=-1)).max() < tol
+    assert ((dD.double() - dDr).abs() / dDr.abs()).max() < tol
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -460,6 +478,7 @@ def test_fftconv_gpu_any_magnitude(monkeypatch):
     (dur,) = torch.autograd.grad(fftconv_ref(ur, k, D), ur, u.flip(0))
     nz = dur.flatten(2).abs().amax(-1) > 0
     assert torch.isfinite(du).all() and _rows_rel(du, dur)[nz].max() < 1e-2
+    _check_any_magnitude_bwd(u, k, D, 1e-2)
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
