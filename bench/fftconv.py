@@ -289,7 +289,8 @@ def sweep_long(bw, B=8, H=768):
 def scratch_ab(bw, lengths, dtypes, B=8, H=768, rounds=3):
     """The three-level forward with its scratch in fp16 (scaled, tlong.SCRATCH_DTYPE) against fp32, and
     torch.fft, in alternating rounds: public forward and kernel only (spectrum precomputed), the error
-    against fp64 on the first rows, and the worst row's error when rows of one batch differ by 10^6."""
+    against fp64 on the first rows, and the worst row's error when rows of one batch differ by 10^6; the
+    rows' max |u| kernel alone (absmax_ms) and the fp16 forward kernel without it (fp16_main_kernel_ms)."""
     rows = []
     for dtype in dtypes:
         for L in lengths:
@@ -322,6 +323,12 @@ def scratch_ab(bw, lengths, dtypes, B=8, H=768, rounds=3):
                         errs[name + "_rows"] = ((ym - ym64).flatten(2).norm(dim=-1)
                                                 / ym64.flatten(2).norm(dim=-1)).max().item()
                     t_torch.append(time_ms(lambda: torch_fftconv(u, k, D))["median_ms"])
+                # the rows' max |u| (launch's first kernel) alone, and the forward kernel without it
+                t_absmax = time_ms(lambda: tlong._row_absmax(u))["median_ms"]
+                tlong.SCRATCH_DTYPE, absmax, mu = torch.float16, tlong._row_absmax, tlong._row_absmax(u)
+                tlong._row_absmax = lambda x: mu
+                t_main = time_ms(lambda: tlong.launch(u, Kt, y, plan, False))["median_ms"]
+                tlong._row_absmax = absmax
             tlong.SCRATCH_DTYPE = torch.float16
             med = statistics.median
             tt = med(t_torch)
@@ -335,6 +342,8 @@ def scratch_ab(bw, lengths, dtypes, B=8, H=768, rounds=3):
                 r[f"{name}_rel_err"] = errs[name]
                 r[f"{name}_worst_row_rel_err"] = errs[name + "_rows"]
             r["fp16_vs_fp32_fwd"] = r["fp32_fwd_ms"] / r["fp16_fwd_ms"]
+            r["absmax_ms"], r["fp16_main_kernel_ms"] = t_absmax, t_main
+            r["fp16_main_kernel_speedup"] = tt / t_main
             r["fp16_copy_frac"] = 2 * u.numel() * u.element_size() / r["fp16_fwd_ms"] / 1e6 / bw
             rows.append(r)
             print_table([r], list(r.keys()))
