@@ -710,6 +710,16 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool, nd: NDPlan | None = Non
     return Spectrum(kt, ks)
 
 
+_SIDE_STREAMS: dict = {}
+
+
+def _side_stream(device) -> torch.cuda.Stream:
+    """One extra CUDA stream per device, made once."""
+    if device not in _SIDE_STREAMS:
+        _SIDE_STREAMS[device] = torch.cuda.Stream(device)
+    return _SIDE_STREAMS[device]
+
+
 def _nprog(nwork: int, device) -> int:
     sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
     return max(1, min(nwork, sms * PROGS_PER_SM))
@@ -759,11 +769,12 @@ def _field_args(L: int, nd: NDPlan | None) -> tuple[tuple[int, int, int], dict]:
     return (extent, S[1], S[2]), dict(G1=G[1], G2=G[2])
 
 
-def launch(u: torch.Tensor, Kt: Spectrum, y: torch.Tensor, plan, conj: bool, nd: NDPlan | None = None) -> torch.Tensor:
+def launch(u: torch.Tensor, Kt: Spectrum, y: torch.Tensor, plan, conj: bool, nd: NDPlan | None = None,
+           mu: torch.Tensor | None = None) -> torch.Tensor:
     """y = conv(u, k) (+ D u) for the rows of u (B, H, L) (L = the field's size for N-D) with the
     spectrum Kt of k (and D) from :func:`_spectrum_tiles`; conj=True: the correlation with k
-    instead (the convolution's input gradient, + D g). Returns each row's max |u| ((B * H,) fp32, which
-    the backward reuses)."""
+    instead (the convolution's input gradient, + D g). mu: each row's max |u| ((B * H,) fp32), computed
+    here when not given; returned (the backward reuses it)."""
     N1, P, Q = plan
     n = N1 * P * Q
     B, H, L = u.shape
@@ -773,7 +784,8 @@ def launch(u: torch.Tensor, Kt: Spectrum, y: torch.Tensor, plan, conj: bool, nd:
     scratch = torch.empty(nprog, 2, n, device=u.device, dtype=SCRATCH_DTYPE)
     (extent, S1, S2), fmeta = _field_args(L, nd)
     meta = _meta(plan, extent, TILE, nd, "fwd")
-    mu = _row_absmax(u)
+    if mu is None:
+        mu = _row_absmax(u)
     ck = _long_kernel[(nprog,)](
         u, Kt.tiles, Kt.scale, mu, y, scratch, *_tables(plan, u.device, nd),
         # pass 1's sums are bounded by NA sqrt(2) max |u| (NA rows of a complex pair)
@@ -841,9 +853,19 @@ def _long_fwd(u, k, D, plan, causal, nd):
     rows' max |u| (B * H,))."""
     shape = u.shape
     u = u.contiguous().view(shape[0], shape[1], -1)
-    Kt = _spectrum_tiles(k, plan, causal, nd, D)
+    if u.is_cuda:
+        # the rows' maxima (bandwidth-bound) on a side stream, beside the spectrum kernel (latency-bound)
+        main, side = torch.cuda.current_stream(u.device), _side_stream(u.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            mu = _row_absmax(u)
+        Kt = _spectrum_tiles(k, plan, causal, nd, D)
+        main.wait_stream(side)
+        mu.record_stream(main)  # allocated on the side stream, used and freed on the main one
+    else:
+        mu, Kt = _row_absmax(u), _spectrum_tiles(k, plan, causal, nd, D)
     y = torch.empty_like(u)
-    mu = launch(u, Kt, y, plan, conj=False, nd=nd)
+    launch(u, Kt, y, plan, conj=False, nd=nd, mu=mu)
     return y.view(shape), u, Kt, mu
 
 
