@@ -352,6 +352,54 @@ def scratch_ab(bw, lengths, dtypes, B=8, H=768, rounds=3):
     return rows
 
 
+def scratch_ab_bwd(lengths, B=8, H=768, rounds=3):
+    """The backward kernel's scratch in fp16 (tlong.BWD_SCRATCH_DTYPE) against fp32: public fwd+bwd in
+    alternating rounds beside torch.fft's, fp32, and each gradient's error against torch.fft in fp64 on
+    the first rows, with rows of u and g scaled 10^-3 ... 10^3 (the worst row of du)."""
+    rows = []
+    saved = tlong.BWD_SCRATCH_DTYPE
+    for L in lengths:
+        if tlong.plan_long(L, L) is None:
+            continue
+        torch.manual_seed(0)
+        u = torch.randn(B, H, L, device="cuda").requires_grad_(True)
+        k = _decaying_kernel(H, L).requires_grad_(True)
+        D = torch.randn(H, device="cuda").requires_grad_(True)
+        g = torch.randn(B, H, L, device="cuda")
+        r16 = min(H, 16)
+        mag = torch.logspace(-3, 3, B, device="cuda")[:, None, None]
+        small = [(u[:, :r16].detach() * mag).requires_grad_(True), k[:r16].detach().requires_grad_(True),
+                 D[:r16].detach().requires_grad_(True)]
+        gs = g[:, :r16] * mag.flip(0)
+        big = [x.detach().double().requires_grad_(True) for x in small]
+        want = torch.autograd.grad(torch_fftconv(*big), big, gs.double())
+        times = {"fp16": [], "fp32": []}
+        errs = {}
+        t_torch = []
+        for _ in range(rounds):
+            for name, sd in (("fp16", torch.float16), ("fp32", torch.float32)):
+                tlong.BWD_SCRATCH_DTYPE = sd
+                times[name].append(time_ms(_fwd_bwd(fftconv, u, k, D, g))["median_ms"])
+                got = torch.autograd.grad(fftconv(*small), small, gs)
+                errs[name] = {n: _rel(a, b) for n, a, b in zip(("du", "dk", "dD"), got, want)}
+                errs[name]["du_worst_row"] = ((got[0].double() - want[0]).flatten(2).norm(dim=-1)
+                                              / want[0].flatten(2).norm(dim=-1)).max().item()
+            t_torch.append(time_ms(_fwd_bwd(torch_fftconv, u, k, D, g))["median_ms"])
+        med = statistics.median
+        r = {"B": B, "H": H, "L": L, "dtype": "float32", "torch_fwdbwd_ms": med(t_torch)}
+        for name in times:
+            r[f"{name}_fwdbwd_ms"] = med(times[name])
+            r[f"{name}_fwdbwd_speedup"] = med(t_torch) / med(times[name])
+            r.update({f"{name}_{e}_rel_err": v for e, v in errs[name].items()})
+        r["fp16_vs_fp32_fwdbwd"] = r["fp32_fwdbwd_ms"] / r["fp16_fwdbwd_ms"]
+        rows.append(r)
+        print_table([r], list(r.keys()))
+        del u, k, D, g, small, big
+        torch.cuda.empty_cache()
+    tlong.BWD_SCRATCH_DTYPE = saved
+    return rows
+
+
 def sweep_long_bwd(bw, B=8, H=768):
     """Forward+backward of the public op on the three-level path over the backward kernel's tile and
     warps, fp32, L = 4K, 16K, 64K, beside torch.fft's forward+backward in the same run."""
@@ -402,6 +450,8 @@ def main():
     ap.add_argument("--name", type=str, default=None, help="results file name (default fftconv)")
     ap.add_argument("--scratch-ab", action="store_true",
                     help="only the three-level forward with fp16 vs fp32 scratch (--lengths, default 4K,16K,64K)")
+    ap.add_argument("--scratch-ab-bwd", action="store_true",
+                    help="only the backward kernel's scratch, fp16 vs fp32, fwd+bwd (--lengths, default 4K,16K,64K)")
     args = ap.parse_args()
     bw = copy_bandwidth()
     print(f"device {device_name()}  copy {bw:.0f} GB/s  fp32 dot mode {tf.FP32_PRECISION}", flush=True)
@@ -410,6 +460,11 @@ def main():
         rows = scratch_ab(bw, lengths, [getattr(torch, d) for d in args.dtypes.split(",")])
         write_json(args.name or "fftconv_scratch_ab", {"device": device_name(), "copy_GBps": bw,
                                                        "torch": torch.__version__, "rows": rows})
+        return
+    if args.scratch_ab_bwd:
+        rows = scratch_ab_bwd([int(x) for x in (args.lengths or "4096,16384,65536").split(",")])
+        write_json(args.name or "fftconv_scratch_ab_bwd", {"device": device_name(), "copy_GBps": bw,
+                                                           "torch": torch.__version__, "rows": rows})
         return
     if args.sweep_long_bwd:
         sweep_long_bwd(bw)

@@ -49,8 +49,9 @@ def _long(L: int, bwd: bool):
     else:
         const["CONJ"] = False
     fn = TL._long_bwd_kernel if bwd else TL._long_kernel
-    # the forward's scratch has its own dtype (launch), and its scale bound is a float
-    types = {} if bwd else {"s_ptr": "*" + str(TL.SCRATCH_DTYPE).replace("torch.float", "fp"), "LOG2U": "fp32"}
+    # the scratch has its own dtype (launch, launch_bwd), and the scales' bound is a float
+    scratch = TL.BWD_SCRATCH_DTYPE if bwd else TL.SCRATCH_DTYPE
+    types = {"s_ptr": "*" + str(scratch).replace("torch.float", "fp"), "LOG2B" if bwd else "LOG2U": "fp32"}
     ints = {a for a in fn.arg_names if not a.endswith("_ptr") and a not in types}
     return fn, const, TL.BWD_WARPS if bwd else TL.WARPS, ints, {"L", "H"}, types
 

@@ -109,6 +109,15 @@ BF16_DOTS = False
 # rows for that second reason (see _long_bwd_kernel).
 SCRATCH_DTYPE = torch.float16
 SCRATCH_LOG2_MAX = 14.0  # fp16's largest finite value is 65504 < 2^16: a factor of 2 to 4 to spare
+# The backward kernel's scratch: its values are bounded the same way (_long_bwd_kernel), so fp16 holds
+# them; fp32 until the two are timed against each other on a GPU (bench/fftconv.py --scratch-ab-bwd)
+BWD_SCRATCH_DTYPE = torch.float32
+
+
+def _log2_bound(meta: dict) -> float:
+    """log2 of the bound each row's max |x| is scaled under: pass 1's sums are at most NA sqrt(2) times it
+    (NA rows of a complex pair), and they stay under 2^SCRATCH_LOG2_MAX."""
+    return SCRATCH_LOG2_MAX - math.log2(meta["NA"]) - 0.5
 
 
 @triton.jit
@@ -429,9 +438,9 @@ def _long_kernel(
 
 @triton.jit
 def _long_bwd_kernel(
-    u_ptr, g_ptr, kt_ptr, mu_ptr, mg_ptr, du_ptr, p_ptr, s_ptr,
+    u_ptr, g_ptr, kt_ptr, ks_ptr, mu_ptr, mg_ptr, du_ptr, p_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
-    B, H, L, S1, S2, PB, NSPLIT, NWORK, NPROG,
+    B, H, L, S1, S2, PB, NSPLIT, NWORK, NPROG, LOG2B,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
     SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr,
     G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
@@ -442,10 +451,11 @@ def _long_bwd_kernel(
     # D, see _spectrum_tiles) takes the inverse to du = correlation with k + D g. Work item = (channel, split of its pairs).
     # Rows are scaled by powers of two (mu, mg: each row's max |u|, |g|) so that a small row sharing a
     # complex transform with a large one keeps its own accuracy under tf32 products: g row b by 2^eg_b
-    # (max |g| to ~1; undone in du's pass 3); u row b by 2^(ec - eg_b), which makes every term
+    # (max |g| to 2^LOG2B; undone in du's pass 3); u row b by 2^(ec - eg_b), which makes every term
     # u_b g_b of the pair's cross-spectrum carry the same 2^ec (undone before the sum) while the
-    # scaled u_b stays within max |u_b g_b| 2^ec <= 1: the pair's terms keep their relative sizes,
-    # and a row whose g is zero adds nothing (scale 0).
+    # scaled u_b stays within 2^LOG2B: the pair's terms keep their relative sizes, and a row whose g is
+    # zero adds nothing (scale 0). LOG2B and the channel's ks on K bound what the scratch holds, as in
+    # _long_kernel, so that it may be fp16 (BWD_SCRATCH_DTYPE).
     M: tl.constexpr = P * Q
     m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     NN: tl.constexpr = N1 * M
@@ -463,15 +473,16 @@ def _long_bwd_kernel(
             row0, row1, has1 = _pair_rows(pb * 2, h, H, L, B)
             mu0, mu1 = _pair_scalar(mu_ptr, pb * 2, h, H, has1)
             mg0, mg1 = _pair_scalar(mg_ptr, pb * 2, h, H, has1)
-            eg0 = _pow2_exp(0.0, mg0)
-            eg1 = _pow2_exp(0.0, mg1)
-            a0 = tl.where((mu0 > 0) & (mg0 > 0), _pow2_exp(0.0, mu0) + eg0, 1e9)
-            a1 = tl.where((mu1 > 0) & (mg1 > 0), _pow2_exp(0.0, mu1) + eg1, 1e9)
+            eg0 = _pow2_exp(LOG2B, mg0)
+            eg1 = _pow2_exp(LOG2B, mg1)
+            a0 = tl.where((mu0 > 0) & (mg0 > 0), _pow2_exp(LOG2B, mu0) + eg0, 1e9)
+            a1 = tl.where((mu1 > 0) & (mg1 > 0), _pow2_exp(LOG2B, mu1) + eg1, 1e9)
             ec = tl.minimum(a0, a1)
             ec = tl.where(ec < 1e9, tl.minimum(tl.maximum(ec, -126.0), 126.0), 0.0)
             su0 = tl.where(mg0 > 0, tl.exp2(tl.minimum(tl.maximum(ec - eg0, -126.0), 126.0)), 0.0)
             su1 = tl.where(mg1 > 0, tl.exp2(tl.minimum(tl.maximum(ec - eg1, -126.0), 126.0)), 0.0)
             inv_c = tl.exp2(-ec)
+            kscale = tl.load(ks_ptr + h)
             tl.debug_barrier()
             # F1 loaded per pair, not once per program as in the forward kernels: held through pass 2
             # it made this kernel far slower at L = 64K (run 32: fwd+bwd 41.6 against 32.3 ms)
@@ -496,15 +507,15 @@ def _long_bwd_kernel(
                 tl.store(p_re + poff, pr)
                 tl.store(p_im + poff, pi)
                 koff = h.to(tl.int64) * (2 * NN) + poff
-                kr = tl.load(kt_ptr + koff)
-                ki = tl.load(kt_ptr + NN + koff)
+                kr = tl.load(kt_ptr + koff) * kscale
+                ki = tl.load(kt_ptr + NN + koff) * kscale
                 xr, xi = wr * kr + wi * ki, wi * kr - wr * ki
                 _rows_inv(xr, xi, w_re, w_im, off, m2, t2r_ptr, t2i_ptr,
                           P, Q, R, TW2, HOLD2, BF16, PREC)
             tl.debug_barrier()
             g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
-            _cols_inv(w_re, w_im, du_ptr, row0, row1, has1, tl.where(mg0 > 0, tl.exp2(-eg0), 0.0),
-                      tl.where(mg1 > 0, tl.exp2(-eg1), 0.0), g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
+            _cols_inv(w_re, w_im, du_ptr, row0, row1, has1, tl.where(mg0 > 0, 1.0 / (tl.exp2(eg0) * kscale), 0.0),
+                      tl.where(mg1 > 0, 1.0 / (tl.exp2(eg1) * kscale), 0.0), g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
                       N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
 
 
@@ -788,8 +799,7 @@ def launch(u: torch.Tensor, Kt: Spectrum, y: torch.Tensor, plan, conj: bool, nd:
         mu = _row_absmax(u)
     ck = _long_kernel[(nprog,)](
         u, Kt.tiles, Kt.scale, mu, y, scratch, *_tables(plan, u.device, nd),
-        # pass 1's sums are bounded by NA sqrt(2) max |u| (NA rows of a complex pair)
-        B, H, L, S1, S2, npairs, PB, nprog, SCRATCH_LOG2_MAX - math.log2(meta["NA"]) - 0.5,
+        B, H, L, S1, S2, npairs, PB, nprog, _log2_bound(meta),
         **meta, **fmeta, CONJ=conj,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=WARPS, num_stages=1,  # 2 stages measured 27% slower (H200, L = 4K)
@@ -815,15 +825,16 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: Spectrum, plan, kshape, cau
     nsplit = min(PB, triton.cdiv(nprog, H))
     nwork = H * nsplit
     nprog = min(nprog, nwork)
-    scratch = torch.empty(nprog, 4, n, device=u.device, dtype=torch.float32)
+    scratch = torch.empty(nprog, 4, n, device=u.device, dtype=BWD_SCRATCH_DTYPE)
     psum = torch.empty(nwork, 2, n, device=u.device, dtype=torch.float32)
     du = torch.empty_like(u)
     tables = _tables(plan, u.device, nd)
     (extent, S1, S2), fmeta = _field_args(L, nd)
+    meta = _meta(plan, extent, min(BWD_TILE, n // 2), nd)
     _long_bwd_kernel[(nprog,)](
-        u, g, Kt.tiles, _row_absmax(u) if mu is None else mu, _row_absmax(g), du, psum, scratch, *tables,
-        B, H, L, S1, S2, PB, nsplit, nwork, nprog,
-        **_meta(plan, extent, min(BWD_TILE, n // 2), nd), **fmeta,
+        u, g, Kt.tiles, Kt.scale, _row_absmax(u) if mu is None else mu, _row_absmax(g), du, psum, scratch, *tables,
+        B, H, L, S1, S2, PB, nsplit, nwork, nprog, _log2_bound(meta),
+        **meta, **fmeta,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=BWD_WARPS, num_stages=1,
     )
@@ -832,11 +843,12 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: Spectrum, plan, kshape, cau
     Sk = tuple(kshape[1:])
     nout = Sk[0] if causal and nd is None else n
     c = torch.empty(H, nout, device=u.device, dtype=torch.float32)
-    # its programs (one per channel, at most the backward's) use 2 of the scratch's 4 planes each
+    # its programs (one per channel, at most the backward's) use 2 of the scratch's 4 planes each, in
+    # fp32 (the cross-spectrum's sums are not bounded): an fp16 scratch's bytes hold them
     nprog = _nprog(H, u.device)
     assert nprog <= scratch.shape[0]
     _long_dk_kernel[(nprog,)](
-        psum, c, scratch, *tables, H, nsplit, nout, nprog, 1.0 / n,
+        psum, c, scratch.view(torch.float32), *tables, H, nsplit, nout, nprog, 1.0 / n,
         **_meta(plan, nout, TILE, nd), num_warps=WARPS, num_stages=1,
     )
     if nout == n:

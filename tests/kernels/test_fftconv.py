@@ -198,6 +198,7 @@ def test_triton_fftconv_nd_three_level(monkeypatch, B, S, Sk, causal, circular, 
     monkeypatch.setattr(tl_, "ND_MIN_N", 0)
     monkeypatch.setattr(tl_, "ND_MIN_ROWS", 0)
     monkeypatch.setattr(tl_, "SCRATCH_DTYPE", scratch)
+    monkeypatch.setattr(tl_, "BWD_SCRATCH_DTYPE", scratch)
     tol = SCRATCH_TOL[scratch]
     nd = tl_.plan_nd(S, Sk, circular, torch.float32)
     assert nd is not None and nd.mode == mode
@@ -211,7 +212,7 @@ def test_triton_fftconv_nd_three_level(monkeypatch, B, S, Sk, causal, circular, 
     _check(
         lambda a, b, c: fftconv_nd(a, b, c, causal=causal, circular=circular),
         lambda a, b, c: fftconv_nd_ref(a, b, c, causal=causal, circular=circular),
-        u, k, D, torch.float32, tol, 1e-5,
+        u, k, D, torch.float32, tol, tol,
     )
     assert calls == [nd]
     # without a gradient for k, du alone: the forward kernel on the correlation (conj spectrum)
@@ -321,7 +322,7 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos,
     long kernel takes the smallest splits tl.dot allows, so the interpreter runs it in seconds.
     sincos: the outer twiddle computed in registers (else read from its n-long table). hold: pass 2's
     inner twiddle held per program (else gathered in every row block, as with few rows per block).
-    scratch: the forward kernel's scratch dtype (the backward kernel's is fp32)."""
+    scratch: the forward and backward kernels' scratch dtype."""
     from kernels.fftconv import triton_fftconv as tf
     from kernels.fftconv import triton_long as tl_
 
@@ -332,6 +333,7 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos,
     monkeypatch.setattr(tl_, "LONG_N", {torch.float32: (n, n)})
     monkeypatch.setattr(tl_, "SPLITS", {n.bit_length() - 1: split})
     monkeypatch.setattr(tl_, "SCRATCH_DTYPE", scratch)
+    monkeypatch.setattr(tl_, "BWD_SCRATCH_DTYPE", scratch)
     tol = SCRATCH_TOL[scratch]
     if not hold:
         monkeypatch.setattr(tl_, "HOLD2_MIN_R", {"fwd": n, "bwd": n})
@@ -345,7 +347,7 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos,
     k = torch.randn(2, Lk, generator=g, dtype=torch.float64) * torch.exp(-torch.arange(Lk) / 200.0) / 10
     D = torch.randn(2, generator=g, dtype=torch.float64) if has_d else None
     _check(lambda a, b, c: fftconv(a, b, c, causal), lambda a, b, c: fftconv_ref(a, b, c, causal),
-           u, k, D, torch.float32, tol, 1e-5)
+           u, k, D, torch.float32, tol, tol)
     # forward, then the backward kernel for du and the cross-spectrum, whose inverse gives dk and dD
     # (with B=3 and 2 channels on the interpreter's 8 programs, each channel's two row pairs are split
     # over two work items; the inverse kernel sums them)
@@ -388,10 +390,12 @@ def _any_magnitude_case(device="cpu"):
     return u.to(device), k.to(device), D.to(device)
 
 
-def test_triton_long_kernel_any_magnitude(monkeypatch):
+@pytest.mark.parametrize("bwd_scratch", [torch.float32, torch.float16])
+def test_triton_long_kernel_any_magnitude(monkeypatch, bwd_scratch):
     """The forward kernel's fp16 scratch holds rows and kernels of any magnitude (each row and channel
     scaled by a power of two, SCRATCH_DTYPE): every row keeps its own relative accuracy, however large
-    the row it shares a complex transform with; zero rows and kernels give zeros."""
+    the row it shares a complex transform with; zero rows and kernels give zeros. The same for the
+    backward kernel's gradients, its scratch fp32 or fp16 (BWD_SCRATCH_DTYPE)."""
     from kernels.fftconv import triton_fftconv as tf
     from kernels.fftconv import triton_long as tl_
 
@@ -400,6 +404,7 @@ def test_triton_long_kernel_any_magnitude(monkeypatch):
     monkeypatch.setattr(tl_, "LONG_N", {torch.float32: (4096, 4096)})
     monkeypatch.setattr(tl_, "SPLITS", {12: (16, 16, 16)})
     assert tl_.SCRATCH_DTYPE == torch.float16
+    monkeypatch.setattr(tl_, "BWD_SCRATCH_DTYPE", bwd_scratch)
     u, k, D = _any_magnitude_case()
     assert tl_.plan_long(u.shape[-1], k.shape[-1], torch.float32) == (16, 16, 16)
     y = fftconv(u.float(), k.float(), D.float())
@@ -415,7 +420,7 @@ def test_triton_long_kernel_any_magnitude(monkeypatch):
     (dur,) = torch.autograd.grad(fftconv_ref(ur, k, D), ur, u.flip(0))
     nz = dur.flatten(2).abs().amax(-1) > 0
     assert torch.isfinite(du).all() and _rows_rel(du, dur)[nz].max() < SCRATCH_TOL[torch.float16]
-    _check_any_magnitude_bwd(u, k, D, 1e-5)
+    _check_any_magnitude_bwd(u, k, D, SCRATCH_TOL[bwd_scratch])
 
 
 def _check_any_magnitude_bwd(u, k, D, tol):
