@@ -400,6 +400,48 @@ def scratch_ab_bwd(lengths, B=8, H=768, rounds=3):
     return rows
 
 
+def spectrum_ab(lengths, B=8, H=768, rounds=3):
+    """The spectrum kernel with two channels per complex transform (tlong.SPECTRUM_PAIRS) against one, fp32:
+    the spectrum alone and the public forward in alternating rounds beside torch.fft's forward, and the
+    spectra's largest per-channel difference."""
+    rows = []
+    saved = tlong.SPECTRUM_PAIRS
+    for L in lengths:
+        plan = tlong.plan_long(L, L)
+        if plan is None:
+            continue
+        torch.manual_seed(0)
+        u = torch.randn(B, H, L, device="cuda")
+        k = _decaying_kernel(H, L)
+        D = torch.randn(H, device="cuda")
+        times = {"pairs": ([], []), "single": ([], [])}
+        tiles = {}
+        t_torch = []
+        with torch.no_grad():
+            for _ in range(rounds):
+                for name, on in (("pairs", True), ("single", False)):
+                    tlong.SPECTRUM_PAIRS = on
+                    times[name][0].append(time_ms(lambda: tlong._spectrum_tiles(k, plan, True, None, D))["median_ms"])
+                    times[name][1].append(time_ms(lambda: fftconv(u, k, D))["median_ms"])
+                    tiles[name] = tlong._spectrum_tiles(k, plan, True, None, D).tiles
+                t_torch.append(time_ms(lambda: torch_fftconv(u, k, D))["median_ms"])
+        med = statistics.median
+        d = (tiles["pairs"] - tiles["single"]).flatten(1).norm(dim=1) / tiles["single"].flatten(1).norm(dim=1)
+        r = {"B": B, "H": H, "L": L, "dtype": "float32", "split": list(plan), "torch_fwd_ms": med(t_torch)}
+        for name, (ts, tf_) in times.items():
+            r[f"{name}_spectrum_ms"] = med(ts)
+            r[f"{name}_fwd_ms"] = med(tf_)
+            r[f"{name}_fwd_speedup"] = med(t_torch) / med(tf_)
+        r["pairs_vs_single_fwd"] = r["single_fwd_ms"] / r["pairs_fwd_ms"]
+        r["max_channel_rel_diff"] = d.max().item()
+        rows.append(r)
+        print_table([r], list(r.keys()))
+        del u, k, D, tiles
+        torch.cuda.empty_cache()
+    tlong.SPECTRUM_PAIRS = saved
+    return rows
+
+
 def sweep_long_bwd(bw, B=8, H=768):
     """Forward+backward of the public op on the three-level path over the backward kernel's tile and
     warps, fp32, L = 4K, 16K, 64K, beside torch.fft's forward+backward in the same run."""
@@ -452,6 +494,8 @@ def main():
                     help="only the three-level forward with fp16 vs fp32 scratch (--lengths, default 4K,16K,64K)")
     ap.add_argument("--scratch-ab-bwd", action="store_true",
                     help="only the backward kernel's scratch, fp16 vs fp32, fwd+bwd (--lengths, default 4K,16K,64K)")
+    ap.add_argument("--spectrum-ab", action="store_true",
+                    help="only the spectrum kernel, channel pairs vs one channel per transform (--lengths)")
     args = ap.parse_args()
     bw = copy_bandwidth()
     print(f"device {device_name()}  copy {bw:.0f} GB/s  fp32 dot mode {tf.FP32_PRECISION}", flush=True)
@@ -460,6 +504,11 @@ def main():
         rows = scratch_ab(bw, lengths, [getattr(torch, d) for d in args.dtypes.split(",")])
         write_json(args.name or "fftconv_scratch_ab", {"device": device_name(), "copy_GBps": bw,
                                                        "torch": torch.__version__, "rows": rows})
+        return
+    if args.spectrum_ab:
+        rows = spectrum_ab([int(x) for x in (args.lengths or "4096,16384,65536").split(",")])
+        write_json(args.name or "fftconv_spectrum_ab", {"device": device_name(), "copy_GBps": bw,
+                                                        "torch": torch.__version__, "rows": rows})
         return
     if args.scratch_ab_bwd:
         rows = scratch_ab_bwd([int(x) for x in (args.lengths or "4096,16384,65536").split(",")])

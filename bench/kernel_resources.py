@@ -56,6 +56,14 @@ def _long(L: int, bwd: bool):
     return fn, const, TL.BWD_WARPS if bwd else TL.WARPS, ints, {"L", "H"}, types
 
 
+def _spectrum(L: int, pairs: bool):
+    plan = TL.plan_long(L, L)
+    const = dict(**TL._meta(plan, L, TL.TILE), HAS_D=True, PAIRS=pairs)
+    fn = TL._long_spectrum_kernel
+    ints = {a for a in fn.arg_names if not a.endswith("_ptr") and a != "inv_n"}
+    return fn, const, TL.WARPS, ints, {"LK"}, {"inv_n": "fp32"}
+
+
 def _selective(few: bool, bwd: bool):
     cfg = {**TS.SELECTIVE_CFG, **(TS.FEW_ROWS_TILING if few else {})}
     pre = "bwd_" if bwd else ""
@@ -72,6 +80,8 @@ def _selective(few: bool, bwd: bool):
 PRESETS = {
     **{f"long_{d}_{k}": (lambda L=L, b=(d == "bwd"): _long(L, b))
        for d in ("fwd", "bwd") for k, L in (("4K", 4096), ("16K", 16384), ("64K", 65536))},
+    **{f"spectrum{p}_{k}": (lambda L=L, pairs=bool(p): _spectrum(L, pairs))
+       for p in ("", "_pairs") for k, L in (("4K", 4096), ("64K", 65536))},
     **{f"ss_{d}_{t}": (lambda f=(t == "few"), b=(d == "bwd"): _selective(f, b))
        for d in ("fwd", "bwd") for t in ("main", "few")},
 }

@@ -112,6 +112,9 @@ SCRATCH_LOG2_MAX = 14.0  # fp16's largest finite value is 65504 < 2^16: a factor
 # The backward kernel's scratch: its values are bounded the same way (_long_bwd_kernel), so fp16 holds
 # them; fp32 until the two are timed against each other on a GPU (bench/fftconv.py --scratch-ab-bwd)
 BWD_SCRATCH_DTYPE = torch.float32
+# The spectrum kernel (1-D): two channels' kernels per complex transform, split by symmetry (half the
+# transforms); off until timed on a GPU (bench/fftconv.py --spectrum-ab)
+SPECTRUM_PAIRS = False
 
 
 def _log2_bound(meta: dict) -> float:
@@ -520,18 +523,51 @@ def _long_bwd_kernel(
 
 
 @triton.jit
+def _channel_scale(k_ptr, d_ptr, ks_ptr, h, H, LK, BC: tl.constexpr, HAS_D: tl.constexpr):
+    """ks[h] = 2^-ceil(log2(sum |k[h]| + |D[h]|)) (1 for a zero kernel) for k (H, LK); stored and
+    returned (1, nothing stored, for h >= H)."""
+    hv = tl.zeros((BC,), dtype=tl.int64) + h
+    valid = hv < H  # vector-shaped: a scalar mask breaks under the interpreter
+    first = valid & (tl.arange(0, BC) == 0)
+    ksum = tl.zeros((BC,), dtype=tl.float32)
+    for s in range(0, LK, BC):
+        o = s + tl.arange(0, BC)
+        ksum += tl.abs(tl.load(k_ptr + hv * LK + o, mask=(o < LK) & valid, other=0.0).to(tl.float32))
+    if HAS_D:
+        ksum += tl.abs(tl.load(d_ptr + hv, mask=first, other=0.0).to(tl.float32))
+    ks = tl.exp2(_pow2_exp(0.0, tl.sum(ksum, 0)))
+    tl.store(ks_ptr + hv, ks + tl.zeros((BC,), dtype=tl.float32), mask=first)
+    return ks
+
+
+@triton.jit
+def _mirror_off(rb, N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr):
+    """Offsets (R*P, Q) in the tile order of :func:`_tile_off` of frequency n - f (mod n) for the
+    frequencies f = k1 + N1 (kp + P kq) at [(r, kp), kq] of row block rb (1-D transforms)."""
+    rp = tl.arange(0, R * P)[:, None]
+    k1 = rb + rp // P
+    t = rp % P + P * tl.arange(0, Q)[None, :]
+    # n - f = (N1 - k1) + N1 (PQ - 1 - t) for k1 > 0, N1 ((PQ - t) mod PQ) for k1 = 0
+    tm = tl.where(k1 > 0, P * Q - 1 - t, (P * Q - t) % (P * Q))
+    return ((N1 - k1) % N1) * (P * Q) + (tm % P) * Q + tm // P
+
+
+@triton.jit
 def _long_spectrum_kernel(
     k_ptr, d_ptr, kt_ptr, ks_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
-    H, LK, NPROG, inv_n,
+    H, LK, NWORK, NPROG, inv_n,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
     SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr, PREC: tl.constexpr,
-    HAS_D: tl.constexpr,
+    HAS_D: tl.constexpr, PAIRS: tl.constexpr,
 ):
     # The kernel's spectrum for _long_kernel: row h of k (H, LK) — a causal 1-D kernel, or any kernel
     # already laid on the padded transform (N-D grids, centred rolls) — zero padded to n, through
-    # passes 1-2 forward (as a complex row with zero imaginary part), plus D[h] (HAS_D), scaled by 1/n
-    # and stored in pass 2's tile order, re plane then im plane of kt (H, 2, n); and ks[h] (SCRATCH_DTYPE).
+    # passes 1-2 forward, plus D[h] (HAS_D), scaled by 1/n and stored in pass 2's tile order, re plane
+    # then im plane of kt (H, 2, n); and ks[h] (SCRATCH_DTYPE). One row per complex transform, or
+    # (PAIRS, 1-D only) rows 2w and 2w + 1 as one complex row, each scaled by its ks first (so neither
+    # takes the other's rounding), whose spectrum Z splits by the symmetry of real rows' spectra:
+    # K_a(f) = (Z(f) + conj Z(-f)) / 2, K_b(f) = (Z(f) - conj Z(-f)) / 2i.
     M: tl.constexpr = P * Q
     m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
@@ -539,31 +575,57 @@ def _long_spectrum_kernel(
     pid = tl.program_id(0)
     s_re = _planes(s_ptr, NN, 2)
     s_im = s_re + NN
-    no_im = tl.zeros((1, 1), dtype=tl.int32) != 0  # a real row: the imaginary row is masked off
-    for h in range(pid, H, NPROG):
-        h = tl.cast(h, tl.int64)  # a Python int under the interpreter
-        row = h * LK
-        ksum = tl.zeros((BC,), dtype=tl.float32)
-        for s in range(0, LK, BC):
-            o = s + tl.arange(0, BC)
-            ksum += tl.abs(tl.load(k_ptr + row + o, mask=o < LK, other=0.0).to(tl.float32))
-        ksum = tl.sum(ksum, 0)
-        if HAS_D:
-            ksum += tl.abs(tl.load(d_ptr + h).to(tl.float32))
-        tl.store(ks_ptr + h, tl.exp2(_pow2_exp(0.0, ksum)))
+    for w in range(pid, NWORK, NPROG):
+        w = tl.cast(w, tl.int64)  # a Python int under the interpreter
+        if PAIRS:
+            ha = 2 * w
+            hb = ha + 1
+            has_b = (tl.zeros((1, 1), dtype=tl.int64) + hb) < H
+            ksa = _channel_scale(k_ptr, d_ptr, ks_ptr, ha, H, LK, BC, HAS_D)
+            ksb = _channel_scale(k_ptr, d_ptr, ks_ptr, hb, H, LK, BC, HAS_D)
+        else:
+            ha = w
+            hb = w
+            has_b = tl.zeros((1, 1), dtype=tl.int32) != 0  # a real row: the imaginary row is masked off
+            _channel_scale(k_ptr, d_ptr, ks_ptr, ha, H, LK, BC, HAS_D)  # for _long_kernel only
+            ksa = 1.0
+            ksb = 1.0
         tl.debug_barrier()
-        _cols_fwd(k_ptr, row, row, no_im, 1.0, 1.0, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, LK, 1, 1,
+        _cols_fwd(k_ptr, ha * LK, hb * LK, has_b, ksa, ksb, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, LK, 1, 1,
                   N1, M, NA, BC, SINCOS, TW1, 0, 1, False, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
             xr, xi = _rows_fwd(s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
                                P, Q, R, TW2, HOLD2, False, PREC)
-            koff = h * (2 * NN) + _tile_off(rb, P, Q, R)
-            if HAS_D:
-                xr += tl.load(d_ptr + h).to(tl.float32)
-            tl.store(kt_ptr + koff, xr * inv_n)
-            tl.store(kt_ptr + NN + koff, xi * inv_n)
+            toff = _tile_off(rb, P, Q, R)
+            if PAIRS:
+                # Z back into the block it was read from, for the split below
+                tl.store(s_re + toff, xr)
+                tl.store(s_im + toff, xi)
+            else:
+                if HAS_D:
+                    xr += tl.load(d_ptr + ha).to(tl.float32)
+                tl.store(kt_ptr + ha * (2 * NN) + toff, xr * inv_n)
+                tl.store(kt_ptr + ha * (2 * NN) + NN + toff, xi * inv_n)
+        if PAIRS:
+            tl.debug_barrier()
+            for rb in range(0, N1, R):
+                toff = _tile_off(rb, P, Q, R)
+                moff = _mirror_off(rb, N1, P, Q, R)
+                zr = tl.load(s_re + toff)
+                zi = tl.load(s_im + toff)
+                mr = tl.load(s_re + moff)
+                mi = tl.load(s_im + moff)
+                ar = (zr + mr) * (0.5 / ksa)
+                br = (zi + mi) * (0.5 / ksb)
+                if HAS_D:
+                    ar += tl.load(d_ptr + ha).to(tl.float32)
+                    br += tl.load(d_ptr + hb + tl.zeros((1, 1), dtype=tl.int64), mask=has_b, other=0.0).to(tl.float32)
+                tl.store(kt_ptr + ha * (2 * NN) + toff, ar * inv_n)
+                tl.store(kt_ptr + ha * (2 * NN) + NN + toff, (zi - mi) * (0.5 / ksa * inv_n))
+                tl.store(kt_ptr + hb * (2 * NN) + toff, br * inv_n, mask=has_b)
+                tl.store(kt_ptr + hb * (2 * NN) + NN + toff, (mr - zr) * (0.5 / ksb * inv_n), mask=has_b)
 
 
 @triton.jit
@@ -711,12 +773,14 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool, nd: NDPlan | None = Non
         src = src.reshape(H, n)
     kt = torch.empty(H, 2, n, device=k.device, dtype=torch.float32)
     ks = torch.empty(H, device=k.device, dtype=torch.float32)
-    nprog = _nprog(H, k.device)
+    pairs = SPECTRUM_PAIRS and nd is None
+    nwork = triton.cdiv(H, 2) if pairs else H
+    nprog = _nprog(nwork, k.device)
     scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
     _long_spectrum_kernel[(nprog,)](
         src.contiguous(), D.detach() if D is not None else src, kt, ks, scratch, *_tables(plan, k.device, nd),
-        H, src.shape[1], nprog, 1.0 / n, **_meta(plan, src.shape[1], TILE, nd), HAS_D=D is not None,
-        num_warps=WARPS, num_stages=1,
+        H, src.shape[1], nwork, nprog, 1.0 / n, **_meta(plan, src.shape[1], TILE, nd), HAS_D=D is not None,
+        PAIRS=pairs, num_warps=WARPS, num_stages=1,
     )
     return Spectrum(kt, ks)
 

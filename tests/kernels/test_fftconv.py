@@ -322,7 +322,8 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos,
     long kernel takes the smallest splits tl.dot allows, so the interpreter runs it in seconds.
     sincos: the outer twiddle computed in registers (else read from its n-long table). hold: pass 2's
     inner twiddle held per program (else gathered in every row block, as with few rows per block).
-    scratch: the forward and backward kernels' scratch dtype."""
+    scratch: the forward and backward kernels' scratch dtype; fp16 also takes the spectrum's channel pairs
+    (SPECTRUM_PAIRS), so that the options not yet on by default run the whole path too."""
     from kernels.fftconv import triton_fftconv as tf
     from kernels.fftconv import triton_long as tl_
 
@@ -334,6 +335,7 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos,
     monkeypatch.setattr(tl_, "SPLITS", {n.bit_length() - 1: split})
     monkeypatch.setattr(tl_, "SCRATCH_DTYPE", scratch)
     monkeypatch.setattr(tl_, "BWD_SCRATCH_DTYPE", scratch)
+    monkeypatch.setattr(tl_, "SPECTRUM_PAIRS", scratch == torch.float16)
     tol = SCRATCH_TOL[scratch]
     if not hold:
         monkeypatch.setattr(tl_, "HOLD2_MIN_R", {"fwd": n, "bwd": n})
@@ -508,18 +510,22 @@ def test_fftconv_nd_gpu(S, Sk, circular, dtype, monkeypatch):
            u.cuda(), k.cuda(), D.cuda(), dtype, tol, tol)
 
 
+@pytest.mark.parametrize("pairs", [False, True])
 @pytest.mark.parametrize("with_d", [False, True])
-def test_long_spectrum_kernel_layout(monkeypatch, with_d):
+def test_long_spectrum_kernel_layout(monkeypatch, with_d, pairs):
     """The causal kernel's spectrum from the Triton passes 1-2: (DFT_n(k) + D) / n, frequency k1 + N1 (kp + P kq)
-    at tile position (k1, kp, kq), re and im planes — what torch.fft gives, reordered (D: the skip folded in)."""
+    at tile position (k1, kp, kq), re and im planes — what torch.fft gives, reordered (D: the skip folded in).
+    pairs: two channels per complex transform, split by symmetry (SPECTRUM_PAIRS), with kernels 1e10 apart
+    in one pair and an odd channel count (the last one alone): each channel to its own accuracy."""
     from kernels.fftconv import triton_long as tl_
 
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    monkeypatch.setattr(tl_, "SPECTRUM_PAIRS", pairs)
     plan = (16, 16, 16)
     n = 16 ** 3
     g = torch.Generator().manual_seed(0)
-    k = torch.randn(3, 1990, generator=g)
-    D = torch.randn(3, generator=g) if with_d else None
+    k = torch.randn(3, 1990, generator=g) * torch.tensor([1e5, 1e-5, 1.0])[:, None]
+    D = torch.randn(3, generator=g) * torch.tensor([1e5, 1e-5, 1.0]) if with_d else None
     got, scale = tl_._spectrum_tiles(k, plan, True, None, D)
     # the forward's scale: the power of two at or below 1 / (sum |k| + |D|)
     bound = k.abs().sum(1) + (D.abs() if with_d else 0)
@@ -530,7 +536,8 @@ def test_long_spectrum_kernel_layout(monkeypatch, with_d):
         K = K + D.double()[:, None]
     want = (K / n).view(3, 16, 16, 16).permute(0, 3, 2, 1).reshape(3, n)
     assert got.shape == (3, 2, n)
-    assert _rel(got[:, 0], want.real) < 1e-6 and _rel(got[:, 1], want.imag) < 1e-6
+    for h in range(3):
+        assert _rel(got[h, 0], want[h].real) < 1e-6 and _rel(got[h, 1], want[h].imag) < 1e-6
 
 
 def test_dispatch_lengths():
