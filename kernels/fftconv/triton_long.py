@@ -3,7 +3,7 @@
 The one-tile kernel of :mod:`.triton_fftconv` holds a whole transform in registers, which stops
 paying off above n = 4096 (register spills). Here a transform of n = N1 * M, M = P * Q
 (each factor 16 ... 128) is a four-step FFT whose outer step goes through a small per-program
-scratch buffer (written and re-read by the same program, so it stays in L2):
+scratch buffer (written and re-read by the same program, so it stays in L2 up to n = 16K-32K):
 
     two batch rows of one channel as one complex row:  z = u[b] + i u[b+1]
     (k is real, so conv(z, k) = conv(u[b], k) + i conv(u[b+1], k): one complex transform
@@ -27,8 +27,15 @@ shared by all programs and read through L2; each program loads the DFT matrices 
 (the backward kernel reloads F1 per pair), and pass 2's inner twiddle too where it has at least
 HOLD2_MIN_R rows per block.
 
+Two rows of different size must not share a transform as they are: the products round relative to
+the larger. Each row is scaled by its own power of two before the pair is formed (its max |u|, read by
+a small kernel first) and unscaled in pass 3; with the spectrum's per-channel power of two this also
+bounds every value the scratch holds, which is why it can be fp16 (SCRATCH_DTYPE; BWD_SCRATCH_DTYPE
+for the backward, whose scales are set the same way).
+
 The spectrum is precomputed in the tile order of pass 2, already scaled by 1/n, by a third kernel
-(passes 1-2 on each row of k; a centred kernel is first rolled on the host). Backward (one kernel, one pass over u and
+(passes 1-2 on each row of k, or on two channels' rows at once, SPECTRUM_PAIRS; a centred kernel is
+first rolled on the host). Backward (one kernel, one pass over u and
 the output gradient g): per row pair, passes 1-2 transform both z = u pair and w = g pair; the
 cross-spectrum conj(Z) W is summed over the channel's pairs, and W conj(K) goes through the inverse
 to du (the correlation with k) + D g. Since u, g, k are real, dk = Re(ifft(sum_pairs conj(Z) W)):
