@@ -112,8 +112,8 @@ BF16_DOTS = False
 # NA sqrt(2), the bound on pass 1's sums, under SCRATCH_LOG2_MAX), and the spectrum by the channel's
 # ks = 2^-ceil(log2(sum |k| + |D|)), which bounds pass 2's output |conv(z, k)| <= max |z| (sum |k| + |D|);
 # both undone in pass 3's registers. Scaling each row apart also keeps two rows that share a complex
-# transform out of each other's tf32 rounding. The backward kernel keeps fp32 scratch and scales its
-# rows for that second reason (see _long_bwd_kernel).
+# transform out of each other's tf32 rounding. The backward kernel scales its rows under the same bound
+# (_long_bwd_kernel); its scratch is BWD_SCRATCH_DTYPE.
 SCRATCH_DTYPE = torch.float16
 SCRATCH_LOG2_MAX = 14.0  # fp16's largest finite value is 65504 < 2^16: a factor of 2 to 4 to spare
 # The backward kernel's scratch: its values are bounded the same way (_long_bwd_kernel), so fp16 holds
@@ -211,7 +211,7 @@ def _tile_off(rb, P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr):
 
 @triton.jit
 def _planes(s_ptr, NN: tl.constexpr, K: tl.constexpr):
-    """This program's K n-long scratch planes (fp32; SCRATCH_DTYPE in the forward kernel) start here (the persistent grid's workspace)."""
+    """This program's K n-long scratch planes (SCRATCH_DTYPE in the forward kernel, BWD_SCRATCH_DTYPE in the backward, else fp32) start here (the persistent grid's workspace)."""
     return s_ptr + tl.program_id(0).to(tl.int64) * (K * NN)
 
 
