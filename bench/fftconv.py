@@ -286,6 +286,11 @@ def sweep_long(bw, B=8, H=768):
     return rows, best
 
 
+def _worst_row(got, want):
+    """The largest relative error of a (b, h) row of got (B, H, L) against want (fp64)."""
+    return ((got.double() - want).flatten(2).norm(dim=-1) / want.flatten(2).norm(dim=-1)).max().item()
+
+
 def scratch_ab(bw, lengths, dtypes, B=8, H=768, rounds=3):
     """The three-level forward with its scratch in fp16 (scaled, tlong.SCRATCH_DTYPE) against fp32, and
     torch.fft, in alternating rounds: public forward and kernel only (spectrum precomputed), the error
@@ -319,16 +324,12 @@ def scratch_ab(bw, lengths, dtypes, B=8, H=768, rounds=3):
                         times[name][0].append(time_ms(lambda: fftconv(u, k, D))["median_ms"])
                         times[name][1].append(time_ms(lambda: tlong.launch(u, Kt, y, plan, False))["median_ms"])
                         errs[name] = _rel(fftconv(u[:2, :r16], k[:r16], D[:r16]), y64)
-                        ym = fftconv(um, k[:r16], D[:r16]).double()
-                        errs[name + "_rows"] = ((ym - ym64).flatten(2).norm(dim=-1)
-                                                / ym64.flatten(2).norm(dim=-1)).max().item()
+                        errs[name + "_rows"] = _worst_row(fftconv(um, k[:r16], D[:r16]), ym64)
                     t_torch.append(time_ms(lambda: torch_fftconv(u, k, D))["median_ms"])
                 # the rows' max |u| (launch's first kernel) alone, and the forward kernel without it
                 t_absmax = time_ms(lambda: tlong._row_absmax(u))["median_ms"]
-                tlong.SCRATCH_DTYPE, absmax, mu = torch.float16, tlong._row_absmax, tlong._row_absmax(u)
-                tlong._row_absmax = lambda x: mu
-                t_main = time_ms(lambda: tlong.launch(u, Kt, y, plan, False))["median_ms"]
-                tlong._row_absmax = absmax
+                tlong.SCRATCH_DTYPE, mu = torch.float16, tlong._row_absmax(u)
+                t_main = time_ms(lambda: tlong.launch(u, Kt, y, plan, False, mu=mu))["median_ms"]
             tlong.SCRATCH_DTYPE = torch.float16
             med = statistics.median
             tt = med(t_torch)
@@ -382,8 +383,7 @@ def scratch_ab_bwd(lengths, B=8, H=768, rounds=3):
                 times[name].append(time_ms(_fwd_bwd(fftconv, u, k, D, g))["median_ms"])
                 got = torch.autograd.grad(fftconv(*small), small, gs)
                 errs[name] = {n: _rel(a, b) for n, a, b in zip(("du", "dk", "dD"), got, want)}
-                errs[name]["du_worst_row"] = ((got[0].double() - want[0]).flatten(2).norm(dim=-1)
-                                              / want[0].flatten(2).norm(dim=-1)).max().item()
+                errs[name]["du_worst_row"] = _worst_row(got[0], want[0])
             t_torch.append(time_ms(_fwd_bwd(torch_fftconv, u, k, D, g))["median_ms"])
         med = statistics.median
         r = {"B": B, "H": H, "L": L, "dtype": "float32", "torch_fwdbwd_ms": med(t_torch)}
@@ -499,22 +499,15 @@ def main():
     args = ap.parse_args()
     bw = copy_bandwidth()
     print(f"device {device_name()}  copy {bw:.0f} GB/s  fp32 dot mode {tf.FP32_PRECISION}", flush=True)
-    if args.scratch_ab:
-        lengths = [int(x) for x in (args.lengths or "4096,16384,65536").split(",")]
-        rows = scratch_ab(bw, lengths, [getattr(torch, d) for d in args.dtypes.split(",")])
-        write_json(args.name or "fftconv_scratch_ab", {"device": device_name(), "copy_GBps": bw,
-                                                       "torch": torch.__version__, "rows": rows})
-        return
-    if args.spectrum_ab:
-        rows = spectrum_ab([int(x) for x in (args.lengths or "4096,16384,65536").split(",")])
-        write_json(args.name or "fftconv_spectrum_ab", {"device": device_name(), "copy_GBps": bw,
-                                                        "torch": torch.__version__, "rows": rows})
-        return
-    if args.scratch_ab_bwd:
-        rows = scratch_ab_bwd([int(x) for x in (args.lengths or "4096,16384,65536").split(",")])
-        write_json(args.name or "fftconv_scratch_ab_bwd", {"device": device_name(), "copy_GBps": bw,
-                                                           "torch": torch.__version__, "rows": rows})
-        return
+    # the same-run A/Bs of the three-level kernel's options, at L = 4K, 16K, 64K unless --lengths
+    ab_lengths = [int(x) for x in (args.lengths or "4096,16384,65536").split(",")]
+    abs_ = {"scratch_ab": lambda: scratch_ab(bw, ab_lengths, [getattr(torch, d) for d in args.dtypes.split(",")]),
+            "scratch_ab_bwd": lambda: scratch_ab_bwd(ab_lengths), "spectrum_ab": lambda: spectrum_ab(ab_lengths)}
+    for mode, run in abs_.items():
+        if getattr(args, mode):
+            write_json(args.name or "fftconv_" + mode, {"device": device_name(), "copy_GBps": bw,
+                                                        "torch": torch.__version__, "rows": run()})
+            return
     if args.sweep_long_bwd:
         sweep_long_bwd(bw)
         return

@@ -131,11 +131,17 @@ def _log2_bound(meta: dict) -> float:
 
 
 @triton.jit
+def _normal_exp(e):
+    """e clamped to fp32's normal exponents [-126, 126] (so that 2^e and 2^-e are finite and nonzero)."""
+    return tl.minimum(tl.maximum(e, -126.0), 126.0)
+
+
+@triton.jit
 def _pow2_exp(log2_max, m):
     """floor(log2_max - log2 m), within fp32's normal range: the exponent of the power of two that
     brings m (>= 0) under 2^log2_max; 0 where m = 0 (all zeros: any scale holds them)."""
     e = tl.floor(log2_max - tl.log2(tl.maximum(m, 1.1754943508222875e-38)))
-    return tl.where(m > 0, tl.minimum(tl.maximum(e, -126.0), 126.0), 0.0)
+    return tl.where(m > 0, _normal_exp(e), 0.0)
 
 
 @triton.jit
@@ -488,9 +494,9 @@ def _long_bwd_kernel(
             a0 = tl.where((mu0 > 0) & (mg0 > 0), _pow2_exp(LOG2B, mu0) + eg0, 1e9)
             a1 = tl.where((mu1 > 0) & (mg1 > 0), _pow2_exp(LOG2B, mu1) + eg1, 1e9)
             ec = tl.minimum(a0, a1)
-            ec = tl.where(ec < 1e9, tl.minimum(tl.maximum(ec, -126.0), 126.0), 0.0)
-            su0 = tl.where(mg0 > 0, tl.exp2(tl.minimum(tl.maximum(ec - eg0, -126.0), 126.0)), 0.0)
-            su1 = tl.where(mg1 > 0, tl.exp2(tl.minimum(tl.maximum(ec - eg1, -126.0), 126.0)), 0.0)
+            ec = tl.where(ec < 1e9, _normal_exp(ec), 0.0)
+            su0 = tl.where(mg0 > 0, tl.exp2(_normal_exp(ec - eg0)), 0.0)
+            su1 = tl.where(mg1 > 0, tl.exp2(_normal_exp(ec - eg1)), 0.0)
             inv_c = tl.exp2(-ec)
             kscale = tl.load(ks_ptr + h)
             tl.debug_barrier()
@@ -880,9 +886,10 @@ def launch(u: torch.Tensor, Kt: Spectrum, y: torch.Tensor, plan, conj: bool, nd:
 
 
 def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: Spectrum, plan, kshape, causal: bool,
-               nd: NDPlan | None = None, mu: torch.Tensor | None = None):
+               nd: NDPlan | None, mu: torch.Tensor):
     """Input and kernel gradients of the long conv in one pass over u and g (both (B, H, L)), plus
-    one small kernel for the kernel gradient's inverse transform.
+    one small kernel for the kernel gradient's inverse transform. mu: the rows' max |u| ((B * H,),
+    from :func:`launch`).
 
     Returns du (B, H, L) = correlation of g with k (+ D g, through Kt) and c (kshape = (H, *Sk)) fp32 with
     c[h, j] = sum_b sum_t g[b, h, t] u[b, h, t - j] at the lags j of k's taps (causal: j = tap index;
@@ -903,7 +910,7 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: Spectrum, plan, kshape, cau
     (extent, S1, S2), fmeta = _field_args(L, nd)
     meta = _meta(plan, extent, min(BWD_TILE, n // 2), nd)
     _long_bwd_kernel[(nprog,)](
-        u, g, Kt.tiles, Kt.scale, _row_absmax(u) if mu is None else mu, _row_absmax(g), du, psum, scratch, *tables,
+        u, g, Kt.tiles, Kt.scale, mu, _row_absmax(g), du, psum, scratch, *tables,
         B, H, L, S1, S2, PB, nsplit, nwork, nprog, _log2_bound(meta),
         **meta, **fmeta,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,

@@ -370,7 +370,6 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos,
     assert calls == ["launch"]
 
 
-
 def _rows_rel(y, yr):
     """Relative error of each (b, h) row: (B, H)."""
     d = (y.double() - yr.double()).flatten(2).norm(dim=-1)
@@ -409,27 +408,27 @@ def test_triton_long_kernel_any_magnitude(monkeypatch, bwd_scratch):
     monkeypatch.setattr(tl_, "BWD_SCRATCH_DTYPE", bwd_scratch)
     u, k, D = _any_magnitude_case()
     assert tl_.plan_long(u.shape[-1], k.shape[-1], torch.float32) == (16, 16, 16)
+    _check_any_magnitude(u, k, D, SCRATCH_TOL[torch.float16], SCRATCH_TOL[bwd_scratch])
+
+
+def _check_any_magnitude(u, k, D, tol, tol_bwd):
+    """The any-magnitude case through the forward, the input gradient alone (the forward kernel on the
+    correlation with k) and the fused backward (du, dk, dD), with an output gradient whose rows run the
+    other way (row pairs mix 1e15 u with 1e-6 g, and so on): each row of y and du, and dk and dD per
+    channel, within tol (tol_bwd for the fused backward) of the fp64 reference; zero rows exactly zero."""
     y = fftconv(u.float(), k.float(), D.float())
     yr = fftconv_ref(u, k, D)
-    assert torch.isfinite(y).all()
     zero = (yr.flatten(2).abs().amax(-1) == 0)
-    assert zero[:, 2].all() and zero[4, 1] and (y[zero] == 0).all()
-    assert _rows_rel(y, yr)[~zero].max() < SCRATCH_TOL[torch.float16]
-    # the input gradient alone: the same kernel on the correlation with k
-    uf = u.float().requires_grad_(True)
-    (du,) = torch.autograd.grad(fftconv(uf, k.float(), D.float()), uf, u.float().flip(0))
-    ur = u.clone().requires_grad_(True)
-    (dur,) = torch.autograd.grad(fftconv_ref(ur, k, D), ur, u.flip(0))
-    nz = dur.flatten(2).abs().amax(-1) > 0
-    assert torch.isfinite(du).all() and _rows_rel(du, dur)[nz].max() < SCRATCH_TOL[torch.float16]
-    _check_any_magnitude_bwd(u, k, D, SCRATCH_TOL[bwd_scratch])
-
-
-def _check_any_magnitude_bwd(u, k, D, tol):
-    """The fused backward (du, dk, dD) on the any-magnitude case, with an output gradient whose rows
-    run the other way (row pairs mix 1e15 u with 1e-6 g, and so on): du per row, dk and dD per
-    channel within tol of the fp64 reference."""
+    assert zero[:, 2].all() and zero[4, 1]
+    assert torch.isfinite(y).all() and (y[zero] == 0).all()
+    assert _rows_rel(y, yr)[~zero].max() < tol
     gy = u.flip(0)
+    uf = u.float().requires_grad_(True)
+    (du,) = torch.autograd.grad(fftconv(uf, k.float(), D.float()), uf, gy.float())
+    ur = u.clone().requires_grad_(True)
+    (dur,) = torch.autograd.grad(fftconv_ref(ur, k, D), ur, gy)
+    nz = dur.flatten(2).abs().amax(-1) > 0
+    assert torch.isfinite(du).all() and _rows_rel(du, dur)[nz].max() < tol
     args = [x.float().requires_grad_(True) for x in (u, k, D)]
     grads = torch.autograd.grad(fftconv(*args), args, gy.float())
     args = [x.clone().requires_grad_(True) for x in (u, k, D)]
@@ -437,9 +436,10 @@ def _check_any_magnitude_bwd(u, k, D, tol):
     assert all(torch.isfinite(x).all() for x in grads)
     (du, dk, dD), (dur, dkr, dDr) = grads, refs
     nz = dur.flatten(2).abs().amax(-1) > 0
-    assert (du[~nz] == 0).all() and _rows_rel(du, dur)[nz].max() < tol
-    assert ((dk.double() - dkr).norm(dim=-1) / dkr.norm(dim=-1)).max() < tol
-    assert ((dD.double() - dDr).abs() / dDr.abs()).max() < tol
+    assert (du[~nz] == 0).all() and _rows_rel(du, dur)[nz].max() < tol_bwd
+    assert ((dk.double() - dkr).norm(dim=-1) / dkr.norm(dim=-1)).max() < tol_bwd
+    assert ((dD.double() - dDr).abs() / dDr.abs()).max() < tol_bwd
+
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -474,18 +474,8 @@ def test_fftconv_gpu_any_magnitude(monkeypatch):
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
     u, k, D = _any_magnitude_case("cuda")
     assert tl_.plan_long(u.shape[-1], k.shape[-1], torch.float32) is not None
-    y = fftconv(u.float(), k.float(), D.float())
-    yr = fftconv_ref(u, k, D)
-    nz = yr.flatten(2).abs().amax(-1) > 0
-    assert torch.isfinite(y).all() and (y[~nz] == 0).all()
-    assert _rows_rel(y, yr)[nz].max() < 1e-2
-    uf = u.float().requires_grad_(True)
-    (du,) = torch.autograd.grad(fftconv(uf, k.float(), D.float()), uf, u.float().flip(0))
-    ur = u.clone().requires_grad_(True)
-    (dur,) = torch.autograd.grad(fftconv_ref(ur, k, D), ur, u.flip(0))
-    nz = dur.flatten(2).abs().amax(-1) > 0
-    assert torch.isfinite(du).all() and _rows_rel(du, dur)[nz].max() < 1e-2
-    _check_any_magnitude_bwd(u, k, D, 1e-2)
+    _check_any_magnitude(u, k, D, 1e-2, 1e-2)
+
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
