@@ -370,6 +370,17 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos,
     assert calls == ["launch"]
 
 
+@pytest.mark.parametrize("L", [1, 1000, 1024, 2100])
+def test_row_absmax_kernel(L):
+    """The rows' max |x| that the long kernels scale by (_row_absmax) against torch's amax: one block, a
+    partial block, whole blocks and a tail; a zero row gives 0."""
+    from kernels.fftconv import triton_long as tl_
+
+    x = torch.randn(3, 2, L, generator=torch.Generator().manual_seed(L)) * torch.tensor([1e-20, 1.0, 1e20])[:, None, None]
+    x[1, 0] = 0.0
+    assert torch.equal(tl_._row_absmax(x), x.abs().amax(-1).flatten())
+
+
 def _rows_rel(y, yr):
     """Relative error of each (b, h) row: (B, H)."""
     d = (y.double() - yr.double()).flatten(2).norm(dim=-1)
