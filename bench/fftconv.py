@@ -291,12 +291,15 @@ def _worst_row(got, want):
     return ((got.double() - want).flatten(2).norm(dim=-1) / want.flatten(2).norm(dim=-1)).max().item()
 
 
-def scratch_ab(bw, lengths, dtypes, B=8, H=768, rounds=3):
-    """The three-level forward with its scratch in fp16 (scaled, tlong.SCRATCH_DTYPE) against fp32, and
-    torch.fft, in alternating rounds: public forward and kernel only (spectrum precomputed), the error
-    against fp64 on the first rows, and the worst row's error when rows of one batch differ by 10^6; the
-    rows' max |u| kernel alone (absmax_ms) and the fp16 forward kernel without it (fp16_main_kernel_ms)."""
+def fwd_ab(bw, lengths, dtypes, option, variants, B=8, H=768, rounds=3):
+    """The three-level forward under two settings of tlong.<option> (variants: {name: value}, the
+    candidate first), and torch.fft, in alternating rounds: public forward and kernel only (spectrum
+    precomputed), the error against fp64 on the first rows, and the worst row's error when rows of one
+    batch differ by 10^6; the rows' max |u| kernel alone (absmax_ms) and the candidate's forward kernel
+    without it (<candidate>_main_kernel_ms)."""
     rows = []
+    saved = getattr(tlong, option)
+    (cand, cand_value), (base, _) = variants.items()
     for dtype in dtypes:
         for L in lengths:
             torch.manual_seed(0)
@@ -314,13 +317,13 @@ def scratch_ab(bw, lengths, dtypes, B=8, H=768, rounds=3):
             mag = torch.logspace(-3, 3, B, device="cuda")[:, None, None]
             um = (u[:, :r16].float() * mag).to(dtype)
             ym64 = torch_fftconv(um.double(), k[:r16].double(), D[:r16].double())
-            times = {"fp16": ([], []), "fp32": ([], [])}
+            times = {name: ([], []) for name in variants}
             errs = {}
             with torch.no_grad():
                 t_torch = []
                 for _ in range(rounds):
-                    for name, sd in (("fp16", torch.float16), ("fp32", torch.float32)):
-                        tlong.SCRATCH_DTYPE = sd
+                    for name, value in variants.items():
+                        setattr(tlong, option, value)
                         times[name][0].append(time_ms(lambda: fftconv(u, k, D))["median_ms"])
                         times[name][1].append(time_ms(lambda: tlong.launch(u, Kt, y, plan, False))["median_ms"])
                         errs[name] = _rel(fftconv(u[:2, :r16], k[:r16], D[:r16]), y64)
@@ -328,13 +331,14 @@ def scratch_ab(bw, lengths, dtypes, B=8, H=768, rounds=3):
                     t_torch.append(time_ms(lambda: torch_fftconv(u, k, D))["median_ms"])
                 # the rows' max |u| (launch's first kernel) alone, and the forward kernel without it
                 t_absmax = time_ms(lambda: tlong._row_absmax(u))["median_ms"]
-                tlong.SCRATCH_DTYPE, mu = torch.float16, tlong._row_absmax(u)
+                setattr(tlong, option, cand_value)
+                mu = tlong._row_absmax(u)
                 t_main = time_ms(lambda: tlong.launch(u, Kt, y, plan, False, mu=mu))["median_ms"]
-            tlong.SCRATCH_DTYPE = torch.float16
+            setattr(tlong, option, saved)
             med = statistics.median
             tt = med(t_torch)
             r = {"B": B, "H": H, "L": L, "dtype": str(dtype).replace("torch.", ""), "split": list(plan),
-                 "torch_fwd_ms": tt}
+                 "option": option, "torch_fwd_ms": tt}
             for name, (tp, tk) in times.items():
                 r[f"{name}_fwd_ms"] = med(tp)
                 r[f"{name}_kernel_ms"] = med(tk)
@@ -342,10 +346,11 @@ def scratch_ab(bw, lengths, dtypes, B=8, H=768, rounds=3):
                 r[f"{name}_kernel_speedup"] = tt / med(tk)
                 r[f"{name}_rel_err"] = errs[name]
                 r[f"{name}_worst_row_rel_err"] = errs[name + "_rows"]
-            r["fp16_vs_fp32_fwd"] = r["fp32_fwd_ms"] / r["fp16_fwd_ms"]
-            r["absmax_ms"], r["fp16_main_kernel_ms"] = t_absmax, t_main
-            r["fp16_main_kernel_speedup"] = tt / t_main
-            r["fp16_copy_frac"] = 2 * u.numel() * u.element_size() / r["fp16_fwd_ms"] / 1e6 / bw
+            r[f"{cand}_vs_{base}_fwd"] = r[f"{base}_fwd_ms"] / r[f"{cand}_fwd_ms"]
+            r[f"{cand}_vs_{base}_kernel"] = r[f"{base}_kernel_ms"] / r[f"{cand}_kernel_ms"]
+            r["absmax_ms"], r[f"{cand}_main_kernel_ms"] = t_absmax, t_main
+            r[f"{cand}_main_kernel_speedup"] = tt / t_main
+            r[f"{cand}_copy_frac"] = 2 * u.numel() * u.element_size() / r[f"{cand}_fwd_ms"] / 1e6 / bw
             rows.append(r)
             print_table([r], list(r.keys()))
             del u, y, Kt, um
@@ -353,12 +358,14 @@ def scratch_ab(bw, lengths, dtypes, B=8, H=768, rounds=3):
     return rows
 
 
-def scratch_ab_bwd(lengths, B=8, H=768, rounds=3):
-    """The backward kernel's scratch in fp16 (tlong.BWD_SCRATCH_DTYPE) against fp32: public fwd+bwd in
-    alternating rounds beside torch.fft's, fp32, and each gradient's error against torch.fft in fp64 on
-    the first rows, with rows of u and g scaled 10^-3 ... 10^3 (the worst row of du)."""
+def bwd_ab(lengths, option, variants, B=8, H=768, rounds=3):
+    """The backward kernel under two settings of tlong.<option> (variants: {name: value}, the candidate
+    first): public fwd+bwd in alternating rounds beside torch.fft's, fp32, and each gradient's error
+    against torch.fft in fp64 on the first rows, with rows of u and g scaled 10^-3 ... 10^3 (the worst
+    row of du)."""
     rows = []
-    saved = tlong.BWD_SCRATCH_DTYPE
+    saved = getattr(tlong, option)
+    (cand, _), (base, _) = variants.items()
     for L in lengths:
         if tlong.plan_long(L, L) is None:
             continue
@@ -374,71 +381,29 @@ def scratch_ab_bwd(lengths, B=8, H=768, rounds=3):
         gs = g[:, :r16] * mag.flip(0)
         big = [x.detach().double().requires_grad_(True) for x in small]
         want = torch.autograd.grad(torch_fftconv(*big), big, gs.double())
-        times = {"fp16": [], "fp32": []}
+        times = {name: [] for name in variants}
         errs = {}
         t_torch = []
         for _ in range(rounds):
-            for name, sd in (("fp16", torch.float16), ("fp32", torch.float32)):
-                tlong.BWD_SCRATCH_DTYPE = sd
+            for name, value in variants.items():
+                setattr(tlong, option, value)
                 times[name].append(time_ms(_fwd_bwd(fftconv, u, k, D, g))["median_ms"])
                 got = torch.autograd.grad(fftconv(*small), small, gs)
                 errs[name] = {n: _rel(a, b) for n, a, b in zip(("du", "dk", "dD"), got, want)}
                 errs[name]["du_worst_row"] = _worst_row(got[0], want[0])
             t_torch.append(time_ms(_fwd_bwd(torch_fftconv, u, k, D, g))["median_ms"])
         med = statistics.median
-        r = {"B": B, "H": H, "L": L, "dtype": "float32", "torch_fwdbwd_ms": med(t_torch)}
+        r = {"B": B, "H": H, "L": L, "dtype": "float32", "option": option, "torch_fwdbwd_ms": med(t_torch)}
         for name in times:
             r[f"{name}_fwdbwd_ms"] = med(times[name])
             r[f"{name}_fwdbwd_speedup"] = med(t_torch) / med(times[name])
             r.update({f"{name}_{e}_rel_err": v for e, v in errs[name].items()})
-        r["fp16_vs_fp32_fwdbwd"] = r["fp32_fwdbwd_ms"] / r["fp16_fwdbwd_ms"]
+        r[f"{cand}_vs_{base}_fwdbwd"] = r[f"{base}_fwdbwd_ms"] / r[f"{cand}_fwdbwd_ms"]
         rows.append(r)
         print_table([r], list(r.keys()))
         del u, k, D, g, small, big
         torch.cuda.empty_cache()
-    tlong.BWD_SCRATCH_DTYPE = saved
-    return rows
-
-
-def spectrum_ab(lengths, B=8, H=768, rounds=3):
-    """The spectrum kernel with two channels per complex transform (tlong.SPECTRUM_PAIRS) against one, fp32:
-    the spectrum alone and the public forward in alternating rounds beside torch.fft's forward, and the
-    spectra's largest per-channel difference."""
-    rows = []
-    saved = tlong.SPECTRUM_PAIRS
-    for L in lengths:
-        plan = tlong.plan_long(L, L)
-        if plan is None:
-            continue
-        torch.manual_seed(0)
-        u = torch.randn(B, H, L, device="cuda")
-        k = _decaying_kernel(H, L)
-        D = torch.randn(H, device="cuda")
-        times = {"pairs": ([], []), "single": ([], [])}
-        tiles = {}
-        t_torch = []
-        with torch.no_grad():
-            for _ in range(rounds):
-                for name, on in (("pairs", True), ("single", False)):
-                    tlong.SPECTRUM_PAIRS = on
-                    times[name][0].append(time_ms(lambda: tlong._spectrum_tiles(k, plan, True, None, D))["median_ms"])
-                    times[name][1].append(time_ms(lambda: fftconv(u, k, D))["median_ms"])
-                    tiles[name] = tlong._spectrum_tiles(k, plan, True, None, D).tiles
-                t_torch.append(time_ms(lambda: torch_fftconv(u, k, D))["median_ms"])
-        med = statistics.median
-        d = (tiles["pairs"] - tiles["single"]).flatten(1).norm(dim=1) / tiles["single"].flatten(1).norm(dim=1)
-        r = {"B": B, "H": H, "L": L, "dtype": "float32", "split": list(plan), "torch_fwd_ms": med(t_torch)}
-        for name, (ts, tf_) in times.items():
-            r[f"{name}_spectrum_ms"] = med(ts)
-            r[f"{name}_fwd_ms"] = med(tf_)
-            r[f"{name}_fwd_speedup"] = med(t_torch) / med(tf_)
-        r["pairs_vs_single_fwd"] = r["single_fwd_ms"] / r["pairs_fwd_ms"]
-        r["max_channel_rel_diff"] = d.max().item()
-        rows.append(r)
-        print_table([r], list(r.keys()))
-        del u, k, D, tiles
-        torch.cuda.empty_cache()
-    tlong.SPECTRUM_PAIRS = saved
+    setattr(tlong, option, saved)
     return rows
 
 
@@ -476,6 +441,14 @@ def sweep_long_bwd(bw, B=8, H=768):
     return rows
 
 
+def _long_config() -> dict:
+    """The three-level kernel's settings a run used (for its JSON)."""
+    return {"tile": tlong.TILE, "warps": tlong.WARPS, "progs_per_sm": tlong.PROGS_PER_SM, "bf16_dots": tlong.BF16_DOTS,
+            "fp16_dots": tlong.FP16_DOTS, "bwd_fp16_dots": tlong.BWD_FP16_DOTS,
+            "scratch": str(tlong.SCRATCH_DTYPE), "bwd_scratch": str(tlong.BWD_SCRATCH_DTYPE),
+            "splits": {str(k): v for k, v in tlong.SPLITS.items()}}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a few sizes only (smoke test)")
@@ -494,15 +467,20 @@ def main():
                     help="only the three-level forward with fp16 vs fp32 scratch (--lengths, default 4K,16K,64K)")
     ap.add_argument("--scratch-ab-bwd", action="store_true",
                     help="only the backward kernel's scratch, fp16 vs fp32, fwd+bwd (--lengths, default 4K,16K,64K)")
-    ap.add_argument("--spectrum-ab", action="store_true",
-                    help="only the spectrum kernel, channel pairs vs one channel per transform (--lengths)")
+    ap.add_argument("--dots-ab", action="store_true",
+                    help="only the three-level forward with fp16 vs tf32 dot operands (--lengths, --dtypes)")
+    ap.add_argument("--dots-ab-bwd", action="store_true",
+                    help="only the backward kernel's dot operands, fp16 vs tf32, fwd+bwd (--lengths)")
     args = ap.parse_args()
     bw = copy_bandwidth()
     print(f"device {device_name()}  copy {bw:.0f} GB/s  fp32 dot mode {tf.FP32_PRECISION}", flush=True)
     # the same-run A/Bs of the three-level kernel's options, at L = 4K, 16K, 64K unless --lengths
     ab_lengths = [int(x) for x in (args.lengths or "4096,16384,65536").split(",")]
-    abs_ = {"scratch_ab": lambda: scratch_ab(bw, ab_lengths, [getattr(torch, d) for d in args.dtypes.split(",")]),
-            "scratch_ab_bwd": lambda: scratch_ab_bwd(ab_lengths), "spectrum_ab": lambda: spectrum_ab(ab_lengths)}
+    dts = [getattr(torch, d) for d in args.dtypes.split(",")]
+    abs_ = {"scratch_ab": lambda: fwd_ab(bw, ab_lengths, dts, "SCRATCH_DTYPE", {"fp16": torch.float16, "fp32": torch.float32}),
+            "dots_ab": lambda: fwd_ab(bw, ab_lengths, dts, "FP16_DOTS", {"fp16dots": True, "tf32dots": False}),
+            "scratch_ab_bwd": lambda: bwd_ab(ab_lengths, "BWD_SCRATCH_DTYPE", {"fp16": torch.float16, "fp32": torch.float32}),
+            "dots_ab_bwd": lambda: bwd_ab(ab_lengths, "BWD_FP16_DOTS", {"fp16dots": True, "tf32dots": False})}
     for mode, run in abs_.items():
         if getattr(args, mode):
             write_json(args.name or "fftconv_" + mode, {"device": device_name(), "copy_GBps": bw,
@@ -531,8 +509,7 @@ def main():
         bf = [r for (dt, _), r in best.items() if dt == "bfloat16"]
         if bf:
             tlong.BF16_DOTS = min(bf, key=lambda r: r["L"])["bf16_dots"]
-        chosen = {"tile": tlong.TILE, "warps": tlong.WARPS, "progs_per_sm": tlong.PROGS_PER_SM,
-                  "bf16_dots": tlong.BF16_DOTS, "splits": {str(k): v for k, v in tlong.SPLITS.items()}}
+        chosen = _long_config()
         print("adopted:", chosen, flush=True)
     lengths = [256, 1024, 2048, 4096, 16384, 65536]
     if args.lengths:
@@ -583,8 +560,7 @@ def main():
             print_table([v], list(v.keys()))
     payload = {
         "device": device_name(), "copy_GBps": bw, "fp32_dot": tf.FP32_PRECISION, "torch": torch.__version__,
-        "long_config": chosen or {"tile": tlong.TILE, "warps": tlong.WARPS, "progs_per_sm": tlong.PROGS_PER_SM,
-                                  "bf16_dots": tlong.BF16_DOTS, "splits": {str(k): v for k, v in tlong.SPLITS.items()}},
+        "long_config": chosen or _long_config(),
         "compile_stats": tf.COMPILE_STATS, "fftconv": rows, "vandermonde": vrows,
     }
     path = write_json(args.name or ("fftconv_quick" if args.quick else "fftconv"), payload)

@@ -38,12 +38,14 @@ from kernels.fftconv import triton_long as TL  # noqa: E402
 from kernels.scan import triton_scan as TS  # noqa: E402
 
 
-def _long(L: int, bwd: bool):
+def _long(L: int, bwd: bool, dots16: bool = False):
     plan = TL.plan_long(L, L)
     n = plan[0] * plan[1] * plan[2]
     tile = min(TL.BWD_TILE, n // 2) if bwd else TL.TILE
     const = dict(**TL._meta(plan, L, tile, kind="bwd" if bwd else "fwd"),
                  G1=0, G2=1, S1=1, S2=1, BF16=False)
+    if dots16:
+        const["PREC"] = "fp16"  # what launch gives the forward kernel under FP16_DOTS
     if bwd:
         const["NSPLIT"] = 1  # one work item per channel at H = 768 (launch_bwd)
     else:
@@ -51,14 +53,14 @@ def _long(L: int, bwd: bool):
     fn = TL._long_bwd_kernel if bwd else TL._long_kernel
     # the scratch has its own dtype (launch, launch_bwd), and the scales' bound is a float
     scratch = TL.BWD_SCRATCH_DTYPE if bwd else TL.SCRATCH_DTYPE
-    types = {"s_ptr": "*" + str(scratch).replace("torch.float", "fp"), "LOG2B" if bwd else "LOG2U": "fp32"}
+    types = {"s_ptr": "*" + str(scratch).replace("torch.float", "fp"), "LOG2B" if bwd else "LOG2U": "fp32", **({} if bwd else {"KMUL": "fp32"})}
     ints = {a for a in fn.arg_names if not a.endswith("_ptr") and a not in types}
     return fn, const, TL.BWD_WARPS if bwd else TL.WARPS, ints, {"L", "H"}, types
 
 
-def _spectrum(L: int, pairs: bool):
+def _spectrum(L: int):
     plan = TL.plan_long(L, L)
-    const = dict(**TL._meta(plan, L, TL.TILE), HAS_D=True, PAIRS=pairs)
+    const = dict(**TL._meta(plan, L, TL.TILE), HAS_D=True)
     fn = TL._long_spectrum_kernel
     ints = {a for a in fn.arg_names if not a.endswith("_ptr") and a != "inv_n"}
     return fn, const, TL.WARPS, ints, {"LK"}, {"inv_n": "fp32"}
@@ -80,8 +82,8 @@ def _selective(few: bool, bwd: bool):
 PRESETS = {
     **{f"long_{d}_{k}": (lambda L=L, b=(d == "bwd"): _long(L, b))
        for d in ("fwd", "bwd") for k, L in (("4K", 4096), ("16K", 16384), ("64K", 65536))},
-    **{f"spectrum{p}_{k}": (lambda L=L, pairs=bool(p): _spectrum(L, pairs))
-       for p in ("", "_pairs") for k, L in (("4K", 4096), ("64K", 65536))},
+    **{f"long_fwd16_{k}": (lambda L=L: _long(L, False, True)) for k, L in (("4K", 4096), ("16K", 16384), ("64K", 65536))},
+    **{f"spectrum_{k}": (lambda L=L: _spectrum(L)) for k, L in (("4K", 4096), ("64K", 65536))},
     **{f"ss_{d}_{t}": (lambda f=(t == "few"), b=(d == "bwd"): _selective(f, b))
        for d in ("fwd", "bwd") for t in ("main", "few")},
 }

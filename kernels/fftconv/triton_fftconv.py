@@ -74,11 +74,15 @@ def _dot(a, b, BF16: tl.constexpr, PREC: tl.constexpr):
             return tl.dot(a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32))
         else:
             return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    elif PREC == "fp16":
+        # fp16 operands (the three-level forward, FP16_DOTS: its values are scaled into fp16's range)
+        return tl.dot(a.to(tl.float16), b.to(tl.float16))
+    elif PREC == "fp16_emulate":
+        return tl.dot(a.to(tl.float16).to(tl.float32), b.to(tl.float16).to(tl.float32))
+    elif PREC == "emulate":
+        return tl.dot(a, b)
     else:
-        if PREC == "emulate":
-            return tl.dot(a, b)
-        else:
-            return tl.dot(a, b, input_precision=PREC)
+        return tl.dot(a, b, input_precision=PREC)
 
 
 @triton.jit

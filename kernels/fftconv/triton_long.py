@@ -18,7 +18,8 @@ scratch buffer (written and re-read by the same program, so it stays in L2 up to
             in the spectrum: k + D delta)
 
 The outer twiddle w_n^(k1 c) is read from an n-long table, or at n = 8K computed with the SFU's
-sin/cos (SINCOS_N). All DFT contractions are ``tl.dot`` products of complex tiles (4 real products each). The
+sin/cos (SINCOS_N). All DFT contractions are ``tl.dot`` products of complex tiles (4 real products each),
+with fp16 operands and fp32 accumulation (FP16_DOTS, BWD_FP16_DOTS; tf32 operands where they are off). The
 program loops over row pairs (a persistent grid of NPROG programs), so the scratch is
 NPROG x n complex whatever B and H (the O(chunk) workspace). The backward holds twice that, plus
 one n-long cross-spectrum row per channel (per share of a channel's pairs when channels are fewer
@@ -31,11 +32,11 @@ Two rows of different size must not share a transform as they are: the products 
 the larger. Each row is scaled by its own power of two before the pair is formed (its max |u|, read by
 a small kernel first) and unscaled in pass 3; with the spectrum's per-channel power of two this also
 bounds every value the scratch holds, which is why it can be fp16 (SCRATCH_DTYPE; BWD_SCRATCH_DTYPE
-for the backward, whose scales are set the same way).
+for the backward, whose scales are set the same way); with fp16 dot operands the bound covers every
+value the transform forms (its spectrum too), and the spectrum's 1/n waits for pass 3 (KMUL).
 
 The spectrum is precomputed in the tile order of pass 2, already scaled by 1/n, by a third kernel
-(passes 1-2 on each row of k, or on two channels' rows at once, SPECTRUM_PAIRS; a centred kernel is
-first rolled on the host). Backward (one kernel, one pass over u and
+(passes 1-2 on each row of k; a centred kernel is first rolled on the host). Backward (one kernel, one pass over u and
 the output gradient g): per row pair, passes 1-2 transform both z = u pair and w = g pair; the
 cross-spectrum conj(Z) W is summed over the channel's pairs, and W conj(K) goes through the inverse
 to du (the correlation with k) + D g. Since u, g, k are real, dk = Re(ifft(sum_pairs conj(Z) W)):
@@ -116,18 +117,40 @@ BF16_DOTS = False
 # (_long_bwd_kernel); its scratch is BWD_SCRATCH_DTYPE.
 SCRATCH_DTYPE = torch.float16
 SCRATCH_LOG2_MAX = 14.0  # fp16's largest finite value is 65504 < 2^16: a factor of 2 to 4 to spare
+# The forward kernel's tl.dot operands in fp16 instead of tf32 (same 11-bit significand, half the
+# operand registers, twice the tensor-core rate). The rows are then scaled so that the whole transform,
+# not only the scratch, stays in fp16's range (_log2_bound). H200, B = 8, H = 768, same-run A/B against
+# tf32 operands (bench/results/fftconv_dots_ab_h200_run52.json), forward kernel fp32 1.27x / 1.18x / 1.18x
+# at L = 4K / 16K / 64K (bf16 1.33 / 1.15 / 1.25x), relative error 1.0-1.1e-3 against 2.9-3.5e-3
+# (fp16 rounds to nearest; the fp32 -> tf32 conversion of the operands measured coarser); at 16K no
+# register spills left (sm_90: 0 against 124 bytes).
+FP16_DOTS = True
+# The same for the backward kernel (its transforms of u and g and du's inverse; the dk kernel keeps
+# tf32): public fwd+bwd 1.04x / 1.10x / 0.99x at L = 4K / 16K / 64K against tf32 operands, du, dk, dD
+# errors 1.0-1.8e-3 against 2.9-4.5e-3 (bench/results/fftconv_dots_ab_bwd_h200_run53.json)
+BWD_FP16_DOTS = True
 # The backward kernel's scratch: its values are bounded the same way (_long_bwd_kernel), so fp16 holds
-# them; fp32 until the two are timed against each other on a GPU (bench/fftconv.py --scratch-ab-bwd)
-BWD_SCRATCH_DTYPE = torch.float32
-# The spectrum kernel (1-D): two channels' kernels per complex transform, split by symmetry (half the
-# transforms); off until timed on a GPU (bench/fftconv.py --spectrum-ab)
-SPECTRUM_PAIRS = False
+# them. H200, B = 8, H = 768, public fwd+bwd against fp32 scratch in the same run
+# (bench/results/fftconv_scratch_ab_bwd_h200_run51.json): 0.97x at L = 4K, 1.13x at 16K, 1.09x at 64K;
+# du, dk, dD errors 2.9-4.2e-3 against 3.2-4.8e-3
+BWD_SCRATCH_DTYPE = torch.float16
 
 
-def _log2_bound(meta: dict) -> float:
+def _dots16(meta: dict, on: bool) -> bool:
+    """Switch a kernel's meta (:func:`_meta`) to fp16 dot operands where on and its PREC is tf32 (or the
+    interpreter's emulation of it); whether it did."""
+    if on and meta["PREC"] in ("tf32", "emulate"):
+        meta["PREC"] = "fp16" if meta["PREC"] == "tf32" else "fp16_emulate"
+        return True
+    return False
+
+
+def _log2_bound(meta: dict, dots16: bool = False) -> float:
     """log2 of the bound each row's max |x| is scaled under: pass 1's sums are at most NA sqrt(2) times it
-    (NA rows of a complex pair), and they stay under 2^SCRATCH_LOG2_MAX."""
-    return SCRATCH_LOG2_MAX - math.log2(meta["NA"]) - 0.5
+    (NA rows of a complex pair), and they stay under 2^SCRATCH_LOG2_MAX. dots16 (FP16_DOTS): every value
+    the transform forms, up to the spectrum's NA M sqrt(2) max |x|, stays under it."""
+    rows = meta["NA"] * (meta["P"] * meta["Q"] if dots16 else 1)
+    return SCRATCH_LOG2_MAX - math.log2(rows) - 0.5
 
 
 @triton.jit
@@ -240,6 +263,8 @@ def _field(m, L, S1, S2, G1: tl.constexpr, G2: tl.constexpr):
 def _sincos(ang, PREC: tl.constexpr):
     """(cos, sin) of the angles ang (radians in [-pi, pi))."""
     if PREC == "emulate":
+        return tl.cos(ang), tl.sin(ang)
+    elif PREC == "fp16_emulate":
         return tl.cos(ang), tl.sin(ang)
     else:
         # the SFU's approximations: absolute error ~2^-21 on [-pi, pi], far below tf32's
@@ -403,7 +428,7 @@ def _cols_inv(s_re, s_im, dst, row0, row1, has1, o0, o1, g1r, g1i, t1r_ptr, t1i_
 def _long_kernel(
     u_ptr, kt_ptr, ks_ptr, mu_ptr, y_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
-    B, H, L, S1, S2, NPAIRS, PB, NPROG, LOG2U,
+    B, H, L, S1, S2, NPAIRS, PB, NPROG, LOG2U, KMUL,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
     CONJ: tl.constexpr, SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr,
     G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
@@ -424,7 +449,7 @@ def _long_kernel(
         # share a complex row (also keeps a small row's result free of its partner's rounding), and
         # the spectrum by the channel's, undone on the way out; a zero row's output is exactly zero,
         # free of its partner's rounding
-        kscale = tl.load(ks_ptr + h)
+        kscale = tl.load(ks_ptr + h) * KMUL
         mu0, mu1 = _pair_scalar(mu_ptr, b0, h, H, has1)
         sc0 = tl.exp2(_pow2_exp(LOG2U, mu0))
         sc1 = tl.exp2(_pow2_exp(LOG2U, mu1))
@@ -456,7 +481,7 @@ def _long_kernel(
 def _long_bwd_kernel(
     u_ptr, g_ptr, kt_ptr, ks_ptr, mu_ptr, mg_ptr, du_ptr, p_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
-    B, H, L, S1, S2, PB, NSPLIT, NWORK, NPROG, LOG2B,
+    B, H, L, S1, S2, PB, NSPLIT, NWORK, NPROG, LOG2B, KMUL,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
     SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr,
     G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
@@ -471,7 +496,8 @@ def _long_bwd_kernel(
     # u_b g_b of the pair's cross-spectrum carry the same 2^ec (undone before the sum) while the
     # scaled u_b stays within 2^LOG2B: the pair's terms keep their relative sizes, and a row whose g is
     # zero adds nothing (scale 0). LOG2B and the channel's ks on K bound what the scratch holds, as in
-    # _long_kernel, so that it may be fp16 (BWD_SCRATCH_DTYPE).
+    # _long_kernel, so that it may be fp16 (BWD_SCRATCH_DTYPE), and with KMUL every dot operand
+    # (BWD_FP16_DOTS).
     M: tl.constexpr = P * Q
     m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     NN: tl.constexpr = N1 * M
@@ -498,7 +524,7 @@ def _long_bwd_kernel(
             su0 = tl.where(mg0 > 0, tl.exp2(_normal_exp(ec - eg0)), 0.0)
             su1 = tl.where(mg1 > 0, tl.exp2(_normal_exp(ec - eg1)), 0.0)
             inv_c = tl.exp2(-ec)
-            kscale = tl.load(ks_ptr + h)
+            kscale = tl.load(ks_ptr + h) * KMUL
             tl.debug_barrier()
             # F1 loaded per pair, not once per program as in the forward kernels: held through pass 2
             # it made this kernel far slower at L = 64K (run 32: fwd+bwd 41.6 against 32.3 ms)
@@ -536,51 +562,20 @@ def _long_bwd_kernel(
 
 
 @triton.jit
-def _channel_scale(k_ptr, d_ptr, ks_ptr, h, H, LK, BC: tl.constexpr, HAS_D: tl.constexpr):
-    """ks[h] = 2^-ceil(log2(sum |k[h]| + |D[h]|)) (1 for a zero kernel) for k (H, LK); stored and
-    returned (1, nothing stored, for h >= H)."""
-    hv = tl.zeros((BC,), dtype=tl.int64) + h
-    valid = hv < H  # vector-shaped: a scalar mask breaks under the interpreter
-    first = valid & (tl.arange(0, BC) == 0)
-    ksum = tl.zeros((BC,), dtype=tl.float32)
-    for s in range(0, LK, BC):
-        o = s + tl.arange(0, BC)
-        ksum += tl.abs(tl.load(k_ptr + hv * LK + o, mask=(o < LK) & valid, other=0.0).to(tl.float32))
-    if HAS_D:
-        ksum += tl.abs(tl.load(d_ptr + hv, mask=first, other=0.0).to(tl.float32))
-    ks = tl.exp2(_pow2_exp(0.0, tl.sum(ksum, 0)))
-    tl.store(ks_ptr + hv, ks + tl.zeros((BC,), dtype=tl.float32), mask=first)
-    return ks
-
-
-@triton.jit
-def _mirror_off(rb, N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, R: tl.constexpr):
-    """Offsets (R*P, Q) in the tile order of :func:`_tile_off` of frequency n - f (mod n) for the
-    frequencies f = k1 + N1 (kp + P kq) at [(r, kp), kq] of row block rb (1-D transforms)."""
-    rp = tl.arange(0, R * P)[:, None]
-    k1 = rb + rp // P
-    t = rp % P + P * tl.arange(0, Q)[None, :]
-    # n - f = (N1 - k1) + N1 (PQ - 1 - t) for k1 > 0, N1 ((PQ - t) mod PQ) for k1 = 0
-    tm = tl.where(k1 > 0, P * Q - 1 - t, (P * Q - t) % (P * Q))
-    return ((N1 - k1) % N1) * (P * Q) + (tm % P) * Q + tm // P
-
-
-@triton.jit
 def _long_spectrum_kernel(
     k_ptr, d_ptr, kt_ptr, ks_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
-    H, LK, NWORK, NPROG, inv_n,
+    H, LK, NPROG, inv_n,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
     SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr, PREC: tl.constexpr,
-    HAS_D: tl.constexpr, PAIRS: tl.constexpr,
+    HAS_D: tl.constexpr,
 ):
     # The kernel's spectrum for _long_kernel: row h of k (H, LK) — a causal 1-D kernel, or any kernel
     # already laid on the padded transform (N-D grids, centred rolls) — zero padded to n, through
-    # passes 1-2 forward, plus D[h] (HAS_D), scaled by 1/n and stored in pass 2's tile order, re plane
-    # then im plane of kt (H, 2, n); and ks[h] (SCRATCH_DTYPE). One row per complex transform, or
-    # (PAIRS, 1-D only) rows 2w and 2w + 1 as one complex row, each scaled by its ks first (so neither
-    # takes the other's rounding), whose spectrum Z splits by the symmetry of real rows' spectra:
-    # K_a(f) = (Z(f) + conj Z(-f)) / 2, K_b(f) = (Z(f) - conj Z(-f)) / 2i.
+    # passes 1-2 forward (as a complex row with zero imaginary part), plus D[h] (HAS_D), scaled by 1/n
+    # and stored in pass 2's tile order, re plane then im plane of kt (H, 2, n); and
+    # ks[h] = 2^-ceil(log2(sum |k[h]| + |D[h]|)) (1 for a zero kernel), the scale _long_kernel gives it.
+    # (Two channels per complex transform, split by symmetry, measured slower: bench/README.md, run 51.)
     M: tl.constexpr = P * Q
     m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
     f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
@@ -588,57 +583,31 @@ def _long_spectrum_kernel(
     pid = tl.program_id(0)
     s_re = _planes(s_ptr, NN, 2)
     s_im = s_re + NN
-    for w in range(pid, NWORK, NPROG):
-        w = tl.cast(w, tl.int64)  # a Python int under the interpreter
-        if PAIRS:
-            ha = 2 * w
-            hb = ha + 1
-            has_b = (tl.zeros((1, 1), dtype=tl.int64) + hb) < H
-            ksa = _channel_scale(k_ptr, d_ptr, ks_ptr, ha, H, LK, BC, HAS_D)
-            ksb = _channel_scale(k_ptr, d_ptr, ks_ptr, hb, H, LK, BC, HAS_D)
-        else:
-            ha = w
-            hb = w
-            has_b = tl.zeros((1, 1), dtype=tl.int32) != 0  # a real row: the imaginary row is masked off
-            _channel_scale(k_ptr, d_ptr, ks_ptr, ha, H, LK, BC, HAS_D)  # for _long_kernel only
-            ksa = 1.0
-            ksb = 1.0
+    no_im = tl.zeros((1, 1), dtype=tl.int32) != 0  # a real row: the imaginary row is masked off
+    for h in range(pid, H, NPROG):
+        h = tl.cast(h, tl.int64)  # a Python int under the interpreter
+        row = h * LK
+        ksum = tl.zeros((BC,), dtype=tl.float32)
+        for s in range(0, LK, BC):
+            o = s + tl.arange(0, BC)
+            ksum += tl.abs(tl.load(k_ptr + row + o, mask=o < LK, other=0.0).to(tl.float32))
+        ksum = tl.sum(ksum, 0)
+        if HAS_D:
+            ksum += tl.abs(tl.load(d_ptr + h).to(tl.float32))
+        tl.store(ks_ptr + h, tl.exp2(_pow2_exp(0.0, ksum)))
         tl.debug_barrier()
-        _cols_fwd(k_ptr, ha * LK, hb * LK, has_b, ksa, ksb, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, LK, 1, 1,
+        _cols_fwd(k_ptr, row, row, no_im, 1.0, 1.0, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, LK, 1, 1,
                   N1, M, NA, BC, SINCOS, TW1, 0, 1, False, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
             off = _row_block(rb, M, R)
             xr, xi = _rows_fwd(s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
                                P, Q, R, TW2, HOLD2, False, PREC)
-            toff = _tile_off(rb, P, Q, R)
-            if PAIRS:
-                # Z back into the block it was read from, for the split below
-                tl.store(s_re + toff, xr)
-                tl.store(s_im + toff, xi)
-            else:
-                if HAS_D:
-                    xr += tl.load(d_ptr + ha).to(tl.float32)
-                tl.store(kt_ptr + ha * (2 * NN) + toff, xr * inv_n)
-                tl.store(kt_ptr + ha * (2 * NN) + NN + toff, xi * inv_n)
-        if PAIRS:
-            tl.debug_barrier()
-            for rb in range(0, N1, R):
-                toff = _tile_off(rb, P, Q, R)
-                moff = _mirror_off(rb, N1, P, Q, R)
-                zr = tl.load(s_re + toff)
-                zi = tl.load(s_im + toff)
-                mr = tl.load(s_re + moff)
-                mi = tl.load(s_im + moff)
-                ar = (zr + mr) * (0.5 / ksa)
-                br = (zi + mi) * (0.5 / ksb)
-                if HAS_D:
-                    ar += tl.load(d_ptr + ha).to(tl.float32)
-                    br += tl.load(d_ptr + hb + tl.zeros((1, 1), dtype=tl.int64), mask=has_b, other=0.0).to(tl.float32)
-                tl.store(kt_ptr + ha * (2 * NN) + toff, ar * inv_n)
-                tl.store(kt_ptr + ha * (2 * NN) + NN + toff, (zi - mi) * (0.5 / ksa * inv_n))
-                tl.store(kt_ptr + hb * (2 * NN) + toff, br * inv_n, mask=has_b)
-                tl.store(kt_ptr + hb * (2 * NN) + NN + toff, (mr - zr) * (0.5 / ksb * inv_n), mask=has_b)
+            koff = h * (2 * NN) + _tile_off(rb, P, Q, R)
+            if HAS_D:
+                xr += tl.load(d_ptr + h).to(tl.float32)
+            tl.store(kt_ptr + koff, xr * inv_n)
+            tl.store(kt_ptr + NN + koff, xi * inv_n)
 
 
 @triton.jit
@@ -786,14 +755,12 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool, nd: NDPlan | None = Non
         src = src.reshape(H, n)
     kt = torch.empty(H, 2, n, device=k.device, dtype=torch.float32)
     ks = torch.empty(H, device=k.device, dtype=torch.float32)
-    pairs = SPECTRUM_PAIRS and nd is None
-    nwork = triton.cdiv(H, 2) if pairs else H
-    nprog = _nprog(nwork, k.device)
+    nprog = _nprog(H, k.device)
     scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
     _long_spectrum_kernel[(nprog,)](
         src.contiguous(), D.detach() if D is not None else src, kt, ks, scratch, *_tables(plan, k.device, nd),
-        H, src.shape[1], nwork, nprog, 1.0 / n, **_meta(plan, src.shape[1], TILE, nd), HAS_D=D is not None,
-        PAIRS=pairs, num_warps=WARPS, num_stages=1,
+        H, src.shape[1], nprog, 1.0 / n, **_meta(plan, src.shape[1], TILE, nd), HAS_D=D is not None,
+        num_warps=WARPS, num_stages=1,
     )
     return Spectrum(kt, ks)
 
@@ -874,9 +841,12 @@ def launch(u: torch.Tensor, Kt: Spectrum, y: torch.Tensor, plan, conj: bool, nd:
     meta = _meta(plan, extent, TILE, nd, "fwd")
     if mu is None:
         mu = _row_absmax(u)
+    dots16 = _dots16(meta, FP16_DOTS)
     ck = _long_kernel[(nprog,)](
         u, Kt.tiles, Kt.scale, mu, y, scratch, *_tables(plan, u.device, nd),
-        B, H, L, S1, S2, npairs, PB, nprog, _log2_bound(meta),
+        # with fp16 operands the spectrum's 1/n is taken out of pass 2 (KMUL = n, put back with the
+        # rows' scales in pass 3): inside pass 2, X K / n would fall to fp16's subnormals
+        B, H, L, S1, S2, npairs, PB, nprog, _log2_bound(meta, dots16), float(n) if dots16 else 1.0,
         **meta, **fmeta, CONJ=conj,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=WARPS, num_stages=1,  # 2 stages measured 27% slower (H200, L = 4K)
@@ -909,9 +879,11 @@ def launch_bwd(u: torch.Tensor, g: torch.Tensor, Kt: Spectrum, plan, kshape, cau
     tables = _tables(plan, u.device, nd)
     (extent, S1, S2), fmeta = _field_args(L, nd)
     meta = _meta(plan, extent, min(BWD_TILE, n // 2), nd)
+    dots16 = _dots16(meta, BWD_FP16_DOTS)
     _long_bwd_kernel[(nprog,)](
         u, g, Kt.tiles, Kt.scale, mu, _row_absmax(g), du, psum, scratch, *tables,
-        B, H, L, S1, S2, PB, nsplit, nwork, nprog, _log2_bound(meta),
+        # KMUL as in launch
+        B, H, L, S1, S2, PB, nsplit, nwork, nprog, _log2_bound(meta, dots16), float(n) if dots16 else 1.0,
         **meta, **fmeta,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=BWD_WARPS, num_stages=1,
