@@ -204,10 +204,24 @@ def _cdot(ar, ai, br, bi, BF16: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
-def _mat(ptr, ROWS: tl.constexpr, COLS: tl.constexpr, LD: tl.constexpr):
+def _operand(x, PREC: tl.constexpr):
+    """x in the dtype its tl.dot products take it in: fp16 with fp16 operands (cast once, where it is
+    formed: the on-chip transposes then move half the bytes, and a held matrix takes half the registers),
+    else fp32. Numerically the same as casting inside :func:`_dot`."""
+    if PREC == "fp16":
+        return x.to(tl.float16)
+    elif PREC == "fp16_emulate":
+        return x.to(tl.float16)
+    else:
+        return x.to(tl.float32)
+
+
+@triton.jit
+def _mat(ptr, ROWS: tl.constexpr, COLS: tl.constexpr, LD: tl.constexpr, PREC: tl.constexpr):
+    """A (ROWS, COLS) block of a DFT matrix (row stride LD) as a dot operand (:func:`_operand`)."""
     i = tl.arange(0, ROWS)[:, None]
     j = tl.arange(0, COLS)[None, :]
-    return tl.load(ptr + i * LD + j)
+    return _operand(tl.load(ptr + i * LD + j), PREC)
 
 
 @triton.jit
@@ -307,7 +321,7 @@ def _cols_fwd(src, row0, row1, has1, sc0, sc1, dst_re, dst_im, f1r, f1i, t1r_ptr
         # (evict_last); it still outgrows the L2 from n = 32K (H200 run 41: 16K kernel time -1.7%)
         zr = tl.load(src + row0 + off, mask=msk, other=0.0, eviction_policy="evict_first").to(tl.float32) * sc0
         zi = tl.load(src + row1 + off, mask=msk & has1, other=0.0, eviction_policy="evict_first").to(tl.float32) * sc1
-        xr, xi = _cdot(f1r, f1i, zr, zi, BF16, PREC)
+        xr, xi = _cdot(f1r, f1i, _operand(zr, PREC), _operand(zi, PREC), BF16, PREC)
         # tw is formed in each branch, not once before them: hoisted, ptxas allocates the backward
         # kernel differently (sm_90, L = 4K: 8 more loop instructions, 4 more bytes of spills)
         if TW1:
@@ -324,7 +338,7 @@ def _cols_fwd(src, row0, row1, has1, sc0, sc1, dst_re, dst_im, f1r, f1i, t1r_ptr
 
 @triton.jit
 def _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
-                  P: tl.constexpr, Q: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr):
+                  P: tl.constexpr, Q: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr, PREC: tl.constexpr):
     """Pass 2's constants, loaded once per program: (F_P re, im (P, P), F_Q re, im (Q, Q), inner twiddle),
     the twiddle as (Q, P) and (P, Q) tables (re, im) when HOLD2 (see :data:`HOLD2_MIN_R`), else four
     (1, 1) placeholders (pass 2 then gathers it from t2r_ptr, t2i_ptr).
@@ -339,7 +353,8 @@ def _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr,
     else:
         z = tl.zeros((1, 1), dtype=tl.float32)
         t2t = (z, z, z, z)
-    return (_mat(fpr_ptr, P, P, P), _mat(fpi_ptr, P, P, P), _mat(fqr_ptr, Q, Q, Q), _mat(fqi_ptr, Q, Q, Q), t2t)
+    return (_mat(fpr_ptr, P, P, P, PREC), _mat(fpi_ptr, P, P, P, PREC), _mat(fqr_ptr, Q, Q, Q, PREC),
+            _mat(fqi_ptr, Q, Q, Q, PREC), t2t)
 
 
 @triton.jit
@@ -351,8 +366,8 @@ def _rows_fwd(s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
     Returns the spectrum as (R*P, Q) tiles [(r, kp), kq] = frequency k1 + N1 (kp + P kq) of row k1 = rb + r (1-D)."""
     fpr, fpi, fqr, fqi, t2t = m2[0], m2[1], m2[2], m2[3], m2[4]
     # rows (r, p) of length Q -> (r, q) rows of length P: contract over p
-    xr = _swap(tl.reshape(tl.load(s_re + off, eviction_policy="evict_last").to(tl.float32), (R * P, Q)), R, P, Q)
-    xi = _swap(tl.reshape(tl.load(s_im + off, eviction_policy="evict_last").to(tl.float32), (R * P, Q)), R, P, Q)
+    xr = _swap(tl.reshape(_operand(tl.load(s_re + off, eviction_policy="evict_last"), PREC), (R * P, Q)), R, P, Q)
+    xi = _swap(tl.reshape(_operand(tl.load(s_im + off, eviction_policy="evict_last"), PREC), (R * P, Q)), R, P, Q)
     xr, xi = _cdot(xr, xi, fpr, fpi, BF16, PREC)
     if TW2:
         # inner twiddle w_M^(kp q) at tile [(r, q), kp]
@@ -366,8 +381,8 @@ def _rows_fwd(s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
             tr = tl.load(t2r_ptr + jp * Q + rq)
             ti = tl.load(t2i_ptr + jp * Q + rq)
         xr, xi = xr * tr - xi * ti, xr * ti + xi * tr
-    xr = _swap(xr, R, Q, P)
-    xi = _swap(xi, R, Q, P)
+    xr = _swap(_operand(xr, PREC), R, Q, P)
+    xi = _swap(_operand(xi, PREC), R, Q, P)
     return _cdot(xr, xi, fqr, fqi, BF16, PREC)
 
 
@@ -390,11 +405,12 @@ def _rows_inv(xr, xi, s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
             tr = tl.load(t2r_ptr + rp * Q + jq)
             ti = tl.load(t2i_ptr + rp * Q + jq)
         xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
-    xr = _swap(xr, R, P, Q)
-    xi = _swap(xi, R, P, Q)
+    xr = _swap(_operand(xr, PREC), R, P, Q)
+    xi = _swap(_operand(xi, PREC), R, P, Q)
     xr, xi = _cdot(xr, xi, fpr, -fpi, BF16, PREC)
-    tl.store(s_re + off, tl.reshape(_swap(xr, R, Q, P), (R, M)).to(s_re.dtype.element_ty), eviction_policy="evict_last")
-    tl.store(s_im + off, tl.reshape(_swap(xi, R, Q, P), (R, M)).to(s_re.dtype.element_ty), eviction_policy="evict_last")
+    # cast to the scratch's dtype before the transpose: half its bytes with an fp16 scratch
+    tl.store(s_re + off, tl.reshape(_swap(xr.to(s_re.dtype.element_ty), R, Q, P), (R, M)), eviction_policy="evict_last")
+    tl.store(s_im + off, tl.reshape(_swap(xi.to(s_re.dtype.element_ty), R, Q, P), (R, M)), eviction_policy="evict_last")
 
 
 @triton.jit
@@ -415,7 +431,7 @@ def _cols_inv(s_re, s_im, dst, row0, row1, has1, o0, o1, g1r, g1i, t1r_ptr, t1i_
         if TW1:
             tr, ti = _outer_tw(t1r_ptr, t1i_ptr, k1, c, N1, M, SINCOS, PREC)
             xr, xi = xr * tr + xi * ti, xi * tr - xr * ti
-        yr, yi = _cdot(g1r, g1i, xr, xi, BF16, PREC)
+        yr, yi = _cdot(g1r, g1i, _operand(xr, PREC), _operand(xi, PREC), BF16, PREC)
         if G1 == 0:
             m, msk = pos, pos < L
         else:
@@ -434,9 +450,9 @@ def _long_kernel(
     G1: tl.constexpr, G2: tl.constexpr, BF16: tl.constexpr, PREC: tl.constexpr,
 ):
     M: tl.constexpr = P * Q
-    m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
-    f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
-    g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
+    m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2, PREC)
+    f1r, f1i = _mat(f1r_ptr, N1, NA, N1, PREC), _mat(f1i_ptr, N1, NA, N1, PREC)
+    g1r, g1i = _mat(f1r_ptr, NA, N1, N1, PREC), -_mat(f1i_ptr, NA, N1, N1, PREC)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
     s_re = _planes(s_ptr, NN, 2)
@@ -499,7 +515,7 @@ def _long_bwd_kernel(
     # _long_kernel, so that it may be fp16 (BWD_SCRATCH_DTYPE), and with KMUL every dot operand
     # (BWD_FP16_DOTS).
     M: tl.constexpr = P * Q
-    m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
+    m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2, PREC)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
     z_re = _planes(s_ptr, NN, 4)
@@ -528,7 +544,7 @@ def _long_bwd_kernel(
             tl.debug_barrier()
             # F1 loaded per pair, not once per program as in the forward kernels: held through pass 2
             # it made this kernel far slower at L = 64K (run 32: fwd+bwd 41.6 against 32.3 ms)
-            f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
+            f1r, f1i = _mat(f1r_ptr, N1, NA, N1, PREC), _mat(f1i_ptr, N1, NA, N1, PREC)
             _cols_fwd(u_ptr, row0, row1, has1, su0, su1, z_re, z_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
                       N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
             _cols_fwd(g_ptr, row0, row1, has1, tl.exp2(eg0), tl.exp2(eg1), w_re, w_im, f1r, f1i, t1r_ptr, t1i_ptr, L, S1, S2,
@@ -555,7 +571,7 @@ def _long_bwd_kernel(
                 _rows_inv(xr, xi, w_re, w_im, off, m2, t2r_ptr, t2i_ptr,
                           P, Q, R, TW2, HOLD2, BF16, PREC)
             tl.debug_barrier()
-            g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
+            g1r, g1i = _mat(f1r_ptr, NA, N1, N1, PREC), -_mat(f1i_ptr, NA, N1, N1, PREC)
             _cols_inv(w_re, w_im, du_ptr, row0, row1, has1, tl.where(mg0 > 0, 1.0 / (tl.exp2(eg0) * kscale), 0.0),
                       tl.where(mg1 > 0, 1.0 / (tl.exp2(eg1) * kscale), 0.0), g1r, g1i, t1r_ptr, t1i_ptr, L, S1, S2,
                       N1, M, NA, BC, SINCOS, TW1, G1, G2, BF16, PREC)
@@ -577,8 +593,8 @@ def _long_spectrum_kernel(
     # ks[h] = 2^-ceil(log2(sum |k[h]| + |D[h]|)) (1 for a zero kernel), the scale _long_kernel gives it.
     # (Two channels per complex transform, split by symmetry, measured slower: bench/README.md, run 51.)
     M: tl.constexpr = P * Q
-    m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
-    f1r, f1i = _mat(f1r_ptr, N1, NA, N1), _mat(f1i_ptr, N1, NA, N1)
+    m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2, PREC)
+    f1r, f1i = _mat(f1r_ptr, N1, NA, N1, PREC), _mat(f1i_ptr, N1, NA, N1, PREC)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
     s_re = _planes(s_ptr, NN, 2)
@@ -622,8 +638,8 @@ def _long_dk_kernel(
     # Re(ifft(S_h)), S_h = sum over the NSPLIT partial cross-spectra of channel h in p (tile order,
     # as _long_bwd_kernel leaves them): the sum, then the inverse passes 2 and 3.
     M: tl.constexpr = P * Q
-    m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2)
-    g1r, g1i = _mat(f1r_ptr, NA, N1, N1), -_mat(f1i_ptr, NA, N1, N1)
+    m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2, PREC)
+    g1r, g1i = _mat(f1r_ptr, NA, N1, N1, PREC), -_mat(f1i_ptr, NA, N1, N1, PREC)
     NN: tl.constexpr = N1 * M
     pid = tl.program_id(0)
     s_re = _planes(s_ptr, NN, 2)
