@@ -469,6 +469,8 @@ def main():
                     help="only the backward kernel's scratch, fp16 vs fp32, fwd+bwd (--lengths, default 4K,16K,64K)")
     ap.add_argument("--dots-ab", action="store_true",
                     help="only the three-level forward with fp16 vs tf32 dot operands (--lengths, --dtypes)")
+    ap.add_argument("--spectrum-dots-ab", action="store_true",
+                    help="only the spectrum kernel's dot operands, fp16 vs tf32: public forward (--lengths, --dtypes)")
     ap.add_argument("--dots-ab-bwd", action="store_true",
                     help="only the backward kernel's dot operands, fp16 vs tf32, fwd+bwd (--lengths)")
     args = ap.parse_args()
@@ -479,6 +481,7 @@ def main():
     dts = [getattr(torch, d) for d in args.dtypes.split(",")]
     abs_ = {"scratch_ab": lambda: fwd_ab(bw, ab_lengths, dts, "SCRATCH_DTYPE", {"fp16": torch.float16, "fp32": torch.float32}),
             "dots_ab": lambda: fwd_ab(bw, ab_lengths, dts, "FP16_DOTS", {"fp16dots": True, "tf32dots": False}),
+            "spectrum_dots_ab": lambda: fwd_ab(bw, ab_lengths, dts, "SPECTRUM_FP16_DOTS", {"fp16dots": True, "tf32dots": False}),
             "scratch_ab_bwd": lambda: bwd_ab(ab_lengths, "BWD_SCRATCH_DTYPE", {"fp16": torch.float16, "fp32": torch.float32}),
             "dots_ab_bwd": lambda: bwd_ab(ab_lengths, "BWD_FP16_DOTS", {"fp16dots": True, "tf32dots": False})}
     for mode, run in abs_.items():

@@ -58,12 +58,15 @@ def _long(L: int, bwd: bool, dots16: bool = False):
     return fn, const, TL.BWD_WARPS if bwd else TL.WARPS, ints, {"L", "H"}, types
 
 
-def _spectrum(L: int):
+def _spectrum(L: int, dots16: bool = False):
     plan = TL.plan_long(L, L)
-    const = dict(**TL._meta(plan, L, TL.TILE), HAS_D=True)
+    const = dict(**TL._meta(plan, L, TL.TILE), HAS_D=True, DOTS16=dots16)
+    if dots16:
+        const["PREC"] = "fp16"
     fn = TL._long_spectrum_kernel
-    ints = {a for a in fn.arg_names if not a.endswith("_ptr") and a != "inv_n"}
-    return fn, const, TL.WARPS, ints, {"LK"}, {"inv_n": "fp32"}
+    floats = {"inv_n": "fp32", "LOG2K": "fp32"}
+    ints = {a for a in fn.arg_names if not a.endswith("_ptr") and a not in floats}
+    return fn, const, TL.WARPS, ints, {"LK"}, floats
 
 
 def _selective(few: bool, bwd: bool):
@@ -83,7 +86,8 @@ PRESETS = {
     **{f"long_{d}_{k}": (lambda L=L, b=(d == "bwd"): _long(L, b))
        for d in ("fwd", "bwd") for k, L in (("4K", 4096), ("16K", 16384), ("64K", 65536))},
     **{f"long_fwd16_{k}": (lambda L=L: _long(L, False, True)) for k, L in (("4K", 4096), ("16K", 16384), ("64K", 65536))},
-    **{f"spectrum_{k}": (lambda L=L: _spectrum(L)) for k, L in (("4K", 4096), ("64K", 65536))},
+    **{f"spectrum{d}_{k}": (lambda L=L, d16=bool(d): _spectrum(L, d16))
+       for d in ("", "16") for k, L in (("4K", 4096), ("16K", 16384), ("64K", 65536))},
     **{f"ss_{d}_{t}": (lambda f=(t == "few"), b=(d == "bwd"): _selective(f, b))
        for d in ("fwd", "bwd") for t in ("main", "few")},
 }

@@ -129,6 +129,9 @@ FP16_DOTS = True
 # tf32): public fwd+bwd 1.04x / 1.10x / 0.99x at L = 4K / 16K / 64K against tf32 operands, du, dk, dD
 # errors 1.0-1.8e-3 against 2.9-4.5e-3 (bench/results/fftconv_dots_ab_bwd_h200_run53.json)
 BWD_FP16_DOTS = True
+# The spectrum kernel's (passes 1-2 on each channel's kernel, ~17% of the public forward at L = 16K): off
+# until timed on a GPU (bench/fftconv.py --spectrum-dots-ab)
+SPECTRUM_FP16_DOTS = False
 # The backward kernel's scratch: its values are bounded the same way (_long_bwd_kernel), so fp16 holds
 # them. H200, B = 8, H = 768, public fwd+bwd against fp32 scratch in the same run
 # (bench/results/fftconv_scratch_ab_bwd_h200_run51.json): 0.97x at L = 4K, 1.13x at 16K, 1.09x at 64K;
@@ -581,16 +584,18 @@ def _long_bwd_kernel(
 def _long_spectrum_kernel(
     k_ptr, d_ptr, kt_ptr, ks_ptr, s_ptr,
     f1r_ptr, f1i_ptr, fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t1r_ptr, t1i_ptr, t2r_ptr, t2i_ptr,
-    H, LK, NPROG, inv_n,
+    H, LK, NPROG, inv_n, LOG2K,
     N1: tl.constexpr, P: tl.constexpr, Q: tl.constexpr, NA: tl.constexpr, BC: tl.constexpr, R: tl.constexpr,
     SINCOS: tl.constexpr, TW1: tl.constexpr, TW2: tl.constexpr, HOLD2: tl.constexpr, PREC: tl.constexpr,
-    HAS_D: tl.constexpr,
+    HAS_D: tl.constexpr, DOTS16: tl.constexpr,
 ):
     # The kernel's spectrum for _long_kernel: row h of k (H, LK) — a causal 1-D kernel, or any kernel
     # already laid on the padded transform (N-D grids, centred rolls) — zero padded to n, through
     # passes 1-2 forward (as a complex row with zero imaginary part), plus D[h] (HAS_D), scaled by 1/n
     # and stored in pass 2's tile order, re plane then im plane of kt (H, 2, n); and
     # ks[h] = 2^-ceil(log2(sum |k[h]| + |D[h]|)) (1 for a zero kernel), the scale _long_kernel gives it.
+    # DOTS16 (fp16 dot operands, SPECTRUM_FP16_DOTS): the row is scaled by a power of two so that every
+    # partial sum of its transform, at most sum |k|, stays under 2^LOG2K, and unscaled before D is added.
     # (Two channels per complex transform, split by symmetry, measured slower: bench/README.md, run 51.)
     M: tl.constexpr = P * Q
     m2 = _pass2_consts(fpr_ptr, fpi_ptr, fqr_ptr, fqi_ptr, t2r_ptr, t2i_ptr, P, Q, TW2, HOLD2, PREC)
@@ -611,8 +616,12 @@ def _long_spectrum_kernel(
         if HAS_D:
             ksum += tl.abs(tl.load(d_ptr + h).to(tl.float32))
         tl.store(ks_ptr + h, tl.exp2(_pow2_exp(0.0, ksum)))
+        if DOTS16:
+            sk = tl.exp2(_pow2_exp(LOG2K, ksum))
+        else:
+            sk = tl.full((), 1.0, tl.float32)
         tl.debug_barrier()
-        _cols_fwd(k_ptr, row, row, no_im, 1.0, 1.0, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, LK, 1, 1,
+        _cols_fwd(k_ptr, row, row, no_im, sk, sk, s_re, s_im, f1r, f1i, t1r_ptr, t1i_ptr, LK, 1, 1,
                   N1, M, NA, BC, SINCOS, TW1, 0, 1, False, PREC)
         tl.debug_barrier()
         for rb in range(0, N1, R):
@@ -620,10 +629,11 @@ def _long_spectrum_kernel(
             xr, xi = _rows_fwd(s_re, s_im, off, m2, t2r_ptr, t2i_ptr,
                                P, Q, R, TW2, HOLD2, False, PREC)
             koff = h * (2 * NN) + _tile_off(rb, P, Q, R)
+            xr = xr * (1.0 / sk)
             if HAS_D:
                 xr += tl.load(d_ptr + h).to(tl.float32)
             tl.store(kt_ptr + koff, xr * inv_n)
-            tl.store(kt_ptr + NN + koff, xi * inv_n)
+            tl.store(kt_ptr + NN + koff, xi * ((1.0 / sk) * inv_n))
 
 
 @triton.jit
@@ -773,9 +783,11 @@ def _spectrum_tiles(k: torch.Tensor, plan, causal: bool, nd: NDPlan | None = Non
     ks = torch.empty(H, device=k.device, dtype=torch.float32)
     nprog = _nprog(H, k.device)
     scratch = torch.empty(nprog, 2, n, device=k.device, dtype=torch.float32)
+    meta = _meta(plan, src.shape[1], TILE, nd)
+    dots16 = _dots16(meta, SPECTRUM_FP16_DOTS)
     _long_spectrum_kernel[(nprog,)](
         src.contiguous(), D.detach() if D is not None else src, kt, ks, scratch, *_tables(plan, k.device, nd),
-        H, src.shape[1], nprog, 1.0 / n, **_meta(plan, src.shape[1], TILE, nd), HAS_D=D is not None,
+        H, src.shape[1], nprog, 1.0 / n, SCRATCH_LOG2_MAX, **meta, HAS_D=D is not None, DOTS16=dots16,
         num_warps=WARPS, num_stages=1,
     )
     return Spectrum(kt, ks)

@@ -206,6 +206,7 @@ def test_triton_fftconv_nd_three_level(monkeypatch, B, S, Sk, causal, circular, 
     monkeypatch.setattr(tl_, "BWD_SCRATCH_DTYPE", scratch)
     monkeypatch.setattr(tl_, "FP16_DOTS", dots16)
     monkeypatch.setattr(tl_, "BWD_FP16_DOTS", bwd_dots16)
+    monkeypatch.setattr(tl_, "SPECTRUM_FP16_DOTS", bwd_dots16)
     tol = DOTS16_TOL if dots16 or bwd_dots16 else SCRATCH_TOL[scratch]
     nd = tl_.plan_nd(S, Sk, circular, torch.float32)
     assert nd is not None and nd.mode == mode
@@ -331,7 +332,7 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos,
     sincos: the outer twiddle computed in registers (else read from its n-long table). hold: pass 2's
     inner twiddle held per program (else gathered in every row block, as with few rows per block).
     scratch: the forward and backward kernels' scratch dtype; dots16, bwd_dots16: their fp16 dot operands
-    (FP16_DOTS, BWD_FP16_DOTS)."""
+    (FP16_DOTS; BWD_FP16_DOTS, with the spectrum kernel's, SPECTRUM_FP16_DOTS)."""
     from kernels.fftconv import triton_fftconv as tf
     from kernels.fftconv import triton_long as tl_
 
@@ -345,6 +346,7 @@ def test_triton_long_kernel(monkeypatch, B, L, Lk, causal, has_d, split, sincos,
     monkeypatch.setattr(tl_, "BWD_SCRATCH_DTYPE", scratch)
     monkeypatch.setattr(tl_, "FP16_DOTS", dots16)
     monkeypatch.setattr(tl_, "BWD_FP16_DOTS", bwd_dots16)
+    monkeypatch.setattr(tl_, "SPECTRUM_FP16_DOTS", bwd_dots16)
     tol = DOTS16_TOL if dots16 or bwd_dots16 else SCRATCH_TOL[scratch]
     if not hold:
         monkeypatch.setattr(tl_, "HOLD2_MIN_R", {"fwd": n, "bwd": n})
@@ -421,7 +423,7 @@ def test_triton_long_kernel_any_magnitude(monkeypatch, bwd_scratch, dots16):
     scaled by a power of two, SCRATCH_DTYPE): every row keeps its own relative accuracy, however large
     the row it shares a complex transform with; zero rows and kernels give zeros. The same for the
     backward kernel's gradients, its scratch fp16 or fp32 (BWD_SCRATCH_DTYPE), and for the kernels' fp16
-    dot operands (FP16_DOTS, BWD_FP16_DOTS; on the interpreter: operands rounded to fp16, where a value
+    dot operands (FP16_DOTS, BWD_FP16_DOTS, SPECTRUM_FP16_DOTS; on the interpreter: operands rounded to fp16, where a value
     out of fp16's range would be inf)."""
     from kernels.fftconv import triton_fftconv as tf
     from kernels.fftconv import triton_long as tl_
@@ -434,6 +436,7 @@ def test_triton_long_kernel_any_magnitude(monkeypatch, bwd_scratch, dots16):
     monkeypatch.setattr(tl_, "BWD_SCRATCH_DTYPE", bwd_scratch)
     monkeypatch.setattr(tl_, "FP16_DOTS", dots16)
     monkeypatch.setattr(tl_, "BWD_FP16_DOTS", dots16)
+    monkeypatch.setattr(tl_, "SPECTRUM_FP16_DOTS", dots16)
     u, k, D = _any_magnitude_case()
     assert tl_.plan_long(u.shape[-1], k.shape[-1], torch.float32) == (16, 16, 16)
     # two rows that share a complex transform, scaled to the same max |u|, still round relative to
@@ -531,18 +534,21 @@ def test_fftconv_nd_gpu(S, Sk, circular, dtype, monkeypatch):
            u.cuda(), k.cuda(), D.cuda(), dtype, tol, tol)
 
 
-@pytest.mark.parametrize("with_d", [False, True])
-def test_long_spectrum_kernel_layout(monkeypatch, with_d):
+@pytest.mark.parametrize("with_d,dots16", [(False, False), (True, False), (True, True)])
+def test_long_spectrum_kernel_layout(monkeypatch, with_d, dots16):
     """The causal kernel's spectrum from the Triton passes 1-2: (DFT_n(k) + D) / n, frequency k1 + N1 (kp + P kq)
     at tile position (k1, kp, kq), re and im planes — what torch.fft gives, reordered (D: the skip folded in).
-    Channels 1e10 apart in size: each to its own accuracy."""
+    Channels 1e10 apart in size: each to its own accuracy, also with fp16 dot operands (SPECTRUM_FP16_DOTS)."""
     from kernels.fftconv import triton_long as tl_
 
     monkeypatch.setenv("TSMODELS_KERNELS", "triton")
+    monkeypatch.setattr(tl_, "SPECTRUM_FP16_DOTS", dots16)
+    tol = DOTS16_TOL if dots16 else 1e-6
     plan = (16, 16, 16)
     n = 16 ** 3
     g = torch.Generator().manual_seed(0)
     k = torch.randn(3, 1990, generator=g) * torch.tensor([1e5, 1e-5, 1.0])[:, None]
+    k[2] = k[2].abs()  # a positive kernel: its DC term reaches the bound, sum |k|
     D = torch.randn(3, generator=g) * torch.tensor([1e5, 1e-5, 1.0]) if with_d else None
     got, scale = tl_._spectrum_tiles(k, plan, True, None, D)
     # the forward's scale: the power of two at or below 1 / (sum |k| + |D|)
@@ -555,7 +561,7 @@ def test_long_spectrum_kernel_layout(monkeypatch, with_d):
     want = (K / n).view(3, 16, 16, 16).permute(0, 3, 2, 1).reshape(3, n)
     assert got.shape == (3, 2, n)
     for h in range(3):
-        assert _rel(got[h, 0], want[h].real) < 1e-6 and _rel(got[h, 1], want[h].imag) < 1e-6
+        assert _rel(got[h, 0], want[h].real) < tol and _rel(got[h, 1], want[h].imag) < tol
 
 
 def test_dispatch_lengths():
