@@ -407,6 +407,45 @@ def bwd_ab(lengths, option, variants, B=8, H=768, rounds=3):
     return rows
 
 
+def sweep_occupancy(bw, lengths, B=8, H=768, rounds=2):
+    """The forward kernel at more programs per SM under a register cap (tlong.TILE, PROGS_PER_SM, MAXNREG),
+    fp32: kernel only and public forward against torch.fft, configs in alternating rounds."""
+    cfgs = [(4096, 2, None), (4096, 3, 168), (2048, 3, 168), (2048, 4, 128)]
+    saved = (tlong.TILE, tlong.PROGS_PER_SM, tlong.MAXNREG)
+    rows = []
+    for L in lengths:
+        plan = tlong.plan_long(L, L)
+        torch.manual_seed(0)
+        u = torch.randn(B, H, L, device="cuda")
+        k = _decaying_kernel(H, L)
+        D = torch.randn(H, device="cuda")
+        y = torch.empty_like(u)
+        y64 = torch_fftconv(u[:2, :16].double(), k[:16].double(), D[:16].double())
+        Kt = tlong._spectrum_tiles(k, plan, True, None, D)
+        got = {c: ([], []) for c in cfgs}
+        errs, t_torch = {}, []
+        with torch.no_grad():
+            for _ in range(rounds):
+                for c in cfgs:
+                    tlong.TILE, tlong.PROGS_PER_SM, tlong.MAXNREG = c
+                    got[c][0].append(time_ms(lambda: tlong.launch(u, Kt, y, plan, False))["median_ms"])
+                    got[c][1].append(time_ms(lambda: fftconv(u, k, D))["median_ms"])
+                    errs[c] = _rel(fftconv(u[:2, :16], k[:16], D[:16]), y64)
+                t_torch.append(time_ms(lambda: torch_fftconv(u, k, D))["median_ms"])
+        tlong.TILE, tlong.PROGS_PER_SM, tlong.MAXNREG = saved
+        tt = statistics.median(t_torch)
+        for c, (tk, tp) in got.items():
+            r = {"B": B, "H": H, "L": L, "dtype": "float32", "split": list(plan), "tile": c[0], "progs_per_sm": c[1],
+                 "maxnreg": c[2], "torch_fwd_ms": tt, "kernel_ms": statistics.median(tk),
+                 "fwd_ms": statistics.median(tp), "rel_err": errs[c]}
+            r["kernel_speedup"], r["fwd_speedup"] = tt / r["kernel_ms"], tt / r["fwd_ms"]
+            rows.append(r)
+            print_table([r], list(r.keys()))
+        del u, y, Kt
+        torch.cuda.empty_cache()
+    return rows
+
+
 def sweep_long_bwd(bw, B=8, H=768):
     """Forward+backward of the public op on the three-level path over the backward kernel's tile and
     warps, fp32, L = 4K, 16K, 64K, beside torch.fft's forward+backward in the same run."""
@@ -469,6 +508,8 @@ def main():
                     help="only the backward kernel's scratch, fp16 vs fp32, fwd+bwd (--lengths, default 4K,16K,64K)")
     ap.add_argument("--dots-ab", action="store_true",
                     help="only the three-level forward with fp16 vs tf32 dot operands (--lengths, --dtypes)")
+    ap.add_argument("--sweep-occupancy", action="store_true",
+                    help="only the forward kernel at 2-4 programs per SM under register caps (--lengths)")
     ap.add_argument("--spectrum-dots-ab", action="store_true",
                     help="only the spectrum kernel's dot operands, fp16 vs tf32: public forward (--lengths, --dtypes)")
     ap.add_argument("--dots-ab-bwd", action="store_true",
@@ -481,6 +522,7 @@ def main():
     dts = [getattr(torch, d) for d in args.dtypes.split(",")]
     abs_ = {"scratch_ab": lambda: fwd_ab(bw, ab_lengths, dts, "SCRATCH_DTYPE", {"fp16": torch.float16, "fp32": torch.float32}),
             "dots_ab": lambda: fwd_ab(bw, ab_lengths, dts, "FP16_DOTS", {"fp16dots": True, "tf32dots": False}),
+            "sweep_occupancy": lambda: sweep_occupancy(bw, ab_lengths),
             "spectrum_dots_ab": lambda: fwd_ab(bw, ab_lengths, dts, "SPECTRUM_FP16_DOTS", {"fp16dots": True, "tf32dots": False}),
             "scratch_ab_bwd": lambda: bwd_ab(ab_lengths, "BWD_SCRATCH_DTYPE", {"fp16": torch.float16, "fp32": torch.float32}),
             "dots_ab_bwd": lambda: bwd_ab(ab_lengths, "BWD_FP16_DOTS", {"fp16dots": True, "tf32dots": False})}

@@ -94,6 +94,10 @@ BWD_TILE = 4096
 WARPS = 4
 BWD_WARPS = 4
 PROGS_PER_SM = 2
+# register cap for the forward kernel (None: the compiler's choice, 239-255 per thread, two programs per
+# SM); with fp16 operands a cap of 168 (three programs of 4 warps) costs 344 bytes of spills at L = 16K
+# (local sm_90). To be timed: bench/fftconv.py --sweep-occupancy.
+MAXNREG = None
 # transform sizes n whose outer twiddle w_n^(k1 c) is computed from sin/cos in registers; others read
 # it from an n-long table through L2. H200 kernel-only forward, fp32 (bench/results/fftconv_long_ab_h200_run19.json):
 # n = 8K 0.37-0.39 vs 0.41 ms (bf16 0.35-0.37 vs 0.39); n = 4K 0.29 vs 0.22, 32K 2.33-2.39 vs 2.27-2.33,
@@ -878,6 +882,7 @@ def launch(u: torch.Tensor, Kt: Spectrum, y: torch.Tensor, plan, conj: bool, nd:
         **meta, **fmeta, CONJ=conj,
         BF16=BF16_DOTS and u.dtype == torch.bfloat16,
         num_warps=WARPS, num_stages=1,  # 2 stages measured 27% slower (H200, L = 4K)
+        **({"maxnreg": MAXNREG} if MAXNREG else {}),
     )
     _record(f"long_fwd_w{WARPS}_t{TILE}_{N1}", P, Q, ck)
     return mu
