@@ -502,31 +502,30 @@ def main():
                     help="only the backward tile/warps sweep of the three-level path (fwd+bwd vs torch.fft)")
     ap.add_argument("--no-forced", action="store_true", help="time only the dispatched path (and torch.fft) per row")
     ap.add_argument("--name", type=str, default=None, help="results file name (default fftconv)")
-    ap.add_argument("--scratch-ab", action="store_true",
-                    help="only the three-level forward with fp16 vs fp32 scratch (--lengths, default 4K,16K,64K)")
-    ap.add_argument("--scratch-ab-bwd", action="store_true",
-                    help="only the backward kernel's scratch, fp16 vs fp32, fwd+bwd (--lengths, default 4K,16K,64K)")
-    ap.add_argument("--dots-ab", action="store_true",
-                    help="only the three-level forward with fp16 vs tf32 dot operands (--lengths, --dtypes)")
-    ap.add_argument("--sweep-occupancy", action="store_true",
-                    help="only the forward kernel at 2-4 programs per SM under register caps (--lengths)")
-    ap.add_argument("--spectrum-dots-ab", action="store_true",
-                    help="only the spectrum kernel's dot operands, fp16 vs tf32: public forward (--lengths, --dtypes)")
-    ap.add_argument("--dots-ab-bwd", action="store_true",
-                    help="only the backward kernel's dot operands, fp16 vs tf32, fwd+bwd (--lengths)")
+    # the same-run A/Bs and sweeps of the three-level kernel's options, at L = 4K, 16K, 64K unless --lengths
+    # (the closures read bw, ab_lengths and dts, set below)
+    abs_ = {
+        "scratch_ab": ("the forward, fp16 vs fp32 scratch (--lengths, --dtypes)", lambda: fwd_ab(
+            bw, ab_lengths, dts, "SCRATCH_DTYPE", {"fp16": torch.float16, "fp32": torch.float32})),
+        "dots_ab": ("the forward, fp16 vs tf32 dot operands (--lengths, --dtypes)", lambda: fwd_ab(
+            bw, ab_lengths, dts, "FP16_DOTS", {"fp16dots": True, "tf32dots": False})),
+        "spectrum_dots_ab": ("the spectrum kernel's dot operands, fp16 vs tf32: public forward (--lengths, --dtypes)", lambda: fwd_ab(
+            bw, ab_lengths, dts, "SPECTRUM_FP16_DOTS", {"fp16dots": True, "tf32dots": False})),
+        "sweep_occupancy": ("the forward kernel at 2-4 programs per SM under register caps (--lengths)",
+                            lambda: sweep_occupancy(bw, ab_lengths)),
+        "scratch_ab_bwd": ("the backward kernel's scratch, fp16 vs fp32, fwd+bwd (--lengths)", lambda: bwd_ab(
+            ab_lengths, "BWD_SCRATCH_DTYPE", {"fp16": torch.float16, "fp32": torch.float32})),
+        "dots_ab_bwd": ("the backward kernel's dot operands, fp16 vs tf32, fwd+bwd (--lengths)", lambda: bwd_ab(
+            ab_lengths, "BWD_FP16_DOTS", {"fp16dots": True, "tf32dots": False})),
+    }
+    for mode, (text, _) in abs_.items():
+        ap.add_argument("--" + mode.replace("_", "-"), action="store_true", help="only " + text)
     args = ap.parse_args()
     bw = copy_bandwidth()
     print(f"device {device_name()}  copy {bw:.0f} GB/s  fp32 dot mode {tf.FP32_PRECISION}", flush=True)
-    # the same-run A/Bs of the three-level kernel's options, at L = 4K, 16K, 64K unless --lengths
     ab_lengths = [int(x) for x in (args.lengths or "4096,16384,65536").split(",")]
     dts = [getattr(torch, d) for d in args.dtypes.split(",")]
-    abs_ = {"scratch_ab": lambda: fwd_ab(bw, ab_lengths, dts, "SCRATCH_DTYPE", {"fp16": torch.float16, "fp32": torch.float32}),
-            "dots_ab": lambda: fwd_ab(bw, ab_lengths, dts, "FP16_DOTS", {"fp16dots": True, "tf32dots": False}),
-            "sweep_occupancy": lambda: sweep_occupancy(bw, ab_lengths),
-            "spectrum_dots_ab": lambda: fwd_ab(bw, ab_lengths, dts, "SPECTRUM_FP16_DOTS", {"fp16dots": True, "tf32dots": False}),
-            "scratch_ab_bwd": lambda: bwd_ab(ab_lengths, "BWD_SCRATCH_DTYPE", {"fp16": torch.float16, "fp32": torch.float32}),
-            "dots_ab_bwd": lambda: bwd_ab(ab_lengths, "BWD_FP16_DOTS", {"fp16dots": True, "tf32dots": False})}
-    for mode, run in abs_.items():
+    for mode, (_, run) in abs_.items():
         if getattr(args, mode):
             write_json(args.name or "fftconv_" + mode, {"device": device_name(), "copy_GBps": bw,
                                                         "torch": torch.__version__, "rows": run()})
