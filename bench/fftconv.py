@@ -240,19 +240,19 @@ def sweep(bw):
     return rows
 
 
-SWEEP_LONG = [  # (dtype, L, (N1, P, Q), tile, warps, programs per SM, bf16 dots)
-    *[("float32", 4096, (32, 16, 16), t, w, p, False) for t, w, p in ((4096, 4, 2), (4096, 8, 2), (2048, 4, 4))],
-    ("float32", 4096, (16, 32, 16), 4096, 4, 2, False),
-    *[("float32", 16384, s, 4096, 4, 2, False) for s in ((32, 32, 32), (64, 32, 16), (128, 16, 16))],
-    *[("float32", 65536, s, 4096, 4, 2, False) for s in ((128, 32, 32), (64, 64, 32), (32, 64, 64))],
+SWEEP_LONG = [  # (dtype, L, (N1, P, Q), tile, warps, programs per SM)
+    *[("float32", 4096, (32, 16, 16), t, w, p) for t, w, p in ((4096, 4, 2), (4096, 8, 2), (2048, 4, 4))],
+    ("float32", 4096, (16, 32, 16), 4096, 4, 2),
+    *[("float32", 16384, s, 4096, 4, 2) for s in ((32, 32, 32), (64, 32, 16), (128, 16, 16))],
+    *[("float32", 65536, s, 4096, 4, 2) for s in ((128, 32, 32), (64, 64, 32), (32, 64, 64))],
 ]
 
 
 def sweep_long(bw, B=8, H=768):
     """Kernel-only forward time of the three-level kernel over splits, tiles, warps, grid; vs torch.fft."""
     rows, best = [], {}
-    saved = (dict(tlong.SPLITS), tlong.TILE, tlong.WARPS, tlong.PROGS_PER_SM, tlong.BF16_DOTS)
-    for dt, L, split, tile, warps, pps, bdots in SWEEP_LONG:
+    saved = (dict(tlong.SPLITS), tlong.TILE, tlong.WARPS, tlong.PROGS_PER_SM)
+    for dt, L, split, tile, warps, pps in SWEEP_LONG:
         dtype = getattr(torch, dt)
         torch.manual_seed(0)
         u = torch.randn(B, H, L, device="cuda").to(dtype)
@@ -261,7 +261,7 @@ def sweep_long(bw, B=8, H=768):
         y = torch.empty_like(u)
         t_torch = time_ms(lambda: torch_fftconv(u, k, D))["median_ms"]
         ref = torch_fftconv(u[:2].double(), k.double(), D.double())
-        tlong.TILE, tlong.WARPS, tlong.PROGS_PER_SM, tlong.BF16_DOTS = tile, warps, pps, bdots
+        tlong.TILE, tlong.WARPS, tlong.PROGS_PER_SM = tile, warps, pps
         try:
             Kt = tlong._spectrum_tiles(k, split, True, None, D)
             tlong.launch(u, Kt, y, split, False)
@@ -272,7 +272,7 @@ def sweep_long(bw, B=8, H=768):
             print(f"{dt} L={L} {split} tile {tile} warps {warps}: {type(e).__name__}: {str(e)[:200]}")
             err = ms = t_spec = None
         r = {"dtype": dt, "L": L, "split": list(split), "tile": tile, "warps": warps, "progs_per_sm": pps,
-             "bf16_dots": bdots, "kernel_ms": ms, "spectrum_ms": t_spec, "torch_ms": t_torch,
+             "kernel_ms": ms, "spectrum_ms": t_spec, "torch_ms": t_torch,
              "kernel_speedup": None if ms is None else t_torch / ms, "rel_err": err,
              "copy_frac": None if ms is None else 2 * u.numel() * u.element_size() / ms / 1e6 / bw}
         rows.append(r)
@@ -282,7 +282,7 @@ def sweep_long(bw, B=8, H=768):
             best[key] = r
         del u, y, ref
         torch.cuda.empty_cache()
-    tlong.SPLITS, tlong.TILE, tlong.WARPS, tlong.PROGS_PER_SM, tlong.BF16_DOTS = saved
+    tlong.SPLITS, tlong.TILE, tlong.WARPS, tlong.PROGS_PER_SM = saved
     return rows, best
 
 
@@ -482,8 +482,7 @@ def sweep_long_bwd(bw, B=8, H=768):
 
 def _long_config() -> dict:
     """The three-level kernel's settings a run used (for its JSON)."""
-    return {"tile": tlong.TILE, "warps": tlong.WARPS, "progs_per_sm": tlong.PROGS_PER_SM, "bf16_dots": tlong.BF16_DOTS,
-            "fp16_dots": tlong.FP16_DOTS, "bwd_fp16_dots": tlong.BWD_FP16_DOTS,
+    return {"tile": tlong.TILE, "warps": tlong.WARPS, "progs_per_sm": tlong.PROGS_PER_SM, "fp16_dots": tlong.FP16_DOTS, "bwd_fp16_dots": tlong.BWD_FP16_DOTS,
             "scratch": str(tlong.SCRATCH_DTYPE), "bwd_scratch": str(tlong.BWD_SCRATCH_DTYPE),
             "splits": {str(k): v for k, v in tlong.SPLITS.items()}}
 
@@ -550,9 +549,6 @@ def main():
             tlong.TILE, tlong.WARPS, tlong.PROGS_PER_SM = fp32[0]["tile"], fp32[0]["warps"], fp32[0]["progs_per_sm"]
             for r in fp32:
                 tlong.SPLITS[(2 * r["L"]).bit_length() - 1] = tuple(r["split"])
-        bf = [r for (dt, _), r in best.items() if dt == "bfloat16"]
-        if bf:
-            tlong.BF16_DOTS = min(bf, key=lambda r: r["L"])["bf16_dots"]
         chosen = _long_config()
         print("adopted:", chosen, flush=True)
     lengths = [256, 1024, 2048, 4096, 16384, 65536]
