@@ -408,10 +408,12 @@ def bwd_ab(lengths, option, variants, B=8, H=768, rounds=3):
 
 
 def sweep_occupancy(bw, lengths, B=8, H=768, rounds=2):
-    """The forward kernel at more programs per SM under a register cap (tlong.TILE, PROGS_PER_SM, MAXNREG),
-    fp32: kernel only and public forward against torch.fft, configs in alternating rounds."""
-    cfgs = [(4096, 2, None), (4096, 3, 168), (2048, 3, 168), (2048, 4, 128)]
-    saved = (tlong.TILE, tlong.PROGS_PER_SM, tlong.MAXNREG)
+    """The forward kernel at more programs per SM under a register cap, or with its loads pipelined
+    (tlong.TILE, PROGS_PER_SM, MAXNREG, STAGES), fp32: kernel only and public forward against torch.fft,
+    configs in alternating rounds."""
+    cfgs = [(4096, 2, None, 1), (4096, 2, None, 2), (4096, 3, 168, 1), (2048, 3, 168, 1), (2048, 3, 168, 2),
+            (2048, 4, 128, 1)]
+    saved = (tlong.TILE, tlong.PROGS_PER_SM, tlong.MAXNREG, tlong.STAGES)
     rows = []
     for L in lengths:
         plan = tlong.plan_long(L, L)
@@ -427,16 +429,16 @@ def sweep_occupancy(bw, lengths, B=8, H=768, rounds=2):
         with torch.no_grad():
             for _ in range(rounds):
                 for c in cfgs:
-                    tlong.TILE, tlong.PROGS_PER_SM, tlong.MAXNREG = c
+                    tlong.TILE, tlong.PROGS_PER_SM, tlong.MAXNREG, tlong.STAGES = c
                     got[c][0].append(time_ms(lambda: tlong.launch(u, Kt, y, plan, False))["median_ms"])
                     got[c][1].append(time_ms(lambda: fftconv(u, k, D))["median_ms"])
                     errs[c] = _rel(fftconv(u[:2, :16], k[:16], D[:16]), y64)
                 t_torch.append(time_ms(lambda: torch_fftconv(u, k, D))["median_ms"])
-        tlong.TILE, tlong.PROGS_PER_SM, tlong.MAXNREG = saved
+        tlong.TILE, tlong.PROGS_PER_SM, tlong.MAXNREG, tlong.STAGES = saved
         tt = statistics.median(t_torch)
         for c, (tk, tp) in got.items():
             r = {"B": B, "H": H, "L": L, "dtype": "float32", "split": list(plan), "tile": c[0], "progs_per_sm": c[1],
-                 "maxnreg": c[2], "torch_fwd_ms": tt, "kernel_ms": statistics.median(tk),
+                 "maxnreg": c[2], "stages": c[3], "torch_fwd_ms": tt, "kernel_ms": statistics.median(tk),
                  "fwd_ms": statistics.median(tp), "rel_err": errs[c]}
             r["kernel_speedup"], r["fwd_speedup"] = tt / r["kernel_ms"], tt / r["fwd_ms"]
             rows.append(r)
@@ -510,7 +512,7 @@ def main():
             bw, ab_lengths, dts, "FP16_DOTS", {"fp16dots": True, "tf32dots": False})),
         "spectrum_dots_ab": ("the spectrum kernel's dot operands, fp16 vs tf32: public forward (--lengths, --dtypes)", lambda: fwd_ab(
             bw, ab_lengths, dts, "SPECTRUM_FP16_DOTS", {"fp16dots": True, "tf32dots": False})),
-        "sweep_occupancy": ("the forward kernel at 2-4 programs per SM under register caps (--lengths)",
+        "sweep_occupancy": ("the forward kernel at 2-4 programs per SM under register caps, or pipelined (--lengths)",
                             lambda: sweep_occupancy(bw, ab_lengths)),
         "scratch_ab_bwd": ("the backward kernel's scratch, fp16 vs fp32, fwd+bwd (--lengths)", lambda: bwd_ab(
             ab_lengths, "BWD_SCRATCH_DTYPE", {"fp16": torch.float16, "fp32": torch.float32})),

@@ -95,7 +95,7 @@ COUNTED = ("BAR", "SHFL", "LDS", "STS", "HMMA", "HGMMA", "STL", "LDL")
 
 
 def compile_sm90(fn, const: dict, num_warps: int, ints: set, div16: set, types: dict,
-                 maxnreg: int | None = None):
+                 maxnreg: int | None = None, num_stages: int = 1):
     """The kernel compiled for sm_90a: (cubin, ptxas's log). Arguments in ints are i32 (div16:
     multiples of 16), those in types as named there, the others fp32 pointers (16-byte aligned)."""
     names = fn.arg_names
@@ -104,7 +104,7 @@ def compile_sm90(fn, const: dict, num_warps: int, ints: set, div16: set, types: 
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names
              if sig[n].startswith("*") or (sig[n] == "i32" and n in div16)}
     src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in const.items()}, attrs=attrs)
-    opts = dict(num_warps=num_warps, num_stages=1, **({"maxnreg": maxnreg} if maxnreg else {}))
+    opts = dict(num_warps=num_warps, num_stages=num_stages, **({"maxnreg": maxnreg} if maxnreg else {}))
     log = io.StringIO()
     # Triton runs ptxas -v itself and prints its log when asked; a cached kernel is not reassembled
     with tempfile.TemporaryDirectory() as cache, contextlib.redirect_stdout(log):
@@ -155,12 +155,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("presets", nargs="*", metavar="preset", help=f"some of: {', '.join(PRESETS)} (default: all)")
     p.add_argument("--maxnreg", type=int, default=None, help="register cap per thread, as the launch option")
+    p.add_argument("--stages", type=int, default=1, help="num_stages (software pipelining of the loops' loads)")
     args = p.parse_args()
     if unknown := [name for name in args.presets if name not in PRESETS]:
         p.error(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
     for name in args.presets or PRESETS:
         fn, const, warps, ints, div16, types = PRESETS[name]()
-        cubin, log = compile_sm90(fn, const, warps, ints, div16, types, args.maxnreg)
+        cubin, log = compile_sm90(fn, const, warps, ints, div16, types, args.maxnreg, args.stages)
         total, loops = sass_loops(cubin)
         use = resources(cubin, log)
         print(f"{name} ({fn.__name__}, {warps} warps): " + ", ".join(f"{k} {v}" for k, v in use.items())

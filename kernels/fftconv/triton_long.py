@@ -98,6 +98,10 @@ PROGS_PER_SM = 2
 # SM); with fp16 operands a cap of 168 (three programs of 4 warps) costs 344 bytes of spills at L = 16K
 # (local sm_90). To be timed: bench/fftconv.py --sweep-occupancy.
 MAXNREG = None
+# software pipelining of the forward kernel's loads (num_stages): 2 measured 27% slower with tf32 operands
+# (H200, L = 4K, spills); with fp16 operands, local sm_90 at 16K: no spills, 76 barriers per row pair
+# against 111. To be timed: bench/fftconv.py --sweep-occupancy.
+STAGES = 1
 # transform sizes n whose outer twiddle w_n^(k1 c) is computed from sin/cos in registers; others read
 # it from an n-long table through L2. H200 kernel-only forward, fp32 (bench/results/fftconv_long_ab_h200_run19.json):
 # n = 8K 0.37-0.39 vs 0.41 ms (bf16 0.35-0.37 vs 0.39); n = 4K 0.29 vs 0.22, 32K 2.33-2.39 vs 2.27-2.33,
@@ -879,8 +883,7 @@ def launch(u: torch.Tensor, Kt: Spectrum, y: torch.Tensor, plan, conj: bool, nd:
         B, H, L, S1, S2, npairs, PB, nprog, _log2_bound(meta, dots16), float(n) if dots16 else 1.0,
         **meta, **fmeta, CONJ=conj,
         BF16=False,  # bf16 inputs take fp16 operands too: 3 more bits than bf16's, at the same rate
-        num_warps=WARPS, num_stages=1,  # 2 stages measured 27% slower (H200, L = 4K)
-        **({"maxnreg": MAXNREG} if MAXNREG else {}),
+        num_warps=WARPS, num_stages=STAGES, **({"maxnreg": MAXNREG} if MAXNREG else {}),
     )
     _record(f"long_fwd_w{WARPS}_t{TILE}_{N1}", P, Q, ck)
     return mu
