@@ -484,7 +484,9 @@ def sweep_long_bwd(bw, B=8, H=768):
 
 def _long_config() -> dict:
     """The three-level kernel's settings a run used (for its JSON)."""
-    return {"tile": tlong.TILE, "warps": tlong.WARPS, "progs_per_sm": tlong.PROGS_PER_SM, "fp16_dots": tlong.FP16_DOTS, "bwd_fp16_dots": tlong.BWD_FP16_DOTS,
+    return {"tile": tlong.TILE, "warps": tlong.WARPS, "progs_per_sm": tlong.PROGS_PER_SM,
+            "maxnreg": tlong.MAXNREG, "stages": tlong.STAGES, "fp16_dots": tlong.FP16_DOTS,
+            "bwd_fp16_dots": tlong.BWD_FP16_DOTS, "spectrum_fp16_dots": tlong.SPECTRUM_FP16_DOTS,
             "scratch": str(tlong.SCRATCH_DTYPE), "bwd_scratch": str(tlong.BWD_SCRATCH_DTYPE),
             "splits": {str(k): v for k, v in tlong.SPLITS.items()}}
 
